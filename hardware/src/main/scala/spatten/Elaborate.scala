@@ -1,0 +1,75 @@
+package spatten
+
+import chisel3.RawModule
+import circt.stage.ChiselStage
+
+import java.io.{File, PrintWriter}
+import java.nio.file.{Files, StandardCopyOption}
+
+/** Emits SystemVerilog for one or more (top, preset) pairs, plus the parameters as JSON.
+  *
+  * {{{
+  * runMain spatten.Elaborate <top>:<preset>:<outDir> [<top>:<preset>:<outDir> ...]
+  * }}}
+  * Each output directory receives the split SystemVerilog files, any BlackBox resources,
+  * `filelist.f` (the sources in compile order) and `params.json`. Called by
+  * `tools/hwbuild.py`, which caches the outputs by source hash; elaboration itself has no
+  * side effects, only this entry point writes files.
+  */
+object Elaborate {
+
+  /** The modules that can be a top, by name. Each unit that has a testbench of its own
+    * is listed here. */
+  val tops: Map[String, SpAttenParams => RawModule] = Map(
+    "TopKEngine" -> (p => new TopKEngine(p))
+  )
+
+  val firtoolOpts: Array[String] = Array(
+    "-disable-all-randomization",
+    "-strip-debug-info",
+    "-default-layer-specialization=disable",
+    "--lowering-options=disallowLocalVariables,locationInfoStyle=none"
+  )
+
+  def emit(top: String, preset: String, outDir: File): Unit = {
+    val params = SpAttenParams.byName(preset)
+    val gen = tops.getOrElse(top, throw new IllegalArgumentException(
+      s"unknown top '$top'; known tops: ${tops.keys.toSeq.sorted.mkString(", ")}"))
+    val tmp = new File(outDir.getPath + ".tmp")
+    deleteRecursively(tmp)
+    tmp.mkdirs()
+    ChiselStage.emitSystemVerilogFile(
+      gen(params),
+      args = Array("--target-dir", tmp.getPath, "--split-verilog"),
+      firtoolOpts = firtoolOpts)
+    val svFiles = tmp.listFiles().filter(f => f.isFile && (f.getName.endsWith(".sv") || f.getName.endsWith(".v")))
+      .map(_.getName).sorted
+    write(new File(tmp, "filelist.f"), svFiles.mkString("", "\n", "\n"))
+    write(new File(tmp, "params.json"), params.toJson)
+    deleteRecursively(outDir)
+    Files.move(tmp.toPath, outDir.toPath, StandardCopyOption.ATOMIC_MOVE)
+  }
+
+  private def write(f: File, s: String): Unit = {
+    val w = new PrintWriter(f)
+    try w.write(s) finally w.close()
+  }
+
+  private def deleteRecursively(f: File): Unit = {
+    if (f.isDirectory) f.listFiles().foreach(deleteRecursively)
+    if (f.exists()) f.delete()
+  }
+
+  def main(args: Array[String]): Unit = {
+    require(args.nonEmpty, "usage: Elaborate <top>:<preset>:<outDir> ...")
+    args.foreach { job =>
+      job.split(":", 3) match {
+        case Array(top, preset, out) =>
+          new File(out).getAbsoluteFile.getParentFile.mkdirs()
+          emit(top, preset, new File(out).getAbsoluteFile)
+          println(s"[elaborate] $top ($preset) -> $out")
+        case _ => throw new IllegalArgumentException(s"bad job '$job', expected <top>:<preset>:<outDir>")
+      }
+    }
+  }
+}

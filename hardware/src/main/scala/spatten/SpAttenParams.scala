@@ -1,0 +1,113 @@
+package spatten
+
+import chisel3.util.log2Ceil
+
+/** Every size of the accelerator, in one place.
+  *
+  * The Scala side is the single source of truth: [[SpAttenParams.toJson]] writes these
+  * values (and the derived ones) for the Python golden model, memory-image writer and
+  * testbenches, which never restate them. Formats and layouts that use them are defined
+  * in `hardware/SPEC.md`.
+  *
+  * @param preset          name of the preset this came from
+  * @param maxHeadDim      largest head dimension D a request may use
+  * @param maxTokens       largest number of kept tokens N per request (buffer capacity)
+  * @param maxHeads        largest number of heads for head importance / TOPK_HEADS
+  * @param dotLanes        multipliers in the dot-product array (and in the P x V array)
+  * @param numChannels     DRAM channels, each an independent read port
+  * @param burstBytes      bytes of one DRAM request (one burst)
+  * @param dramAddrBits    width of a DRAM byte address
+  * @param topkParallelism comparators of the quick-select top-k engine
+  * @param clockMHz        clock the cycle counts are reported at
+  * @param maxInflight     outstanding DRAM requests per channel
+  */
+case class SpAttenParams(
+  preset:          String = "tiny",
+  maxHeadDim:      Int = 16,
+  maxTokens:       Int = 64,
+  maxHeads:        Int = 8,
+  dotLanes:        Int = 16,
+  numChannels:     Int = 1,
+  burstBytes:      Int = 32,
+  dramAddrBits:    Int = 32,
+  topkParallelism: Int = 4,
+  clockMHz:        Int = 1000,
+  maxInflight:     Int = 16) {
+
+  /** Width of the command and response stream words. */
+  val wordBits: Int = 64
+  /** Fractional bits of the softmax input t_j (index bits of the exp2 table). */
+  val expLutFracBits: Int = 8
+  /** Fractional bits of e_j and p_j. */
+  val probFracBits: Int = 16
+  /** R = floor(2^recipShift / E). */
+  val recipShift: Int = 48
+  val importanceBits: Int = 32
+  val headImportanceBits: Int = 48
+  /** Element width of K, V and q containers. */
+  val dataBits: Int = 16
+
+  val burstBits:    Int = burstBytes * 8
+  val tokenBits:    Int = 16
+  val tokenIdxBits: Int = log2Ceil(maxTokens + 1)
+  val dimBits:      Int = log2Ceil(maxHeadDim + 1)
+  val headIdxBits:  Int = log2Ceil(maxHeads + 1)
+  /** Largest plane row in bytes (D = maxHeadDim at 16 bits), rounded to bursts. */
+  val maxRowBytes:  Int = ((maxHeadDim * dataBits / 8 + burstBytes - 1) / burstBytes) * burstBytes
+  val maxRowBursts: Int = maxRowBytes / burstBytes
+
+  require(maxHeadDim >= 1 && maxHeadDim <= 255, s"maxHeadDim must be in 1..255, got $maxHeadDim")
+  require(maxTokens >= 1 && maxTokens <= 65535, s"maxTokens must be in 1..65535, got $maxTokens")
+  require(maxHeads >= 1 && maxHeads <= 255, s"maxHeads must be in 1..255, got $maxHeads")
+  require(dotLanes >= 1, s"dotLanes must be positive, got $dotLanes")
+  require(numChannels >= 1 && Integer.bitCount(numChannels) == 1,
+    s"numChannels must be a power of two, got $numChannels")
+  require(burstBytes >= 8 && Integer.bitCount(burstBytes) == 1,
+    s"burstBytes must be a power of two >= 8, got $burstBytes")
+  require(dramAddrBits >= 16 && dramAddrBits <= 48, s"dramAddrBits must be in 16..48, got $dramAddrBits")
+  require(topkParallelism >= 1 && Integer.bitCount(topkParallelism) == 1,
+    s"topkParallelism must be a power of two, got $topkParallelism")
+  require(maxInflight >= 1, s"maxInflight must be positive, got $maxInflight")
+
+  /** The parameters, primary and derived, as one JSON object (keys as in SPEC.md). */
+  def toJson: String = {
+    val fields: Seq[(String, Any)] = Seq(
+      "preset" -> preset, "maxHeadDim" -> maxHeadDim, "maxTokens" -> maxTokens,
+      "maxHeads" -> maxHeads, "dotLanes" -> dotLanes, "numChannels" -> numChannels,
+      "burstBytes" -> burstBytes, "dramAddrBits" -> dramAddrBits,
+      "topkParallelism" -> topkParallelism, "clockMHz" -> clockMHz,
+      "maxInflight" -> maxInflight, "wordBits" -> wordBits,
+      "expLutFracBits" -> expLutFracBits, "probFracBits" -> probFracBits,
+      "recipShift" -> recipShift, "importanceBits" -> importanceBits,
+      "headImportanceBits" -> headImportanceBits, "dataBits" -> dataBits,
+      "maxRowBytes" -> maxRowBytes)
+    fields.map {
+      case (k, v: String) => s"""  "$k": "$v""""
+      case (k, v)         => s"""  "$k": $v"""
+    }.mkString("{\n", ",\n", "\n}\n")
+  }
+}
+
+/** The named presets. Use `SpAttenParams.byName`. */
+object SpAttenParams {
+
+  /** Small enough for a 2-core CI machine: every unit test and the main regression. */
+  val tiny: SpAttenParams = SpAttenParams()
+
+  /** 1/8 of the paper: the original release's simulation defaults (64 multipliers,
+    * 2 HBM2 channels, top-k parallelism 16), sized for 1k-2k-token contexts. */
+  val eighth: SpAttenParams = SpAttenParams(
+    preset = "eighth", maxHeadDim = 64, maxTokens = 2048, maxHeads = 32, dotLanes = 64,
+    numChannels = 2, topkParallelism = 16, maxInflight = 32)
+
+  /** The paper's configuration: 512 multipliers, 16 HBM2 channels, 1 GHz. */
+  val paper: SpAttenParams = SpAttenParams(
+    preset = "paper", maxHeadDim = 64, maxTokens = 2048, maxHeads = 32, dotLanes = 512,
+    numChannels = 16, topkParallelism = 16, maxInflight = 32)
+
+  val all: Seq[SpAttenParams] = Seq(tiny, eighth, paper)
+
+  def byName(name: String): SpAttenParams = all.find(_.preset == name).getOrElse(
+    throw new IllegalArgumentException(
+      s"unknown preset '$name'; known presets: ${all.map(_.preset).mkString(", ")}"))
+}
