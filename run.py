@@ -169,8 +169,8 @@ def float_error(prog, packets) -> dict:
               help="Hardware parameter preset (SpAttenParams.scala).")
 @click.option("--dram", "backend", type=click.Choice(["builtin", "ramulator2", "ideal"]), default="builtin",
               show_default=True, help="DRAM backend of the DPI model.")
-@click.option("--dram-config", type=click.Path(exists=True, dir_okay=False, path_type=Path),  # noqa: E501
-              default=DEFAULT_DRAM_CONFIG, show_default=True, help="Ramulator2-style YAML of the DRAM.")
+@click.option("--dram-config", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help=f"Ramulator2-style YAML of the DRAM [default: {DEFAULT_DRAM_CONFIG.relative_to(ROOT)}].")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Run only the first N rows.")
 @click.option("--step", type=click.IntRange(min=0), default=None, help="Run only decode step (iteration_id) K.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -180,7 +180,7 @@ def float_error(prog, packets) -> dict:
 @click.option("--check/--no-check", default=True, show_default=True,
               help="Compare every response with the golden model.")
 @click.option("--seed", type=int, default=1, show_default=True, help="Seed of synthetic data.")
-def main(workload: Path, preset: str, backend: str, dram_config: Path, limit: int | None,
+def main(workload: Path, preset: str, backend: str, dram_config: Path | None, limit: int | None,
          step: int | None, out: Path | None, dense: bool, check: bool, seed: int) -> None:
     """Simulate WORKLOAD (a workload CSV; tensors beside it as <name>.npz are used when present)."""
     from tools import hwbuild, program, report
@@ -200,6 +200,9 @@ def main(workload: Path, preset: str, backend: str, dram_config: Path, limit: in
             raise click.UsageError("--limit/--step select rows of the CSV; with tensors beside it, "
                                    "run the whole workload (or regenerate it smaller with gen_workload.py)")
     out = out or ROOT / "results" / workload.stem
+    dram_config = dram_config or DEFAULT_DRAM_CONFIG
+    if backend != "ideal" and not dram_config.is_file():
+        raise click.ClickException(f"DRAM config {dram_config} does not exist (see hardware/dpi/configs/)")
     click.echo(f"[run] {workload}: {len(rows)} rows, {'functional (tensors)' if tensors else 'synthetic data'}; "
                f"preset {preset}, DRAM {backend}", err=True)
 
