@@ -6,7 +6,7 @@ import chisel3.util.HasBlackBoxResource
 
 /** The DPI-C DRAM channel model (`hardware/dpi/sv/SpAttenDram.sv`), one per channel.
   *
-  * Every clock edge it calls the C++ model (`hardware/dpi/*.cc`), which checks each
+  * Every clock edge it calls the C++ model (the `.cc` files of `hardware/dpi/`), which checks each
   * request address (burst-aligned, below `2^dramAddrBits`, owned by this channel), times
   * it with the selected backend (built-in HBM2 model, Ramulator2 or ideal) and returns the
   * burst's bytes from the memory image in request order. Its outputs are registered.
