@@ -43,12 +43,15 @@ other bit zero). The file size is a multiple of 16. C++ reads it as
 
 from __future__ import annotations
 
+import operator
 import os
 import struct
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence, Union
+
+import numpy as np
 
 from workloads.params import HwParams
 
@@ -95,11 +98,10 @@ def _fit(owner: str, name: str, value: int, bits: int, signed: bool = False) -> 
     """Check ``value`` fits ``bits`` bits and return it as an unsigned bit pattern."""
     if isinstance(value, bool):
         value = int(value)
-    if not isinstance(value, int):
-        try:
-            value = int(value)  # numpy integers
-        except (TypeError, ValueError):
-            raise CommandError(f"{owner}.{name}: expected an integer, got {value!r}") from None
+    try:
+        value = operator.index(value)  # ints and numpy integers; floats are refused
+    except TypeError:
+        raise CommandError(f"{owner}.{name}: expected an integer, got {value!r}") from None
     lo, hi = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
     if not lo <= value <= hi:
         raise CommandError(
@@ -118,10 +120,21 @@ def _sext(value: int, bits: int) -> int:
 
 def _pack16(values: Sequence[int], owner: str, name: str, signed: bool = False) -> list[int]:
     """Four 16-bit lanes per word, element ``i`` in bits ``[16*(i%4)+15 : 16*(i%4)]``."""
-    words = [0] * ((len(values) + 3) // 4)
-    for i, v in enumerate(values):
-        words[i // 4] |= _fit(owner, f"{name}[{i}]", v, 16, signed) << (16 * (i % 4))
-    return words
+    lo, hi = (-(1 << 15), (1 << 15) - 1) if signed else (0, 0xFFFF)
+    try:
+        raw = np.asarray(values)
+        a = raw.astype(np.int64).reshape(-1)
+        ok = bool(raw.size == 0 or (raw.dtype.kind in "iu" and a.min() >= lo and a.max() <= hi))
+    except (OverflowError, TypeError, ValueError):
+        ok = False
+    if not ok:  # find the first offending element for the message
+        for i, v in enumerate(values):
+            _fit(owner, f"{name}[{i}]", v, 16, signed)
+    u = np.zeros(-(-a.size // 4) * 4, dtype=np.uint64)
+    u[: a.size] = (a & 0xFFFF).astype(np.uint64)
+    lanes = u.reshape(-1, 4)
+    words = lanes[:, 0] | lanes[:, 1] << np.uint64(16) | lanes[:, 2] << np.uint64(32) | lanes[:, 3] << np.uint64(48)
+    return [int(w) for w in words]
 
 
 def _unpack16(words: Sequence[int], n: int, signed: bool = False) -> tuple[int, ...]:
@@ -170,7 +183,13 @@ class AttendCmd:
     d: int | None = None
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "query", tuple(int(x) for x in self.query))
+        q = []
+        for i, x in enumerate(self.query):
+            try:
+                q.append(operator.index(x))
+            except TypeError:
+                raise CommandError(f"AttendCmd.query[{i}]: expected an integer, got {x!r}") from None
+        object.__setattr__(self, "query", tuple(q))
         if self.d is None:
             object.__setattr__(self, "d", len(self.query))
 
