@@ -155,6 +155,17 @@ def _header(opcode: int, tag: int, owner: str) -> int:
 
 # ---- commands --------------------------------------------------------------------------
 
+def _base_problems(params: HwParams, **bases: int) -> list[str]:
+    """SPEC 5: every DRAM base of a command must be burst-aligned and below
+    ``2^dramAddrBits`` (checked on the base alone, used or not), else an error response."""
+    out = []
+    for name, base in bases.items():
+        if base % params.burst_bytes or base >> params.dram_addr_bits:
+            out.append(f"{name}={base:#x} is not a {params.burst_bytes}-byte aligned address below "
+                       f"2^{params.dram_addr_bits}")
+    return out
+
+
 @dataclass(frozen=True)
 class AttendCmd:
     """ATTEND: one head, one query row (SPEC 2 and 5). ``d`` defaults to ``len(query)``.
@@ -229,7 +240,8 @@ class AttendCmd:
             p.append(f"headId={self.head_id} not in 0..maxHeads-1={params.max_heads - 1}")
         if len(self.query) != self.d:
             p.append(f"query has {len(self.query)} elements, D={self.d}")
-        return p
+        return p + _base_problems(params, k_msb_base=self.k_msb_base, k_lsb_base=self.k_lsb_base,
+                                  v_base=self.v_base, tokens_base=self.tokens_base)
 
 
 @dataclass(frozen=True)
@@ -248,9 +260,8 @@ class TopkTokensCmd:
         return _with_last([w0, _fit(o, "tokens_base", self.tokens_base, 64)])
 
     def problems(self, params: HwParams) -> list[str]:
-        if self.n > params.max_tokens:
-            return [f"n={self.n} > maxTokens={params.max_tokens}"]
-        return []
+        p = [f"n={self.n} > maxTokens={params.max_tokens}"] if self.n > params.max_tokens else []
+        return p + _base_problems(params, tokens_base=self.tokens_base)
 
 
 @dataclass(frozen=True)
@@ -303,9 +314,8 @@ class ReadImportanceCmd:
         return _with_last([w0, _fit(o, "tokens_base", self.tokens_base, 64)])
 
     def problems(self, params: HwParams) -> list[str]:
-        if self.n > params.max_tokens:
-            return [f"n={self.n} > maxTokens={params.max_tokens}"]
-        return []
+        p = [f"n={self.n} > maxTokens={params.max_tokens}"] if self.n > params.max_tokens else []
+        return p + _base_problems(params, tokens_base=self.tokens_base)
 
 
 Command = Union[AttendCmd, TopkTokensCmd, TopkHeadsCmd, ClearCmd, ReadImportanceCmd]
