@@ -137,7 +137,10 @@ int run(const Args& a) {
   if (!closedLoop) {
     for (const auto& e : trace) {
       if (e.addr % B != 0) {
-        throw DramError("trace " + a.trace + ": address " + std::to_string(e.addr) + " is not burst-aligned");
+        char hexAddr[32];
+        std::snprintf(hexAddr, sizeof hexAddr, "0x%llx", static_cast<unsigned long long>(e.addr));
+        throw DramError("trace " + a.trace + " (cycle " + std::to_string(e.cycle) + "): address " + hexAddr +
+                        " is not aligned to the burst size (" + std::to_string(B) + " bytes)");
       }
       lanes[(e.addr / B) % C].reqs.push_back(e);
     }

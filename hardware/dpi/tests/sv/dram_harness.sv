@@ -18,7 +18,7 @@ module dram_harness;
   always #1 clock = ~clock;
 
   function automatic logic [7:0] pattern(input longint unsigned a);
-    if (a >= IMAGE_BYTES) return 8'd0;
+    if (a >= longint'(IMAGE_BYTES)) return 8'd0;
     return 8'((a * 131 + (a >> 8) * 7 + 3) & 255);
   endfunction
 
@@ -26,7 +26,7 @@ module dram_harness;
   function automatic logic [ADDR_BITS-1:0] address(input int ch, input int i);
     longint unsigned local_burst = (longint'(i) * 7919) % 4096;
     if (i % 16 == 15) local_burst = local_burst + 100000;  // beyond the image: zeros
-    return ADDR_BITS'((local_burst * NUM_CHANNELS + ch) * BURST_BYTES);
+    return ADDR_BITS'((local_burst * NUM_CHANNELS + longint'(ch)) * BURST_BYTES);
   endfunction
 
   int errors = 0;
@@ -57,11 +57,11 @@ module dram_harness;
       lfsr = {lfsr[30:0], lfsr[31] ^ lfsr[21] ^ lfsr[1] ^ lfsr[0]};
       if (!reset) begin
         if (resp_valid && resp_ready) begin
-          longint unsigned a = longint'(address(ch, got));
+          automatic longint unsigned a = longint'(address(ch, got));
           for (int b = 0; b < BURST_BYTES; b++) begin
-            if (resp_data[8*b +: 8] !== pattern(a + b)) begin
+            if (resp_data[8*b +: 8] !== pattern(a + longint'(b))) begin
               $display("MISMATCH channel %0d response %0d (address 0x%0h) byte %0d: expected 0x%02h, got 0x%02h",
-                       ch, got, a, b, pattern(a + b), resp_data[8*b +: 8]);
+                       ch, got, a, b, pattern(a + longint'(b)), resp_data[8*b +: 8]);
               errors++;
             end
           end
@@ -71,7 +71,7 @@ module dram_harness;
         if (req_valid && req_ready) sent++;
         // Next cycle's request: hold it until taken, else start one 3 times in 4.
         if (!(req_valid && !req_ready)) begin
-          int nxt = sent;
+          automatic int nxt = sent;
           req_valid <= nxt < NUM_REQ && lfsr[1:0] != 2'b00;
           req_addr  <= (bad_addr && ch == 0 && nxt == 5) ? address(ch, nxt) + 4 : address(ch, nxt);
         end
@@ -82,7 +82,7 @@ module dram_harness;
 
   initial begin
     repeat (5) @(posedge clock);
-    reset <= 1'b0;
+    @(negedge clock) reset = 1'b0;
     fork
       begin
         wait (finished_channels == NUM_CHANNELS);
