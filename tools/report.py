@@ -69,17 +69,26 @@ def read_log(path: Path) -> tuple[list[int], list[int]]:
 
 
 def peak_bytes_per_cycle(res: RunResult) -> float:
-    """Peak DRAM bytes per accelerator cycle: from the DRAM model's statistics when it
-    reports them, else one burst per channel per cycle."""
+    """Peak DRAM bytes per accelerator cycle, summed over channels.
+
+    From the DRAM model's statistics: each burst holds a channel's data bus for
+    ``data_bus_cycles / reads`` DRAM cycles (the timing's nBL, a whole number), and the
+    DRAM clock runs ``(1e6 / clock_mhz) / dram_clock_ps`` times per accelerator cycle.
+    Without those figures (the ideal backend, or no reads), one burst per channel per cycle.
+    """
     p = res.prog.params
-    if res.dram_stats:
-        peak = res.dram_stats.get("peak_bytes_per_cycle")
-        if peak:
-            return float(peak)
-        chans = res.dram_stats.get("channels")
-        if isinstance(chans, list) and chans and all("peak_bytes_per_cycle" in c for c in chans):
-            return float(sum(c["peak_bytes_per_cycle"] for c in chans))
-    return float(p.num_channels * p.burst_bytes)
+    stats = res.dram_stats or {}
+    chans = stats.get("channels") or []
+    dram_ps, clock_mhz = stats.get("dram_clock_ps"), stats.get("clock_mhz")
+    ratio = (1e6 / clock_mhz) / dram_ps if dram_ps and clock_mhz else 1.0
+    total = 0.0
+    for c in chans:
+        reads, bus = c.get("reads"), c.get("data_bus_cycles")
+        if reads and bus:
+            total += p.burst_bytes / round(bus / reads) * ratio
+        else:
+            total += p.burst_bytes
+    return total if chans else float(p.num_channels * p.burst_bytes)
 
 
 def macs(prog: Program) -> int:
