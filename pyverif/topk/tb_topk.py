@@ -368,7 +368,7 @@ class TopKRegressionTest(uvm_test):
                      "requests issued / answered": lambda: (len(drv.issued), len(mon.responses)),
                      "seed": run_seed})
         await bfm.reset()
-        await self.sequence.create("seq").start()
+        await self.sequence.create("seq").start(self.env.seqr)
         while len(mon.responses) < len(drv.issued):
             await RisingEdge(bfm.dut.clock)
         await ClockCycles(bfm.dut.clock, 50)

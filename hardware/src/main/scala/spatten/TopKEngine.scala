@@ -292,7 +292,7 @@ class TopKEngine(p: SpAttenParams, scoreBits: Int = 17, capacity: Int = -1, comp
         }.otherwise {
           high      := pivot
           highValid := true.B
-          above     := rank
+          above     := rank(cntBits - 1, 0)
           pivot     := downBest.item
         }
         passes   := passes + 1.U
