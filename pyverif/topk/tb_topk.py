@@ -138,6 +138,8 @@ class TopKCornerSeq(uvm_sequence):
             cases.append((k, list(range(cap))))
             cases.append((k, list(range(cap, 0, -1))))
         cases.append((3, [top, 0, top, 0, top, top]))
+        # More than `capacity` scores: the engine keeps the first `capacity`.
+        cases.append((cap // 2, [rng.randint(0, top) for _ in range(cap + 3)]))
         for k, scores in cases:
             item = TopKRequest("corner", k, scores)
             await self.start_item(item)
@@ -233,6 +235,12 @@ class TopKDriver(uvm_driver):
             self.ap.write(req)
             await done[-1].wait()
             req.last_in_ns = bfm.inp.last_taken_ns
+            # status.overflow is sticky until the next command, which is not sent yet.
+            await ClockCycles(bfm.dut.clock, 2)
+            want = n > ConfigDB().get(None, "", "CAPACITY")
+            if bfm.status()["overflow"] != want:
+                raise AssertionError(f"request #{req.index} ({req}): status.overflow is "
+                                     f"{bfm.status()['overflow']}, expected {int(want)}; {reproduce_hint()}")
             self.seq_item_port.item_done()
 
 
@@ -268,7 +276,8 @@ class TopKScoreboard(ScoreboardBase):
         return [int(j) for j in topk_select(scores, k)]
 
     def predict(self, request: TopKRequest) -> TopKResponse:
-        sel = self.select(request.scores, request.k)
+        scores = request.scores[:_cfg("CAPACITY", 64)]   # the engine drops the rest
+        sel = self.select(scores, request.k)
         return TopKResponse(count=len(sel), items=[(j, request.scores[j]) for j in sel],
                             lasts=[i == len(sel) - 1 for i in range(len(sel))])
 
@@ -289,14 +298,15 @@ class TopKTieFlipScoreboard(TopKScoreboard):
 class TopKCoverage(CoverageBase):
     """Request-shape bins; all must be hit."""
 
-    bins = ("size_1", "size_capacity", "k_0", "k_1", "k_eq_n", "k_gt_n", "k_between",
+    bins = ("size_1", "size_capacity", "overflow", "k_0", "k_1", "k_eq_n", "k_gt_n", "k_between",
             "duplicates", "all_equal", "max_scores", "tie_at_threshold")
 
     def sample(self, item: TopKRequest) -> Iterable[str]:
         cap = _cfg("CAPACITY", 64)
         top = (1 << _cfg("SCORE_BITS", 17)) - 1
-        s, k, n = item.scores, item.k, len(item.scores)
-        hit = []
+        hit = ["overflow"] if len(item.scores) > cap else []
+        s, k = item.scores[:cap], item.k
+        n = len(s)
         if n == 1:
             hit.append("size_1")
         if n == cap:
