@@ -12,6 +12,8 @@ Tests (run them through ``pyverif/topk/test_topk.py``):
 - ``TopKBrokenModelTest``: a negative test. A factory override swaps in a scoreboard
   whose model breaks ties towards the *higher* position; the run must fail in the
   scoreboard (the pytest wrapper checks that it does, and why).
+- ``TopKHangTest``: a negative test of the watchdog (``out`` never taken): the run must
+  fail with a message naming the stalled stream.
 - ``TopKPerfTest``: no stalls, fixed sizes; records cycles from the last input score to
   the last output beat (written to ``SPATTEN_TB_REPORT``).
 """
@@ -189,12 +191,14 @@ class TopKPerfSeq(uvm_sequence):
 class TopKBfm:
     """The DUT's clock, reset and four stream agents (random stalls on all of them)."""
 
-    def __init__(self, dut: SimHandleBase, idle_prob: float, stall_prob: float) -> None:
+    def __init__(self, dut: SimHandleBase, idle_prob: float, stall_prob: float,
+                 out_stall_prob: float | None = None) -> None:
         self.dut = dut
         self.cmd = StreamSource(dut, "io_cmd", dut.clock, rng_for("cmd"), idle_prob)
         self.inp = StreamSource(dut, "io_in", dut.clock, rng_for("in"), idle_prob)
         self.count = StreamSink(dut, "io_count", dut.clock, rng_for("count"), stall_prob)
-        self.out = StreamSink(dut, "io_out", dut.clock, rng_for("out"), stall_prob)
+        self.out = StreamSink(dut, "io_out", dut.clock, rng_for("out"),
+                              stall_prob if out_stall_prob is None else out_stall_prob)
         self.reset_done = Event()
 
     async def reset(self) -> None:
@@ -354,6 +358,8 @@ class TopKRegressionTest(uvm_test):
 
     idle_prob = 0.25
     stall_prob = 0.3
+    out_stall_prob: float | None = None
+    watchdog_cycles = 20000
     sequence = TopKRegressionSeq
 
     def build_phase(self) -> None:
@@ -362,7 +368,7 @@ class TopKRegressionTest(uvm_test):
         ConfigDB().set(None, "*", "CAPACITY", int(params["maxTokens"]))
         ConfigDB().set(None, "*", "SCORE_BITS", len(dut.io_in_bits_score))
         ConfigDB().set(None, "*", "TOPK_REQUESTS", int(os.environ.get("TOPK_REQUESTS", "1000")))
-        self.bfm = TopKBfm(dut, self.idle_prob, self.stall_prob)
+        self.bfm = TopKBfm(dut, self.idle_prob, self.stall_prob, self.out_stall_prob)
         ConfigDB().set(None, "*", "BFM", self.bfm)
         self.env = TopKEnv("env", self)
 
@@ -370,7 +376,7 @@ class TopKRegressionTest(uvm_test):
         self.raise_objection()
         bfm = self.bfm
         drv, mon = self.env.driver, self.env.monitor
-        dog = Watchdog(bfm.dut.clock, limit=20000, probes={
+        dog = Watchdog(bfm.dut.clock, limit=self.watchdog_cycles, probes={
             "cmd beats sent": lambda: bfm.cmd.sent, "in beats sent": lambda: bfm.inp.sent,
             "count beats taken": lambda: bfm.count.received, "out beats taken": lambda: bfm.out.received,
             "engine partition passes": lambda: bfm.status()["passes"],
@@ -400,6 +406,21 @@ class TopKBrokenModelTest(TopKRegressionTest):
         ConfigDB().set(None, "*", "DISABLE_COVERAGE_ERRORS", True)
         super().build_phase()
         ConfigDB().set(None, "*", "TOPK_REQUESTS", 100)
+
+
+@test()
+class TopKHangTest(TopKRegressionTest):
+    """Negative test of the watchdog: ``out`` is never taken, so the engine stalls in its
+    filter pass; the run must fail with a message naming the stalled stream."""
+
+    out_stall_prob = 1.0
+    watchdog_cycles = 2000
+    sequence = TopKRandomSeq
+
+    def build_phase(self) -> None:
+        ConfigDB().set(None, "*", "DISABLE_COVERAGE_ERRORS", True)
+        super().build_phase()
+        ConfigDB().set(None, "*", "TOPK_REQUESTS", 5)
 
 
 @test()

@@ -41,6 +41,14 @@ def test_topk_scoreboard_catches_wrong_model(tmp_path: Path) -> None:
     assert all("expected" in m for m in data["first"]), data
 
 
+def test_topk_watchdog_names_stalled_stream() -> None:
+    """Negative test: with ``out`` never taken the run must fail through the watchdog,
+    whose message names the stream that stopped."""
+    with pytest.raises(AssertionError,
+                       match=r"TopKHangTest: no progress for 2000 cycles[^$]*out beats taken = 0"):
+        hwbuild.run_cocotb("TopKEngine", "tiny", TB, testcase="TopKHangTest")
+
+
 @pytest.mark.skipif(os.environ.get("TOPK_PERF") != "1", reason="set TOPK_PERF=1 to measure cycles")
 @pytest.mark.parametrize("preset", ["tiny", "eighth"])
 def test_topk_cycles(tmp_path: Path, preset: str) -> None:
