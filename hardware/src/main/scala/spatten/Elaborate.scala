@@ -22,7 +22,8 @@ object Elaborate {
   /** The modules that can be a top, by name. Each unit that has a testbench of its own
     * is listed here. */
   val tops: Map[String, SpAttenParams => RawModule] = Map(
-    "TopKEngine" -> (p => new TopKEngine(p))
+    "TopKEngine" -> (p => new TopKEngine(p)),
+    "SimDramChannel" -> (p => new SimDramChannel(p, 0))
   )
 
   val firtoolOpts: Array[String] = Array(
