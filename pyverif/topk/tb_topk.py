@@ -29,12 +29,11 @@ import cocotb
 from cocotb.clock import Clock
 from cocotb.handle import SimHandleBase
 from cocotb.triggers import ClockCycles, Event, RisingEdge
-from cocotb.utils import get_sim_time
 from pyuvm import (ConfigDB, UVMConfigItemNotFound, test, uvm_analysis_port, uvm_driver, uvm_env,
                    uvm_factory, uvm_monitor, uvm_sequence, uvm_sequence_item, uvm_sequencer,
                    uvm_test)
 
-from pyverif.common.params import load_params
+from pyverif.common.params import hw_params
 from pyverif.common.seed import reproduce_hint, rng_for, run_seed
 from pyverif.common.stream import StreamSink, StreamSource
 from pyverif.common.uvm import CoverageBase, ScoreboardBase, write_report
@@ -364,8 +363,8 @@ class TopKRegressionTest(uvm_test):
 
     def build_phase(self) -> None:
         dut = cocotb.top
-        params = load_params()
-        ConfigDB().set(None, "*", "CAPACITY", int(params["maxTokens"]))
+        params = hw_params()
+        ConfigDB().set(None, "*", "CAPACITY", params.max_tokens)
         ConfigDB().set(None, "*", "SCORE_BITS", len(dut.io_in_bits_score))
         ConfigDB().set(None, "*", "TOPK_REQUESTS", int(os.environ.get("TOPK_REQUESTS", "1000")))
         self.bfm = TopKBfm(dut, self.idle_prob, self.stall_prob, self.out_stall_prob)

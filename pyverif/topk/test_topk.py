@@ -1,13 +1,13 @@
 """pytest entry points of the top-k engine testbench (``pyverif/topk/tb_topk.py``).
 
 Run: ``.venv/bin/python -m pytest pyverif/topk -q`` (``WAVES=1`` for waveforms,
-``SPATTEN_SEED=<n>`` to reproduce a seed).
+``SPATTEN_SEED=<n>`` to reproduce a seed; ``-m slow -k cycles`` for the cycle
+measurements on the tiny and eighth presets).
 """
 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -15,6 +15,8 @@ import pytest
 from tools import hwbuild
 
 TB = "pyverif.topk.tb_topk"
+#: Elaborated up front by the repository's conftest.py (one sbt run for all tops).
+RTL_TOPS = [("TopKEngine", "tiny")]
 
 
 def test_topk_regression(tmp_path: Path) -> None:
@@ -49,7 +51,7 @@ def test_topk_watchdog_names_stalled_stream() -> None:
         hwbuild.run_cocotb("TopKEngine", "tiny", TB, testcase="TopKHangTest")
 
 
-@pytest.mark.skipif(os.environ.get("TOPK_PERF") != "1", reason="set TOPK_PERF=1 to measure cycles")
+@pytest.mark.slow
 @pytest.mark.parametrize("preset", ["tiny", "eighth"])
 def test_topk_cycles(tmp_path: Path, preset: str) -> None:
     """Cycle measurement (not in CI): prints cycles from the last input to the last output."""
