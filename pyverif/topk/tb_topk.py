@@ -364,7 +364,9 @@ class TopKRegressionTest(uvm_test):
     def build_phase(self) -> None:
         dut = cocotb.top
         params = hw_params()
-        ConfigDB().set(None, "*", "CAPACITY", params.max_tokens)
+        # TOPK_CAPACITY: set by the pytest wrapper for tops whose capacity is not maxTokens.
+        capacity = int(os.environ.get("TOPK_CAPACITY", params.max_tokens))
+        ConfigDB().set(None, "*", "CAPACITY", capacity)
         ConfigDB().set(None, "*", "SCORE_BITS", len(dut.io_in_bits_score))
         ConfigDB().set(None, "*", "TOPK_REQUESTS", int(os.environ.get("TOPK_REQUESTS", "1000")))
         self.bfm = TopKBfm(dut, self.idle_prob, self.stall_prob, self.out_stall_prob)

@@ -16,7 +16,7 @@ from tools import hwbuild
 
 TB = "pyverif.topk.tb_topk"
 #: Elaborated up front by the repository's conftest.py (one sbt run for all tops).
-RTL_TOPS = [("TopKEngine", "tiny")]
+RTL_TOPS = [("TopKEngine", "tiny"), ("TopKEngineWide", "tiny")]
 
 
 def test_topk_regression(tmp_path: Path) -> None:
@@ -28,6 +28,19 @@ def test_topk_regression(tmp_path: Path) -> None:
     data = json.loads(report.read_text())["TopKRegressionTest"]
     assert data["scoreboard"]["mismatches"] == 0
     assert data["scoreboard"]["checked"] >= 1000
+    assert data["coverage"]["missed"] == []
+
+
+def test_topk_wide_one_row(tmp_path: Path) -> None:
+    """The head-ranking shape: 48-bit scores, capacity maxHeads, comparators >= capacity
+    (every candidate in one row of the buffers); 300 random requests with stalls."""
+    report = tmp_path / "report.json"
+    params = hwbuild.elaborate("TopKEngineWide", "tiny").params
+    hwbuild.run_cocotb("TopKEngineWide", "tiny", TB, testcase="TopKRegressionTest",
+                       extra_env={"SPATTEN_TB_REPORT": str(report), "TOPK_REQUESTS": "300",
+                                  "TOPK_CAPACITY": str(params["maxHeads"])})
+    data = json.loads(report.read_text())["TopKRegressionTest"]
+    assert data["scoreboard"]["mismatches"] == 0 and data["scoreboard"]["checked"] >= 300
     assert data["coverage"]["missed"] == []
 
 

@@ -92,9 +92,12 @@ class TopKStatus(cntBits: Int) extends Bundle {
   * @param scoreBits   width of the unsigned scores (17 for probabilities, 48 for importance)
   * @param capacity    largest `n`; `<= 0` means `p.maxTokens`
   * @param comparators keys compared a cycle, a power of two; `<= 0` means `p.topkParallelism`
+  * @param moduleName  the Verilog module name (a variant elaborated as its own top, in
+  *                    `Elaborate.tops`, passes its key)
   */
-class TopKEngine(p: SpAttenParams, scoreBits: Int = 17, capacity: Int = 0, comparators: Int = 0)
-    extends Module {
+class TopKEngine(p: SpAttenParams, scoreBits: Int = 17, capacity: Int = 0, comparators: Int = 0,
+    moduleName: String = "TopKEngine") extends Module {
+  override def desiredName: String = moduleName
   val cap: Int = if (capacity > 0) capacity else p.maxTokens
   val lanes: Int = if (comparators > 0) comparators else p.topkParallelism
   require(scoreBits >= 1, s"scoreBits must be positive, got $scoreBits")
@@ -116,7 +119,7 @@ class TopKEngine(p: SpAttenParams, scoreBits: Int = 17, capacity: Int = 0, compa
     val status = Output(new TopKStatus(cntBits))
   })
 
-  /** A key `(score, -position)` and its pivot hash. */
+  /** A key `(score, -position)`: a score and its position. */
   class Item extends Bundle {
     val score = UInt(scoreBits.W)
     val pos   = UInt(posBits.W)
