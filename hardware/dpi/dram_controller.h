@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <vector>
 
 #include "address_mapper.h"
@@ -39,6 +40,11 @@ class DramController {
   bool idle() const { return queue_.empty() && active_.empty() && pending_.empty(); }
   const BackendStats& stats() const { return stats_; }
   int64_t clock() const { return clk_; }
+
+  /// Called for every command issued: cycle, command, target (PREA and REF address
+  /// the whole channel). For independent timing checkers and command traces.
+  using CommandObserver = std::function<void(int64_t clk, Command cmd, const DramCoord& c)>;
+  void setCommandObserver(CommandObserver f) { observer_ = std::move(f); }
 
  private:
   enum class Kind { Unknown, Hit, Miss, Conflict };
@@ -82,6 +88,7 @@ class DramController {
   int64_t nextRefresh_;
   int refreshesDue_ = 0;
   BackendStats stats_;
+  CommandObserver observer_;
 };
 
 }  // namespace spatten::dram

@@ -18,6 +18,7 @@ REPO = DPI.parents[1]
 BUILD = REPO / "build" / "dpi-tests"
 sys.path.insert(0, str(DPI))
 
+import build_ramulator2  # noqa: E402
 import dpi_build  # noqa: E402
 
 # HBM2_2Gbps (JESD235, as in Ramulator2's preset), in tCK = 1 ns cycles.
@@ -40,11 +41,20 @@ def built() -> Path:
     if shutil.which("cmake") is None:
         pytest.fail("cmake not found: install cmake (Debian: apt-get install cmake libgtest-dev libyaml-cpp-dev)")
     stamp = BUILD / ".spatten-fingerprint"
-    fp = _fingerprint()
+    # With a Ramulator2 checkout the ramulator2 backend is compiled in and tested too.
+    ram = build_ramulator2.ramulator2_dir()
+    ram_args: list[str] = []
+    if build_ramulator2.has_checkout(ram):
+        lib = build_ramulator2.build(ram, REPO / "build" / "ramulator2" / build_ramulator2.commit_of(ram)[:12], 2)
+        ram_args = [f"-DSPATTEN_RAMULATOR2_DIR={ram}", f"-DSPATTEN_RAMULATOR2_LIB={lib}"]
+    else:
+        ram_args = ["-USPATTEN_RAMULATOR2_DIR", "-USPATTEN_RAMULATOR2_LIB"]
+    fp = _fingerprint() + "|" + " ".join(ram_args)
     exes = [BUILD / "dram_tests", BUILD / "spatten-dram-replay"]
     if not (stamp.exists() and stamp.read_text() == fp and all(e.exists() for e in exes)):
-        gen = ["-G", "Ninja"] if shutil.which("ninja") else []
-        subprocess.run(["cmake", "-S", str(HERE), "-B", str(BUILD), *gen], check=True, capture_output=True)
+        gen = ["-G", "Ninja"] if shutil.which("ninja") and not (BUILD / "CMakeCache.txt").exists() else []
+        subprocess.run(["cmake", "-S", str(HERE), "-B", str(BUILD), *gen, *ram_args], check=True,
+                       capture_output=True)
         res = subprocess.run(["cmake", "--build", str(BUILD), "-j", "2"], capture_output=True, text=True)
         assert res.returncode == 0, f"C++ build failed:\n{res.stdout[-4000:]}\n{res.stderr[-4000:]}"
         stamp.write_text(fp)
@@ -112,3 +122,16 @@ def test_build_spec_lists_existing_sources() -> None:
     assert {s.name for s in spec.sources} == on_disk, "sources.txt must list every DPI .cc"
     assert "-lyaml-cpp" in spec.ldflags
     assert "not built" in spec.note
+
+
+@pytest.mark.slow
+def test_builtin_matches_ramulator2_within_5_percent() -> None:
+    """compare_ramulator2.py (idle latencies, bandwidth, accelerator-shaped trace);
+    needs a Ramulator2 checkout ($SPATTEN_RAMULATOR2_DIR or third_party/ramulator2)."""
+    ram = build_ramulator2.ramulator2_dir()
+    if not build_ramulator2.has_checkout(ram):
+        pytest.skip(f"no Ramulator2 checkout at {ram}")
+    res = subprocess.run([sys.executable, str(DPI / "compare_ramulator2.py"), "--ramulator2", str(ram),
+                          "--count", "8000", "--heads", "4"], capture_output=True, text=True)
+    assert res.returncode == 0, f"builtin and Ramulator2 differ by more than 5%:\n{res.stdout}\n{res.stderr[-3000:]}"
+    assert res.stdout.count("| ") >= 8 and "FAIL" not in res.stdout
