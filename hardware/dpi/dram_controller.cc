@@ -34,17 +34,13 @@ bool DramController::closesActiveRow(const DramCoord& c) const {
   return std::any_of(active_.begin(), active_.end(), [&](const Req& r) { return r.bank == b; });
 }
 
-int DramController::pick(std::vector<Req>& reqs, Command* cmd, bool* ready) {
-  if (reqs.empty()) return -1;
-  if (cfg_.scheduler == SchedulerKind::FCFS) {
-    *cmd = device_.requiredCommand(reqs[0].coord);
-    const int64_t at = device_.readyAt(*cmd, reqs[0].coord);
-    *ready = at <= clk_;
-    if (!*ready) minFutureReady_ = std::min(minFutureReady_, at);
-    return 0;
-  }
+void DramController::refreshHitBanks() {
   // Banks whose open row a waiting request hits: such a row is not closed while the
   // hit waits (unless FRFCFS_Cap says the hits have bypassed enough older requests).
+  // Valid until a command issues (version) or a request arrives (nextSeq_).
+  if (hitVersion_ == device_.version() && hitSeq_ == nextSeq_) return;
+  hitVersion_ = device_.version();
+  hitSeq_ = nextSeq_;
   for (int b : hitBankList_) hitBank_[b] = 0;
   hitBankList_.clear();
   for (const std::vector<Req>* v : {&queue_, &active_}) {
@@ -55,6 +51,18 @@ int DramController::pick(std::vector<Req>& reqs, Command* cmd, bool* ready) {
       hitBankList_.push_back(r.bank);
     }
   }
+}
+
+int DramController::pick(std::vector<Req>& reqs, Command* cmd, bool* ready) {
+  if (reqs.empty()) return -1;
+  if (cfg_.scheduler == SchedulerKind::FCFS) {
+    *cmd = device_.requiredCommand(reqs[0].coord);
+    const int64_t at = device_.readyAt(*cmd, reqs[0].coord);
+    *ready = at <= clk_;
+    if (!*ready) minFutureReady_ = std::min(minFutureReady_, at);
+    return 0;
+  }
+  refreshHitBanks();
   int best = -1;
   int bestScore = -1;
   Command bestCmd = Command::RD;
@@ -63,22 +71,30 @@ int DramController::pick(std::vector<Req>& reqs, Command* cmd, bool* ready) {
     Req& r = reqs[i];
     if (r.cacheVersion != version) {
       r.cmd = device_.requiredCommand(r.coord);
-      r.readyAt = device_.readyAt(r.cmd, r.coord);
       r.cacheVersion = version;
+      r.readyVersion = ~uint64_t(0);
     }
     const Command c = r.cmd;
     const int b = r.bank;
     if (c == Command::PRE && hitBank_[b]) continue;
-    const bool rdy = r.readyAt <= clk_;
-    if (!rdy) minFutureReady_ = std::min(minFutureReady_, r.readyAt);
     const bool hit = c == Command::RD && !(cfg_.scheduler == SchedulerKind::FRFCFSCap &&
                                            bypassCount_[b] >= cfg_.schedulerCap);
-    // Vectors are kept oldest first, so the first of equal scores is the oldest.
+    // Vectors are kept oldest first, so of equal scores the first (oldest) wins: a
+    // request that cannot score higher than the best so far needs no timing check.
+    // (When nothing is ready, no request is skipped, so minFutureReady_ is complete.)
+    if (2 + (hit ? 1 : 0) <= bestScore) continue;
+    if (r.readyVersion != version) {
+      r.readyAt = device_.readyAt(c, r.coord);
+      r.readyVersion = version;
+    }
+    const bool rdy = r.readyAt <= clk_;
+    if (!rdy) minFutureReady_ = std::min(minFutureReady_, r.readyAt);
     const int score = (rdy ? 2 : 0) + (hit ? 1 : 0);
     if (score > bestScore) {
       best = static_cast<int>(i);
       bestScore = score;
       bestCmd = c;
+      if (score == 3) break;  // the oldest ready row hit: nothing can beat it
     }
   }
   *cmd = bestCmd;

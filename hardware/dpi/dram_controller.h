@@ -59,6 +59,7 @@ class DramController {
     // Cache of the device's answer, valid while device_.version() == cacheVersion.
     uint64_t cacheVersion = ~uint64_t(0);
     Command cmd = Command::ACT;
+    uint64_t readyVersion = ~uint64_t(0);
     int64_t readyAt = 0;
   };
 
@@ -68,6 +69,7 @@ class DramController {
   /// Issues this cycle's command, if any; true when one was issued.
   bool schedule();
   bool closesActiveRow(const DramCoord& c) const;
+  void refreshHitBanks();
 
   DramConfig cfg_;
   Hbm2Device device_;
@@ -79,6 +81,7 @@ class DramController {
   std::vector<uint64_t> completed_;
   std::vector<uint8_t> hitBank_;  ///< scratch of pick(): bank has a waiting row hit
   std::vector<int> hitBankList_;  ///< banks set in hitBank_
+  uint64_t hitVersion_ = ~uint64_t(0), hitSeq_ = ~uint64_t(0);
   std::vector<int> bypassCount_;  ///< FRFCFS_Cap: per bank hits that bypassed an older request
   // Idle skipping: when a cycle issued nothing, no command can issue before skipUntil_
   // unless a command is issued (device version) or a request arrives.

@@ -58,6 +58,8 @@ def _select_tokens(state: SpAttenState, layer: int, total: int) -> tuple[torch.T
     if int(cand.sum()) <= k:
         return cand, False
     score = state.token_importance.clone()
+    if tp.importance == "average":
+        score = score / state.token_seen.clamp(min=1.0)
     forced = torch.zeros(total, dtype=torch.bool)
     forced[: tp.sink_tokens] = True
     if tp.recent_tokens:
@@ -181,6 +183,8 @@ def spatten_attention_forward(
         if tq > 1:
             w = w * kept[tk - tq :].view(1, -1, 1).to(p.dtype)
         state.token_importance[idx] += (p * w).sum(dim=(0, 1)).double()
+        visible = torch.ones(1, tq, n_kept) if bias is None else (bias > -1e30).to(p.dtype)
+        state.token_seen[idx] += (visible * w).sum(dim=(0, 1)).double()
         state.head_importance += (out * w).abs().sum(dim=(1, 2)).double()
 
     _record(state, layer, tk, tq, idx, topk_applied, heads, n_values, requant, query, out, key, value)

@@ -16,6 +16,8 @@ YAML layout (every key optional except ``name``; unknown keys are errors)::
       sink_tokens: 4          # first tokens never pruned (attention sinks)
       recent_tokens: 32       # most recent tokens never pruned
       min_tokens: 16          # never keep fewer than this many
+      importance: cumulative  # cumulative (SpAtten: sum of received probability) or
+                              # average (that sum / the requests that could attend to the token)
     head_pruning:
       enabled: false
       schedule: {start: 0.5, end: 1.0, final_keep: 0.75}
@@ -87,6 +89,7 @@ class TokenPruning:
     sink_tokens: int = 0
     recent_tokens: int = 1
     min_tokens: int = 1
+    importance: str = "cumulative"
 
     def keep_count(self, layer: int, n_layers: int, length: int) -> int:
         """Tokens kept at ``layer`` when the sequence has ``length`` tokens."""
@@ -233,6 +236,8 @@ def _validate(p: Policy, src: str) -> None:
         if not 0.0 < sched.final_keep <= 1.0:
             raise _fail(src, f"{sec}.schedule.final_keep", f"must be in (0, 1], got {sched.final_keep}")
     tp = p.token_pruning
+    if tp.importance not in ("cumulative", "average"):
+        raise _fail(src, "token_pruning.importance", f"expected 'cumulative' or 'average', got {tp.importance!r}")
     for key in ("sink_tokens", "recent_tokens"):
         if getattr(tp, key) < 0:
             raise _fail(src, f"token_pruning.{key}", "must be >= 0")

@@ -9,7 +9,9 @@ Cascade semantics (the definition the tests check):
   subset of its previous set plus the new tokens. So a token pruned at (call s, layer l)
   is never fetched again at any layer >= l of any call >= s.
 - Token importance: the attention probability a token receives, summed over surviving
-  heads and query rows, accumulated over all layers and calls (float64).
+  heads and query rows, accumulated over all layers and calls (float64). With the
+  policy's ``importance: average`` the ranking divides it by ``token_seen``, the number
+  of (head, query row) requests that could attend to the token.
 - Head importance: the sum of |output| of a head (over query rows and head dimension),
   accumulated by head index over all layers and calls. Within a call, the heads of layer
   ``l`` are a subset of those of layer ``l-1``; every call starts with all heads.
@@ -57,6 +59,7 @@ class SpAttenState:
     call: int = -1
     length: int = 0
     token_importance: torch.Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.float64))
+    token_seen: torch.Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.float64))
     head_importance: torch.Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.float64))
     alive: list[torch.Tensor] = field(default_factory=list)  # per layer, bool [T]
     alive_heads: list[torch.Tensor] = field(default_factory=list)  # per layer, bool [H], this call
@@ -69,6 +72,7 @@ class SpAttenState:
         self.call = -1
         self.length = 0
         self.token_importance = torch.zeros(0, dtype=torch.float64)
+        self.token_seen = torch.zeros(0, dtype=torch.float64)
         self.head_importance = torch.zeros(self.n_heads, dtype=torch.float64)
         self.alive = [torch.zeros(0, dtype=torch.bool) for _ in range(self.n_layers)]
         self.alive_heads = [torch.ones(self.n_heads, dtype=torch.bool) for _ in range(self.n_layers)]
@@ -85,6 +89,7 @@ class SpAttenState:
         self.call += 1
         self.call_query_len = query_len
         self.token_importance = torch.cat([self.token_importance, torch.zeros(new, dtype=torch.float64)])
+        self.token_seen = torch.cat([self.token_seen, torch.zeros(new, dtype=torch.float64)])
         self.alive = [torch.cat([a, torch.ones(new, dtype=torch.bool)]) for a in self.alive]
         self.alive_heads = [torch.ones(self.n_heads, dtype=torch.bool) for _ in range(self.n_layers)]
         self.length = total_len

@@ -240,3 +240,22 @@ def test_malformed_policy_files_are_rejected(tmp_path, text: str, match: str) ->
 def test_unknown_policy_name() -> None:
     with pytest.raises(PolicyError, match="unknown policy 'nope'.*presets: "):
         load_policy("nope")
+
+
+@pytest.mark.parametrize("kind", ("gpt2", "llama"))
+def test_average_importance_counts_requests(kind: str) -> None:
+    pol = _policy(token_pruning={"enabled": True, "importance": "average", "sink_tokens": 1, "recent_tokens": 2,
+                                 "min_tokens": 3, "schedule": {"start": 0.25, "end": 1.0, "final_keep": 0.3}})
+    _m, _i, run = _run(kind, pol, ctx=40, steps=5, tensors=False)
+    st = run.state
+    # token 0 (a sink, never pruned) is seen by every head of every layer of every query row
+    assert float(st.token_seen[0]) == st.n_heads * st.n_layers * (40 + 5)
+    # token j < 40 of the dense prefill is seen by the 40 - j prefill rows, at most, plus decode rows
+    assert float(st.token_seen[39]) <= st.n_heads * st.n_layers * (1 + 5)
+    # the newest token was seen only by its own decode row, in the layers that kept it
+    assert float(st.token_seen[-1]) == st.n_heads * st.n_layers
+    cum = _run(kind, _policy(token_pruning={**pol.token_pruning.__dict__, "schedule": pol.token_pruning.schedule.__dict__,
+                                             "importance": "cumulative"}), ctx=40, steps=5, tensors=False)[2]
+    kept_avg = [set(r.kept_ids.tolist()) for r in st.records]
+    kept_cum = [set(r.kept_ids.tolist()) for r in cum.state.records]
+    assert kept_avg != kept_cum  # the ranking differs

