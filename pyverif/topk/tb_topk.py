@@ -12,6 +12,8 @@ Tests (run them through ``pyverif/topk/test_topk.py``):
 - ``TopKBrokenModelTest``: a negative test. A factory override swaps in a scoreboard
   whose model breaks ties towards the *higher* position; the run must fail in the
   scoreboard (the pytest wrapper checks that it does, and why).
+- ``TopKHangTest``: a negative test of the watchdog (``out`` never taken): the run must
+  fail with a message naming the stalled stream.
 - ``TopKPerfTest``: no stalls, fixed sizes; records cycles from the last input score to
   the last output beat (written to ``SPATTEN_TB_REPORT``).
 """
@@ -27,12 +29,11 @@ import cocotb
 from cocotb.clock import Clock
 from cocotb.handle import SimHandleBase
 from cocotb.triggers import ClockCycles, Event, RisingEdge
-from cocotb.utils import get_sim_time
 from pyuvm import (ConfigDB, UVMConfigItemNotFound, test, uvm_analysis_port, uvm_driver, uvm_env,
                    uvm_factory, uvm_monitor, uvm_sequence, uvm_sequence_item, uvm_sequencer,
                    uvm_test)
 
-from pyverif.common.params import load_params
+from pyverif.common.params import hw_params
 from pyverif.common.seed import reproduce_hint, rng_for, run_seed
 from pyverif.common.stream import StreamSink, StreamSource
 from pyverif.common.uvm import CoverageBase, ScoreboardBase, write_report
@@ -104,6 +105,7 @@ class TopKResponse:
     items: list[tuple[int, int]] = field(default_factory=list)   # (position, score)
     lasts: list[bool] = field(default_factory=list)              # `last` flag of each item
     end_ns: int = -1                                             # when the final beat was taken
+    count_ns: int = -1                                           # when the count beat was taken
 
     def __eq__(self, other: object) -> bool:
         return (isinstance(other, TopKResponse) and self.count == other.count
@@ -137,6 +139,8 @@ class TopKCornerSeq(uvm_sequence):
             cases.append((k, list(range(cap))))
             cases.append((k, list(range(cap, 0, -1))))
         cases.append((3, [top, 0, top, 0, top, top]))
+        # More than `capacity` scores: the engine keeps the first `capacity`.
+        cases.append((cap // 2, [rng.randint(0, top) for _ in range(cap + 3)]))
         for k, scores in cases:
             item = TopKRequest("corner", k, scores)
             await self.start_item(item)
@@ -186,12 +190,14 @@ class TopKPerfSeq(uvm_sequence):
 class TopKBfm:
     """The DUT's clock, reset and four stream agents (random stalls on all of them)."""
 
-    def __init__(self, dut: SimHandleBase, idle_prob: float, stall_prob: float) -> None:
+    def __init__(self, dut: SimHandleBase, idle_prob: float, stall_prob: float,
+                 out_stall_prob: float | None = None) -> None:
         self.dut = dut
         self.cmd = StreamSource(dut, "io_cmd", dut.clock, rng_for("cmd"), idle_prob)
         self.inp = StreamSource(dut, "io_in", dut.clock, rng_for("in"), idle_prob)
         self.count = StreamSink(dut, "io_count", dut.clock, rng_for("count"), stall_prob)
-        self.out = StreamSink(dut, "io_out", dut.clock, rng_for("out"), stall_prob)
+        self.out = StreamSink(dut, "io_out", dut.clock, rng_for("out"),
+                              stall_prob if out_stall_prob is None else out_stall_prob)
         self.reset_done = Event()
 
     async def reset(self) -> None:
@@ -232,6 +238,12 @@ class TopKDriver(uvm_driver):
             self.ap.write(req)
             await done[-1].wait()
             req.last_in_ns = bfm.inp.last_taken_ns
+            # status.overflow is sticky until the next command, which is not sent yet.
+            await ClockCycles(bfm.dut.clock, 2)
+            want = n > ConfigDB().get(None, "", "CAPACITY")
+            if bfm.status()["overflow"] != want:
+                raise AssertionError(f"request #{req.index} ({req}): status.overflow is "
+                                     f"{bfm.status()['overflow']}, expected {int(want)}; {reproduce_hint()}")
             self.seq_item_port.item_done()
 
 
@@ -246,7 +258,7 @@ class TopKMonitor(uvm_monitor):
         bfm: TopKBfm = ConfigDB().get(self, "", "BFM")
         while True:
             t_count, beat = await bfm.count.recv_timed()
-            resp = TopKResponse(count=beat["bits"], end_ns=t_count)
+            resp = TopKResponse(count=beat["bits"], end_ns=t_count, count_ns=t_count)
             for _ in range(resp.count):
                 t, b = await bfm.out.recv_timed()
                 resp.items.append((b["position"], b["score"]))
@@ -267,7 +279,8 @@ class TopKScoreboard(ScoreboardBase):
         return [int(j) for j in topk_select(scores, k)]
 
     def predict(self, request: TopKRequest) -> TopKResponse:
-        sel = self.select(request.scores, request.k)
+        scores = request.scores[:_cfg("CAPACITY", 64)]   # the engine drops the rest
+        sel = self.select(scores, request.k)
         return TopKResponse(count=len(sel), items=[(j, request.scores[j]) for j in sel],
                             lasts=[i == len(sel) - 1 for i in range(len(sel))])
 
@@ -288,14 +301,15 @@ class TopKTieFlipScoreboard(TopKScoreboard):
 class TopKCoverage(CoverageBase):
     """Request-shape bins; all must be hit."""
 
-    bins = ("size_1", "size_capacity", "k_0", "k_1", "k_eq_n", "k_gt_n", "k_between",
+    bins = ("size_1", "size_capacity", "overflow", "k_0", "k_1", "k_eq_n", "k_gt_n", "k_between",
             "duplicates", "all_equal", "max_scores", "tie_at_threshold")
 
     def sample(self, item: TopKRequest) -> Iterable[str]:
         cap = _cfg("CAPACITY", 64)
         top = (1 << _cfg("SCORE_BITS", 17)) - 1
-        s, k, n = item.scores, item.k, len(item.scores)
-        hit = []
+        hit = ["overflow"] if len(item.scores) > cap else []
+        s, k = item.scores[:cap], item.k
+        n = len(s)
         if n == 1:
             hit.append("size_1")
         if n == cap:
@@ -343,15 +357,19 @@ class TopKRegressionTest(uvm_test):
 
     idle_prob = 0.25
     stall_prob = 0.3
+    out_stall_prob: float | None = None
+    watchdog_cycles = 20000
     sequence = TopKRegressionSeq
 
     def build_phase(self) -> None:
         dut = cocotb.top
-        params = load_params()
-        ConfigDB().set(None, "*", "CAPACITY", int(params["maxTokens"]))
+        params = hw_params()
+        # TOPK_CAPACITY: set by the pytest wrapper for tops whose capacity is not maxTokens.
+        capacity = int(os.environ.get("TOPK_CAPACITY", params.max_tokens))
+        ConfigDB().set(None, "*", "CAPACITY", capacity)
         ConfigDB().set(None, "*", "SCORE_BITS", len(dut.io_in_bits_score))
         ConfigDB().set(None, "*", "TOPK_REQUESTS", int(os.environ.get("TOPK_REQUESTS", "1000")))
-        self.bfm = TopKBfm(dut, self.idle_prob, self.stall_prob)
+        self.bfm = TopKBfm(dut, self.idle_prob, self.stall_prob, self.out_stall_prob)
         ConfigDB().set(None, "*", "BFM", self.bfm)
         self.env = TopKEnv("env", self)
 
@@ -359,7 +377,7 @@ class TopKRegressionTest(uvm_test):
         self.raise_objection()
         bfm = self.bfm
         drv, mon = self.env.driver, self.env.monitor
-        dog = Watchdog(bfm.dut.clock, limit=20000, probes={
+        dog = Watchdog(bfm.dut.clock, limit=self.watchdog_cycles, probes={
             "cmd beats sent": lambda: bfm.cmd.sent, "in beats sent": lambda: bfm.inp.sent,
             "count beats taken": lambda: bfm.count.received, "out beats taken": lambda: bfm.out.received,
             "engine partition passes": lambda: bfm.status()["passes"],
@@ -368,7 +386,7 @@ class TopKRegressionTest(uvm_test):
                      "requests issued / answered": lambda: (len(drv.issued), len(mon.responses)),
                      "seed": run_seed})
         await bfm.reset()
-        await self.sequence.create("seq").start()
+        await self.sequence.create("seq").start(self.env.seqr)
         while len(mon.responses) < len(drv.issued):
             await RisingEdge(bfm.dut.clock)
         await ClockCycles(bfm.dut.clock, 50)
@@ -392,6 +410,21 @@ class TopKBrokenModelTest(TopKRegressionTest):
 
 
 @test()
+class TopKHangTest(TopKRegressionTest):
+    """Negative test of the watchdog: ``out`` is never taken, so the engine stalls in its
+    filter pass; the run must fail with a message naming the stalled stream."""
+
+    out_stall_prob = 1.0
+    watchdog_cycles = 2000
+    sequence = TopKRandomSeq
+
+    def build_phase(self) -> None:
+        ConfigDB().set(None, "*", "DISABLE_COVERAGE_ERRORS", True)
+        super().build_phase()
+        ConfigDB().set(None, "*", "TOPK_REQUESTS", 5)
+
+
+@test()
 class TopKPerfTest(TopKRegressionTest):
     """Cycle measurement: no stalls; sizes from ``PERF_SIZES`` (comma list)."""
 
@@ -407,12 +440,17 @@ class TopKPerfTest(TopKRegressionTest):
         ConfigDB().set(None, "*", "DISABLE_COVERAGE_ERRORS", True)
 
     def report_phase(self) -> None:
-        rows: dict[str, list[int]] = {}
+        rows: dict[str, list[tuple[int, int]]] = {}
         for req, resp in zip(self.env.driver.issued, self.env.monitor.responses):
-            cycles = (resp.end_ns - req.last_in_ns) // CLOCK_NS
-            rows.setdefault(f"n={len(req.scores)} k={req.k}", []).append(cycles)
-        summary = {key: {"min": min(v), "mean": sum(v) / len(v), "max": max(v)} for key, v in rows.items()}
-        for key, v in summary.items():
-            self.logger.info(f"perf {key}: cycles from last input to last output "
-                             f"min {v['min']} mean {v['mean']:.1f} max {v['max']}")
+            select = (resp.count_ns - req.last_in_ns) // CLOCK_NS
+            total = (resp.end_ns - req.last_in_ns) // CLOCK_NS
+            rows.setdefault(f"n={len(req.scores)} k={req.k}", []).append((select, total))
+        summary = {}
+        for key, v in rows.items():
+            sel, tot = [a for a, _ in v], [b for _, b in v]
+            summary[key] = {"select_mean": sum(sel) / len(sel), "select_max": max(sel),
+                            "min": min(tot), "mean": sum(tot) / len(tot), "max": max(tot)}
+            self.logger.info(f"perf {key}: cycles from the last input to the count beat (selection) "
+                             f"mean {summary[key]['select_mean']:.1f} max {max(sel)}; to the last output "
+                             f"min {min(tot)} mean {summary[key]['mean']:.1f} max {max(tot)}")
         write_report("perf", summary)

@@ -23,6 +23,10 @@ object Elaborate {
     * is listed here. */
   val tops: Map[String, SpAttenParams => RawModule] = Map(
     "TopKEngine" -> (p => new TopKEngine(p)),
+    // Head-importance scores (48 bits), capacity maxHeads, all candidates in one row.
+    "TopKEngineWide" -> (p => new TopKEngine(p, scoreBits = p.headImportanceBits, capacity = p.maxHeads,
+      comparators = math.max(p.topkParallelism, 1 << chisel3.util.log2Ceil(p.maxHeads)),
+      moduleName = "TopKEngineWide")),
     "SimDramChannel" -> (p => new SimDramChannel(p, 0))
   )
 

@@ -52,38 +52,52 @@ class TopKStatus(cntBits: Int) extends Bundle {
   *     the engine accepts the next command only after both are fully taken.
   *  1. `out`: the selected `(position, score)` pairs in ascending position order, `last`
   *     on the final one.
-  * No `ready` depends combinationally on a `valid` of the same port pair and no output
-  * `valid` depends on any `ready`.
+  * Every `ready` and `valid` the engine drives is a function of its registers and
+  * memories only (no combinational path from any input `valid` or `ready`). Below,
+  * `n` is the number of scores kept (at most `capacity`).
   *
   * ==Algorithm==
-  * Scores are stored in a `ceil(capacity / comparators)`-row memory, `comparators`
-  * scores a row. If `0 < k < n`, quick-select finds the k-th largest key `T`: the
-  * candidates are the keys inside an open interval `(low, high)` (initially
-  * unbounded), with `above` keys known to be larger than `high`. Each partition pass
-  * reads all rows, `comparators` keys a cycle, and counts the candidates greater than
-  * the pivot `p`; with `rank = above + count + 1`: `rank == k` gives `T = p`,
-  * `rank > k` sets `low = p`, `rank < k` sets `high = p, above = rank`. The pivot is
-  * the candidate with the smallest hash `h(position)`, where `h` is a bijection on
-  * positions salted from an LFSR that steps once per request; both possible next
-  * pivots (smallest hash above and below `p`) are tracked during the pass, so passes
-  * run back to back. Then one filter pass streams out, in position order, every item
-  * whose key is at least `T` (all items when `k >= n`).
+  * Scores are kept twice: in arrival order in a `ceil(capacity / comparators)`-row
+  * store (`comparators` scores a row, for the filter pass), and as `(score, position)`
+  * candidates in the first of three candidate buffers (`comparators` banks each). If
+  * `0 < k < n`, quick-select finds the k-th largest key `T`. A partition pass reads
+  * the source buffer's candidates, `comparators` a cycle, compares each with the pivot
+  * `p` and writes those above `p` and those below `p`, each side compacted in
+  * arrival order (a prefix count and a rotation onto the banks), into the two other
+  * buffers. With `rank = above + (candidates above p) + 1`: `rank == k` gives `T = p`;
+  * `rank > k` keeps the upper side; `rank < k` keeps the lower side and sets
+  * `above = rank`. The kept side's buffer becomes the next source and the other two
+  * the next targets. The pivot is the candidate with the smallest hash
+  * `h(position)`, a bijection on positions (xor salt, odd multiply, xor-shift) salted
+  * from an LFSR that steps once per request, i.e. a pseudo-random candidate; the
+  * smallest-hash candidate on each side is tracked during the pass, so passes run back
+  * to back. Then one filter pass over the store streams out, in position order, every
+  * item whose key is at least `T` (all items when `k >= n`, none when `k == 0`).
   *
   * ==Cycles==
-  * Loading takes one cycle a score. A partition pass takes `rows + 2` cycles with
-  * `rows = ceil(n / comparators)`; the expected number of passes of randomized
-  * quick-select is about `2 ln n`, the worst case `n - 1` (the hash only makes this
-  * unlikely for any fixed input order). The filter pass takes one cycle a row without a
-  * selected item and one cycle a selected item otherwise (back-pressure aside). The
-  * passes scan all `n` items rather than a compacted candidate list, which keeps the
-  * datapath to `comparators` comparators and one memory read port.
+  * Loading takes one cycle a score (the input never stalls). A partition pass over `m`
+  * candidates takes `ceil(m / comparators) + 2` cycles; the expected total is about
+  * `3.4 n / comparators` (randomized quick-select), the worst case, which the salted
+  * hash makes unlikely for any input order, `n` passes: `O(n^2 / comparators)`.
+  * The filter pass takes one cycle per store row without a selected item and one
+  * cycle per selected item otherwise (back-pressure aside). Measured (no stalls, random
+  * distinct scores, cycles from the last score to the `count` beat / to the last
+  * `out` beat): n = 64, 4 comparators, k = 16: 67 / 87; n = 1024, 16 comparators,
+  * k = 256: 194 / 450; n = 2048, 16 comparators, k = 512: 355 / 868.
   *
-  * @param scoreBits   width of the unsigned scores
-  * @param capacity    largest `n`
-  * @param comparators keys compared a cycle (a power of two)
+  * Storage: `capacity * scoreBits` bits of store plus `3 * capacity * (scoreBits +
+  * log2(capacity))` bits of candidate buffers.
+  *
+  * @param p           the accelerator parameters (defaults for the two below)
+  * @param scoreBits   width of the unsigned scores (17 for probabilities, 48 for importance)
+  * @param capacity    largest `n`; `<= 0` means `p.maxTokens`
+  * @param comparators keys compared a cycle, a power of two; `<= 0` means `p.topkParallelism`
+  * @param moduleName  the Verilog module name (a variant elaborated as its own top, in
+  *                    `Elaborate.tops`, passes its key)
   */
-class TopKEngine(p: SpAttenParams, scoreBits: Int = 17, capacity: Int = -1, comparators: Int = -1)
-    extends Module {
+class TopKEngine(p: SpAttenParams, scoreBits: Int = 17, capacity: Int = 0, comparators: Int = 0,
+    moduleName: String = "TopKEngine") extends Module {
+  override def desiredName: String = moduleName
   val cap: Int = if (capacity > 0) capacity else p.maxTokens
   val lanes: Int = if (comparators > 0) comparators else p.topkParallelism
   require(scoreBits >= 1, s"scoreBits must be positive, got $scoreBits")
@@ -105,7 +119,7 @@ class TopKEngine(p: SpAttenParams, scoreBits: Int = 17, capacity: Int = -1, comp
     val status = Output(new TopKStatus(cntBits))
   })
 
-  /** A key `(score, -position)` and its pivot hash. */
+  /** A key `(score, -position)`: a score and its position. */
   class Item extends Bundle {
     val score = UInt(scoreBits.W)
     val pos   = UInt(posBits.W)
@@ -139,7 +153,13 @@ class TopKEngine(p: SpAttenParams, scoreBits: Int = 17, capacity: Int = -1, comp
   val sIdle :: sLoad :: sDecide :: sPartition :: sFilter :: Nil = Enum(5)
   val state = RegInit(sIdle)
 
-  val mem = SyncReadMem(rows, Vec(lanes, UInt(scoreBits.W)))
+  val addrBits: Int = math.max(1, log2Ceil(rows))
+  /** The scores in arrival order, `lanes` a row: read by the filter pass. */
+  val store = SyncReadMem(rows, Vec(lanes, UInt(scoreBits.W)))
+  /** Three candidate buffers, each `lanes` banks of `rows` items; candidate `i` of a
+    * buffer lives in bank `i % lanes`, row `i / lanes`. Their roles (source, above the
+    * pivot, below the pivot) rotate after every pass. */
+  val work = Seq.fill(3)(Seq.fill(lanes)(SyncReadMem(rows, new Item)))
 
   val kReg     = Reg(UInt(kBits.W))
   val nReg     = RegInit(0.U(cntBits.W))
@@ -149,13 +169,14 @@ class TopKEngine(p: SpAttenParams, scoreBits: Int = 17, capacity: Int = -1, comp
   val saltReg  = Reg(UInt(posBits.W))
 
   // Quick-select state.
+  val srcSel    = Reg(UInt(2.W))
+  val upSel     = Reg(UInt(2.W))
+  val downSel   = Reg(UInt(2.W))
+  val srcCount  = Reg(UInt(cntBits.W))
+  val upCount   = Reg(UInt(cntBits.W))
+  val downCount = Reg(UInt(cntBits.W))
   val pivot     = Reg(new Item)
-  val low       = Reg(new Item)
-  val lowValid  = Reg(Bool())
-  val high      = Reg(new Item)
-  val highValid = Reg(Bool())
   val above     = Reg(UInt(cntBits.W))
-  val cntGt     = Reg(UInt(cntBits.W))
   val upBest    = Reg(new Best)
   val downBest  = Reg(new Best)
   val loadBest  = Reg(new Best)
@@ -174,7 +195,9 @@ class TopKEngine(p: SpAttenParams, scoreBits: Int = 17, capacity: Int = -1, comp
   val fFresh     = RegInit(false.B)
   val doneMask   = Reg(UInt(lanes.W))
 
-  val nRows = (nReg +& (lanes - 1).U) >> laneBits
+  private def rowOf(index: UInt): UInt = (index >> laneBits)(addrBits - 1, 0)
+  private def laneOf(index: UInt): UInt = if (lanes > 1) index(laneBits - 1, 0) else 0.U
+  private def rowsOf(count: UInt): UInt = (count +& (lanes - 1).U) >> laneBits
 
   // ---------------------------------------------------------------- command and load
   io.cmd.ready := state === sIdle
@@ -192,11 +215,26 @@ class TopKEngine(p: SpAttenParams, scoreBits: Int = 17, capacity: Int = -1, comp
   inItem.score := io.in.bits.score
   inItem.pos   := nReg(posBits - 1, 0)
   val inFits = nReg < cap.U
+  // Writes into the candidate buffers: the load writes buffer 0; a pass writes the
+  // buffers with the "above" and "below" roles, compacted (see `compact`).
+  val wrEn   = Wire(Vec(3, Vec(lanes, Bool())))
+  val wrRow  = Wire(Vec(3, Vec(lanes, UInt(addrBits.W))))
+  val wrData = Wire(Vec(3, Vec(lanes, new Item)))
+  wrEn   := 0.U.asTypeOf(wrEn)
+  wrRow  := DontCare
+  wrData := DontCare
+  for (w <- 0 until 3; b <- 0 until lanes) {
+    when(wrEn(w)(b)) { work(w)(b).write(wrRow(w)(b), wrData(w)(b)) }
+  }
   when(io.in.fire) {
     when(inFits) {
       val data = VecInit(Seq.fill(lanes)(io.in.bits.score))
-      val lane = if (lanes > 1) nReg(laneBits - 1, 0) else 0.U
-      mem.write((nReg >> laneBits)(math.max(1, log2Ceil(rows)) - 1, 0), data, UIntToOH(lane, lanes).asBools)
+      store.write(rowOf(nReg), data, UIntToOH(laneOf(nReg), lanes).asBools)
+      for (b <- 0 until lanes) {
+        wrEn(0)(b)   := laneOf(nReg) === b.U
+        wrRow(0)(b)  := rowOf(nReg)
+        wrData(0)(b) := inItem
+      }
       nReg := nReg + 1.U
       val cand = Wire(new Best)
       cand.valid := true.B
@@ -224,10 +262,13 @@ class TopKEngine(p: SpAttenParams, scoreBits: Int = 17, capacity: Int = -1, comp
       state := sFilter
     }.otherwise {
       pivot     := loadBest.item
-      lowValid  := false.B
-      highValid := false.B
+      srcSel    := 0.U
+      upSel     := 1.U
+      downSel   := 2.U
+      srcCount  := nReg
+      upCount   := 0.U
+      downCount := 0.U
       above     := 0.U
-      cntGt     := 0.U
       upBest    := bestNone
       downBest  := bestNone
       issueRow  := 0.U
@@ -237,12 +278,16 @@ class TopKEngine(p: SpAttenParams, scoreBits: Int = 17, capacity: Int = -1, comp
     }
   }
 
-  // ---------------------------------------------------------------- memory read port
+  // ---------------------------------------------------------------- memory reads
   val fAdvance = Wire(Bool())
-  val rowSel = Mux(state === sPartition, issueRow, Mux(fAdvance, fRow + 1.U, fRow))
-  val rowData = mem.read(rowSel(math.max(1, log2Ceil(rows)) - 1, 0), state === sPartition || state === sFilter)
+  val fRowSel  = Mux(fAdvance, fRow + 1.U, fRow)
+  val rowData  = store.read(fRowSel(addrBits - 1, 0), state === sFilter)
+  val srcReads = work.zipWithIndex.map { case (banks, w) =>
+    banks.map(_.read(issueRow(addrBits - 1, 0), state === sPartition && srcSel === w.U))
+  }
+  val srcData = VecInit(srcReads.map(VecInit(_)))(srcSel)
 
-  /** The items of the row `row` as seen on the memory output, with their in-range flags. */
+  /** The items of the row `row` of the store as seen on its read port, with in-range flags. */
   private def rowItems(row: UInt): Seq[(Item, Bool)] = (0 until lanes).map { l =>
     val it = Wire(new Item)
     val pos = (if (lanes > 1) Cat(row, l.U(laneBits.W)) else row)
@@ -251,20 +296,46 @@ class TopKEngine(p: SpAttenParams, scoreBits: Int = 17, capacity: Int = -1, comp
     (it, pos < nReg)
   }
 
+  /** Writes the selected lanes of `items`, in lane order, to consecutive places of the
+    * buffer `dst` starting at candidate index `ptr` (a prefix count and a rotation). */
+  private def compact(items: Seq[Item], sel: Seq[Bool], ptr: UInt, dst: UInt): Unit = {
+    val prefix = sel.scanLeft(0.U(log2Ceil(lanes + 1).W))((acc, s) => acc + s.asUInt)
+    val total  = prefix.last
+    val packed = (0 until lanes).map { j =>
+      Mux1H(sel.zip(prefix).map { case (s, pre) => s && pre === j.U }, items)
+    }
+    val off = laneOf(ptr)
+    for (b <- 0 until lanes) {
+      val j   = (b.U(laneBits.max(1).W) - off)(laneBits.max(1) - 1, 0)
+      val jj  = if (lanes > 1) j else 0.U
+      val row = rowOf(ptr) + (b.U < off).asUInt
+      for (w <- 0 until 3) {
+        when(dst === w.U && jj < total) {
+          wrEn(w)(b)   := true.B
+          wrRow(w)(b)  := row
+          wrData(w)(b) := VecInit(packed)(jj)
+        }
+      }
+    }
+  }
+
   // ---------------------------------------------------------------- partition passes
   when(state === sPartition) {
-    val issuing = issueRow < nRows
+    val issuing = issueRow < rowsOf(srcCount)
     procValid := issuing
     procRow   := issueRow
     when(issuing) { issueRow := issueRow + 1.U }
 
     when(procValid) {
-      val items = rowItems(procRow)
-      val flags = items.map { case (it, inRange) =>
-        val cand = inRange && (!lowValid || keyGt(it, low)) && (!highValid || keyGt(high, it)) &&
-          !(it.score === pivot.score && it.pos === pivot.pos)
+      val items = (0 until lanes).map { l =>
+        val it = srcData(l)
+        val idx = if (lanes > 1) Cat(procRow, l.U(laneBits.W)) else procRow
+        (it, idx < srcCount)
+      }
+      val flags = items.map { case (it, valid) =>
+        val isPivot = it.score === pivot.score && it.pos === pivot.pos
         val gt = keyGt(it, pivot)
-        (cand && gt, cand && !gt)
+        (valid && gt, valid && !gt && !isPivot)
       }
       def pick(sel: Seq[Bool]): Best = VecInit(items.zip(sel).map { case ((it, _), s) =>
         val b = Wire(new Best)
@@ -273,33 +344,41 @@ class TopKEngine(p: SpAttenParams, scoreBits: Int = 17, capacity: Int = -1, comp
         b.item  := it
         b
       }).reduceTree((a, b) => better(a, b))
-      cntGt    := cntGt + PopCount(flags.map(_._1))
-      upBest   := better(pick(flags.map(_._1)), upBest)
-      downBest := better(pick(flags.map(_._2)), downBest)
+      val ups   = flags.map(_._1)
+      val downs = flags.map(_._2)
+      compact(items.map(_._1), ups, upCount, upSel)
+      compact(items.map(_._1), downs, downCount, downSel)
+      upCount   := upCount + PopCount(ups)
+      downCount := downCount + PopCount(downs)
+      upBest    := better(pick(ups), upBest)
+      downBest  := better(pick(downs), downBest)
     }
 
     when(!issuing && !procValid) {
-      // End of a pass: place the pivot.
-      val rank = above +& cntGt +& 1.U
+      // End of a pass: place the pivot, keep the side that holds the k-th key.
+      val rank = above +& upCount +& 1.U
       when(rank === kReg) {
         threshold := pivot
         state     := sFilter
       }.otherwise {
         when(rank > kReg) {
-          low      := pivot
-          lowValid := true.B
           pivot    := upBest.item
+          srcSel   := upSel
+          srcCount := upCount
+          upSel    := srcSel
         }.otherwise {
-          high      := pivot
-          highValid := true.B
-          above     := rank
-          pivot     := downBest.item
+          above    := rank(cntBits - 1, 0)
+          pivot    := downBest.item
+          srcSel   := downSel
+          srcCount := downCount
+          downSel  := srcSel
         }
-        passes   := passes + 1.U
-        cntGt    := 0.U
-        upBest   := bestNone
-        downBest := bestNone
-        issueRow := 0.U
+        passes    := passes + 1.U
+        upCount   := 0.U
+        downCount := 0.U
+        upBest    := bestNone
+        downBest  := bestNone
+        issueRow  := 0.U
       }
     }
   }
