@@ -1,7 +1,7 @@
 # The two entry points of the README's quick start. Both set everything up first
 # (tools/setup.sh is idempotent and fast when nothing changed).
 PY := .venv/bin/python
-WORKLOAD ?= hardware/workloads/smollm2-135m-ctx1024-steps32.csv
+WORKLOAD ?= hardware/workloads/smollm2-135m-ctx1024-s32-spatten-default.csv
 PRESET ?= eighth
 
 .PHONY: setup run test test-all clean
