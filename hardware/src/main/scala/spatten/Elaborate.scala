@@ -21,7 +21,12 @@ object Elaborate {
   /** The modules that can be a top, by name. Each unit that has a testbench of its own
     * is listed here. */
   val tops: Map[String, SpAttenParams => RawModule] = Map(
-    "TopKEngine" -> (p => new TopKEngine(p))
+    "DotProductArray" -> (p => new DotProductArray(p)),
+    "KeyCombine" -> (p => new KeyCombine(p)),
+    "PlaneUnpacker" -> (p => new PlaneUnpacker(p)),
+    "Softmax" -> (p => new Softmax(p)),
+    "TopKEngine" -> (p => new TopKEngine(p)),
+    "ValueAccumulator" -> (p => new ValueAccumulator(p))
   )
 
   val firtoolOpts: Array[String] = Array(
