@@ -1,18 +1,74 @@
-"""Testbench of ``DotProductArray`` against ``workloads.golden.dot_scores``."""
+"""pyuvm testbench of ``DotProductArray`` (reference: ``workloads.golden.dot_scores``).
+
+Tests: ``DotRandomTest`` (300 requests: random D, queries and keys with extremes, random
+stalls on every stream), ``DotThroughputTest`` (no stalls; keys a cycle),
+``DotBrokenModelTest`` (negative: an off-by-one model must make the scoreboard fail).
+"""
 
 from __future__ import annotations
 
-import cocotb
-import numpy as np
-from cocotb.handle import SimHandleBase
-from cocotb.triggers import RisingEdge
+from dataclasses import dataclass
+from typing import Iterable
 
-from pyverif.units.env import load_params, make_rng, start, wait_until
-from pyverif.units.streams import Coverage, Field, Scoreboard, StreamSink, StreamSource
+import numpy as np
+from pyuvm import test, uvm_factory
+
+from pyverif.common.stream import StreamSink, StreamSource
+from pyverif.common.uvm import CoverageBase, ScoreboardBase
+from pyverif.units.env import UnitTest, to_signed, vec_fields, wait_until
 from workloads.golden import dot_scores
 
 REQUESTS = 300
 MIN16, MAX16 = -(1 << 15), (1 << 15) - 1
+
+
+@dataclass
+class DotItem:
+    """One key of one request: the score of ``k`` against ``q`` over ``d`` elements."""
+    request: int
+    q: list[int]
+    k: list[int]
+    d: int
+    last: bool
+
+
+class DotScoreboard(ScoreboardBase):
+    def predict(self, item: DotItem) -> dict[str, int]:
+        s = dot_scores(np.array(item.q[:item.d]), np.array([item.k[:item.d]]))[0]
+        return {"s": int(s), "last": int(item.last)}
+
+    def describe(self, item: DotItem) -> str:
+        return f"request {item.request} (D={item.d}) q={item.q[:item.d]} k={item.k[:item.d]}"
+
+
+class DotOffByOneScoreboard(DotScoreboard):
+    """A wrong model, for the negative test."""
+
+    def predict(self, item: DotItem) -> dict[str, int]:
+        want = super().predict(item)
+        return {**want, "s": want["s"] + 1}
+
+
+class DotCoverage(CoverageBase):
+    bins = ("d1", "dmax", "maxPositiveProduct", "maxNegativeProduct", "largestScore", "last")
+
+    def sample(self, item: DotItem) -> Iterable[str]:
+        dmax = len(item.q)
+        prods = [a * b for a, b in zip(item.q[:item.d], item.k[:item.d])]
+        hits = []
+        if item.d == 1:
+            hits.append("d1")
+        if item.d == dmax:
+            hits.append("dmax")
+        if 1 << 30 in prods:
+            hits.append("maxPositiveProduct")
+        if MIN16 * MAX16 in prods:
+            hits.append("maxNegativeProduct")
+        if item.d == dmax and all(x == MIN16 for x in item.q + item.k):
+            hits.append("largestScore")
+        if item.last:
+            hits.append("last")
+        return hits
 
 
 def _vec(rng, n: int, extreme: float) -> list[int]:
@@ -20,80 +76,87 @@ def _vec(rng, n: int, extreme: float) -> list[int]:
             for _ in range(n)]
 
 
-def _agents(dut, p, rng, idle: float, stall: float, sb: Scoreboard):
-    dmax = p.max_head_dim
-    query = StreamSource(dut, "query", [Field("q", True, dmax), Field("d")], rng, idle=idle)
-    keys = StreamSource(dut, "keys", [Field("k", True, dmax), Field("last")], rng, idle=idle)
-    scores = StreamSink(dut, "scores", [Field("s", signed=True), Field("last")], rng, stall=stall,
-                        on_beat=sb.observe)
-    return query, keys, scores
+@test()
+class DotRandomTest(UnitTest):
+    """Random D, queries and keys (with extremes), random stalls on all streams."""
 
+    scoreboard = DotScoreboard
+    coverage = DotCoverage
+    idle, stall, requests = 0.3, 0.3, REQUESTS
 
-@cocotb.test()
-async def dot_random(dut: SimHandleBase) -> None:
-    """Random D, queries and keys (with extremes), random stalls both sides."""
-    p = load_params()
-    rng = make_rng("dot_random")
-    await start(dut)
-    sb = Scoreboard("scores", dut._log)
-    query, keys, _ = _agents(dut, p, rng, idle=0.3, stall=0.3, sb=sb)
-    dmax = p.max_head_dim
-    cov = Coverage(["d1", "dmax", "maxPositiveProduct", "maxNegativeProduct", "n1", "allExtreme"])
-    for r in range(REQUESTS):
+    async def stimulus(self) -> None:
+        dut, rng, dmax = self.dut, self.rng, int(self.params["maxHeadDim"])
+        query = StreamSource(dut, "io_query", dut.clock, rng, self.idle)
+        keys = StreamSource(dut, "io_keys", dut.clock, rng, self.idle)
+        bits = len(dut.io_scores_bits_s)
+        scores = StreamSink(dut, "io_scores", dut.clock, rng, self.stall, callback=lambda b: self.env.responses.write(
+            {"s": to_signed(b["s"], bits), "last": b["last"]}))
+        total = 0
+        for r in range(self.requests):
+            d, q, k = self.draw(r, dmax)
+            # the query may only change between requests: the previous keys must be in
+            await wait_until(dut, lambda: keys.pending == 0, 100 * dmax, f"keys of request {r - 1}")
+            await query.send({"d": d, **vec_fields(query.port, "q", q)})
+            for j, row in enumerate(k):
+                self.env.requests.write(DotItem(r, q, row, d, j == len(k) - 1))
+                keys.send_nowait({"last": int(j == len(k) - 1), **vec_fields(keys.port, "k", row)})
+            total += len(k)
+        await wait_until(dut, lambda: scores.received == total, 100 * total, "all scores")
+        self.cycles = total
+
+    def draw(self, r: int, dmax: int) -> tuple[int, list[int], list[list[int]]]:
+        rng = self.rng
         d = rng.choice([1, dmax, rng.randint(1, dmax)])
         n = rng.choice([1, rng.randint(1, 12)])
         extreme = rng.choice([0.0, 0.3, 1.0])
-        q = _vec(rng, dmax, extreme)          # elements >= d: garbage the array must ignore
+        q = _vec(rng, dmax, extreme)  # elements >= d: garbage the array must ignore
         k = [_vec(rng, dmax, extreme) for _ in range(n)]
-        if r % 25 == 0:  # the largest score: D = maxHeadDim products of (-2^15)^2
+        if r % 25 == 0:  # the largest score: maxHeadDim products of (-2^15)^2
             d, q, k[0] = dmax, [MIN16] * dmax, [MIN16] * dmax
-        want = dot_scores(np.array(q[:d]), np.array([row[:d] for row in k]))
-        for j in range(n):
-            sb.expect({"s": int(want[j]), "last": int(j == n - 1)}, f"request {r} key {j} (D={d})")
-        prods = [q[i] * row[i] for row in k for i in range(d)]
-        cov.hit("d1", d == 1)
-        cov.hit("dmax", d == dmax)
-        cov.hit("maxPositiveProduct", (1 << 30) in prods)
-        cov.hit("maxNegativeProduct", -(MAX16 * (1 << 15)) in prods)
-        cov.hit("n1", n == 1)
-        cov.hit("allExtreme", d == dmax and all(x == MIN16 for x in q[:d]) and
-                any(all(x == MIN16 for x in row[:d]) for row in k))
-        # the query may only change between requests: wait until the previous keys are in
-        await wait_until(dut, lambda: keys.idle_now, 100 * dmax, f"keys of request {r - 1} accepted")
-        sent = query.sent
-        query.send({"q": q, "d": d})
-        await wait_until(dut, lambda: query.sent > sent, 1000, f"query of request {r} accepted")
-        for j in range(n):
-            keys.send({"k": k[j], "last": int(j == n - 1)})
-    await wait_until(dut, lambda: not sb.pending, 10000, "all scores")
-    sb.check()
-    sb.self_test({"s": 5, "last": 1})
-    dut._log.info(f"{REQUESTS} requests, {sb.matched} scores checked; coverage: {cov}")
-    cov.check()
+        return d, q, k
 
 
-@cocotb.test()
-async def dot_throughput(dut: SimHandleBase) -> None:
-    """No stalls: keys stream at one per ceil(D / dotLanes) cycles."""
-    p = load_params()
-    rng = make_rng("dot_throughput")
-    await start(dut)
-    sb = Scoreboard("scores", dut._log)
-    query, keys, _ = _agents(dut, p, rng, idle=0.0, stall=0.0, sb=sb)
-    dmax = p.max_head_dim
-    n = 200
-    q = _vec(rng, dmax, 0.1)
-    k = [_vec(rng, dmax, 0.1) for _ in range(n)]
-    want = dot_scores(np.array(q), np.array(k))
-    for j in range(n):
-        sb.expect({"s": int(want[j]), "last": int(j == n - 1)}, f"key {j}")
-    query.send({"q": q, "d": dmax})
-    await wait_until(dut, lambda: query.sent == 1, 100, "query accepted")
-    for j in range(n):
-        keys.send({"k": k[j], "last": int(j == n - 1)})
-    cycles = await wait_until(dut, lambda: not sb.pending, 100 * n, "all scores")
-    sb.check()
-    lanes = min(p.dot_lanes, dmax)
-    per_key = -(-dmax // lanes)
-    dut._log.info(f"{n} keys (D={dmax}, dotLanes={p.dot_lanes}) in {cycles} cycles")
-    assert cycles <= n * per_key + 4, f"{n} keys took {cycles} cycles, expected <= {n * per_key + 4}"
+@test()
+class DotThroughputTest(UnitTest):
+    """No stalls: 200 keys at D = maxHeadDim in at most 200 * ceil(D / dotLanes) + 4 cycles."""
+
+    scoreboard = DotScoreboard
+    coverage = DotCoverage
+
+    def build_phase(self) -> None:
+        super().build_phase()
+        from pyuvm import ConfigDB
+        ConfigDB().set(None, "*", "DISABLE_COVERAGE_ERRORS", True)
+
+    async def stimulus(self) -> None:
+        dut, rng, dmax = self.dut, self.rng, int(self.params["maxHeadDim"])
+        lanes = int(self.params["dotLanes"])
+        query = StreamSource(dut, "io_query", dut.clock, rng)
+        keys = StreamSource(dut, "io_keys", dut.clock, rng)
+        bits = len(dut.io_scores_bits_s)
+        scores = StreamSink(dut, "io_scores", dut.clock, rng, callback=lambda b: self.env.responses.write(
+            {"s": to_signed(b["s"], bits), "last": b["last"]}))
+        n = 200
+        q = _vec(rng, dmax, 0.1)
+        await query.send({"d": dmax, **vec_fields(query.port, "q", q)})
+        for j in range(n):
+            row = _vec(rng, dmax, 0.1)
+            self.env.requests.write(DotItem(0, q, row, dmax, j == n - 1))
+            keys.send_nowait({"last": int(j == n - 1), **vec_fields(keys.port, "k", row)})
+        cycles = await wait_until(dut, lambda: scores.received == n, 100 * n, "all scores")
+        per_key = -(-dmax // min(lanes, dmax))
+        self.logger.info(f"{n} keys (D={dmax}, dotLanes={lanes}) in {cycles} cycles")
+        assert cycles <= n * per_key + 4, f"{n} keys took {cycles} cycles, expected <= {n * per_key + 4}"
+
+
+@test()
+class DotBrokenModelTest(DotRandomTest):
+    """Negative test: an off-by-one model must make the scoreboard fail."""
+
+    requests = 10
+
+    def build_phase(self) -> None:
+        uvm_factory().set_type_override_by_type(DotScoreboard, DotOffByOneScoreboard)
+        from pyuvm import ConfigDB
+        ConfigDB().set(None, "*", "DISABLE_COVERAGE_ERRORS", True)
+        super().build_phase()

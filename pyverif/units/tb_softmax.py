@@ -1,25 +1,80 @@
-"""Testbench of ``Softmax`` (with its ``Reciprocal`` divider) against
-``workloads.golden.softmax_fixed``: the summary beat (pmax, E, R, N) and every p_j, with
-random stalls on the score input and on both outputs, and the discard path."""
+"""pyuvm testbench of ``Softmax`` (with its ``Reciprocal`` divider), reference
+``workloads.golden.softmax_fixed``: the summary beat (pmax, E, R, N) and every p_j.
+
+``SoftmaxRandomTest``: 300 passes of random N (1 and capacity included), score shapes
+(random, all equal, extremes of a maxHeadDim dot product, narrow, ties) and (scale,
+shift); random stalls on the score input and on both outputs; each pass is streamed,
+discarded while its summary is offered, or discarded part-way through its probabilities.
+The next pass's scores are queued while a pass streams (they must wait).
+``SoftmaxLatencyTest``: no stalls, N = maxTokens; cycle counts.
+"""
 
 from __future__ import annotations
 
-import cocotb
-import numpy as np
-from cocotb.handle import SimHandleBase
-from cocotb.triggers import RisingEdge
+from dataclasses import dataclass, field
+from typing import Any, Iterable
 
-from pyverif.units.env import load_params, make_rng, start, wait_until
-from pyverif.units.streams import Coverage, Field, Scoreboard, StreamSink, StreamSource
+import numpy as np
+from cocotb.triggers import RisingEdge
+from pyuvm import ConfigDB, test
+
+from pyverif.common.stream import StreamSink, StreamSource
+from pyverif.common.uvm import CoverageBase, ScoreboardBase
+from pyverif.units.env import UnitTest, mask, wait_until
 from workloads.golden import softmax_fixed
+from workloads.params import from_dict
 
 REQUESTS = 300
 
 
-def _scores(rng, n: int, p, kind: str) -> list[int]:
-    """Scores reachable by a dot product of D = maxHeadDim 16-bit elements."""
-    smax = p.max_head_dim * (1 << 30)                 # sum of (-2^15)^2
-    smin = -p.max_head_dim * (1 << 15) * ((1 << 15) - 1)
+@dataclass
+class SoftmaxItem:
+    """One pass and what the test does with it: ``mode`` is ``stream`` (take all),
+    ``summary`` (discard while the summary is offered) or ``mid`` (take ``take``
+    probabilities, then discard)."""
+    index: int
+    scores: list[int]
+    scale: int
+    shift: int
+    mode: str
+    take: int
+    params: dict[str, Any] = field(repr=False)
+
+
+class SoftmaxScoreboard(ScoreboardBase):
+    def predict(self, item: SoftmaxItem) -> dict[str, Any]:
+        e, E, R, p = softmax_fixed(np.array(item.scores, dtype=np.int64), item.scale, item.shift,
+                                   from_dict(item.params))
+        n = len(item.scores)
+        summary = None if item.mode == "summary" else \
+            {"pmax": int(p.max()), "sumE": E, "recip": R, "n": n}
+        probs = [{"p": int(x), "idx": j, "last": int(j == n - 1)} for j, x in enumerate(p)][:item.take]
+        return {"summary": summary, "probs": probs}
+
+    def describe(self, item: SoftmaxItem) -> str:
+        return (f"pass {item.index} (N={len(item.scores)}, scale={item.scale}, shift={item.shift}, "
+                f"{item.mode}) scores={item.scores}")
+
+
+class SoftmaxCoverage(CoverageBase):
+    bins = ("n1", "nCapacity", "allEqual", "extremeScores", "saturated", "discardAtSummary",
+            "discardMidStream", "streamed", "shift0", "scale0")
+
+    def sample(self, item: SoftmaxItem) -> Iterable[str]:
+        s, n = item.scores, len(item.scores)
+        dmax, cap = int(item.params["maxHeadDim"]), int(item.params["maxTokens"])
+        e, _, _, _ = softmax_fixed(np.array(s, dtype=np.int64), item.scale, item.shift, from_dict(item.params))
+        hits = {"stream": "streamed", "summary": "discardAtSummary", "mid": "discardMidStream"}[item.mode]
+        cond = {"n1": n == 1, "nCapacity": n == cap, "allEqual": n > 1 and len(set(s)) == 1,
+                "extremeScores": max(s) == dmax << 30 and min(s) < -(dmax << 29),
+                "saturated": bool((e == 0).any()), "shift0": item.shift == 0, "scale0": item.scale == 0}
+        return [hits] + [b for b, c in cond.items() if c]
+
+
+def draw_scores(rng, n: int, dmax: int, kind: str) -> list[int]:
+    """Scores reachable by a dot product of maxHeadDim 16-bit elements."""
+    smax = dmax * (1 << 30)                    # sum of (-2^15)^2
+    smin = -dmax * (1 << 15) * ((1 << 15) - 1)
     if kind == "equal":
         return [rng.randint(smin, smax)] * n
     if kind == "extreme":
@@ -33,32 +88,47 @@ def _scores(rng, n: int, p, kind: str) -> list[int]:
     return [rng.randint(smin, smax) >> rng.randint(0, 30) for _ in range(n)]
 
 
-class SoftmaxEnv:
-    """Agents and scoreboards of one DUT."""
+class SoftmaxAgents:
+    """Score source, summary and probability sinks with a take budget, discard pulse."""
 
-    def __init__(self, dut: SimHandleBase, p, rng, idle: float, stall: float) -> None:
-        self.dut = dut
-        self.summary_sb = Scoreboard("summary", dut._log)
-        self.probs_sb = Scoreboard("probs", dut._log)
-        self.scores = StreamSource(dut, "scores", [Field("s", signed=True), Field("last")], rng, idle=idle)
-        self.summary = StreamSink(dut, "summary", [Field("pmax"), Field("sumE"), Field("recip"), Field("n")],
-                                  rng, stall=stall, on_beat=self.summary_sb.observe)
-        self.probs = StreamSink(dut, "probs", [Field("p"), Field("idx"), Field("last")], rng, stall=stall,
-                                on_beat=self.probs_sb.observe)
-        self.summary.budget = 0
-        self.probs.budget = 0
+    def __init__(self, test: UnitTest, idle: float, stall: float) -> None:
+        dut = self.dut = test.dut
+        self.stall = stall
+        self.scores = StreamSource(dut, "io_scores", dut.clock, test.rng, idle)
+        self.score_bits = len(dut.io_scores_bits_s)
+        self.got_summary: list[dict[str, int]] = []
+        self.got_probs: list[dict[str, int]] = []
+        self.prob_budget = 0
+        # discard may drop a presented beat: the stability check does not apply
+        self.summary = StreamSink(dut, "io_summary", dut.clock, test.rng, 1.0, callback=self._on_summary,
+                                  check_stable=False)
+        self.probs = StreamSink(dut, "io_probs", dut.clock, test.rng, 1.0, callback=self._on_prob,
+                                check_stable=False)
         dut.io_discard.value = 0
 
-    def load(self, r: int, scores: list[int], scale: int, shift: int, p) -> tuple[dict, list[dict]]:
-        """Set the config and queue the scores of request ``r``; return the expected beats."""
-        self.dut.io_cfg_scoreScale.value = scale
-        self.dut.io_cfg_scoreShift.value = shift
-        for j, s in enumerate(scores):
-            self.scores.send({"s": s, "last": int(j == len(scores) - 1)})
-        e, E, R, prob = softmax_fixed(np.array(scores, dtype=np.int64), scale, shift, p)
-        summary = {"pmax": int(prob.max()), "sumE": E, "recip": R, "n": len(scores)}
-        probs = [{"p": int(x), "idx": j, "last": int(j == len(scores) - 1)} for j, x in enumerate(prob)]
-        return summary, probs, e
+    def _on_summary(self, beat: dict[str, int]) -> None:
+        self.got_summary.append(beat)
+        self.summary.stall_prob = 1.0   # one summary per allowance
+
+    def _on_prob(self, beat: dict[str, int]) -> None:
+        self.got_probs.append(beat)
+        self.prob_budget -= 1
+        if self.prob_budget <= 0:
+            self.probs.stall_prob = 1.0
+
+    def allow_summary(self) -> None:
+        self.summary.stall_prob = self.stall
+
+    def allow_probs(self, n: int) -> None:
+        self.prob_budget = n
+        if n > 0:
+            self.probs.stall_prob = self.stall
+
+    def load(self, item: SoftmaxItem) -> None:
+        self.dut.io_cfg_scoreScale.value = item.scale
+        self.dut.io_cfg_scoreShift.value = item.shift
+        for j, s in enumerate(item.scores):
+            self.scores.send_nowait({"s": mask(s, self.score_bits), "last": int(j == len(item.scores) - 1)})
 
     async def pulse_discard(self) -> None:
         self.dut.io_discard.value = 1
@@ -66,99 +136,87 @@ class SoftmaxEnv:
         self.dut.io_discard.value = 0
 
 
-@cocotb.test()
-async def softmax_random(dut: SimHandleBase) -> None:
-    """Random passes with discards (see :func:`random_passes`)."""
-    await random_passes(dut)
+@test()
+class SoftmaxRandomTest(UnitTest):
+    """Random passes, streamed or discarded, random stalls everywhere."""
 
+    scoreboard = SoftmaxScoreboard
+    coverage = SoftmaxCoverage
 
-async def random_passes(dut: SimHandleBase) -> None:
-    """Random N, score shapes and (scale, shift); pass streamed, or discarded at the
-    summary or part-way through the probabilities."""
-    p = load_params()
-    rng = make_rng("softmax_random")
-    await start(dut)
-    env = SoftmaxEnv(dut, p, rng, idle=0.3, stall=0.3)
-    cov = Coverage(["n1", "nCapacity", "allEqual", "extremeScores", "saturated", "discardAtSummary",
-                    "discardMidStream", "streamed", "shift0", "scale0"])
-
-    def make(r: int):
-        n = rng.choice([1, p.max_tokens, rng.randint(1, 16), rng.randint(1, p.max_tokens)])
-        kind = rng.choice(["random", "equal", "extreme", "narrow", "ties"])
-        scores = _scores(rng, n, p, kind)
+    def make(self, r: int) -> SoftmaxItem:
+        rng, p = self.rng, self.params
+        cap, dmax = int(p["maxTokens"]), int(p["maxHeadDim"])
+        n = rng.choice([1, cap, rng.randint(1, 16), rng.randint(1, cap)])
+        scores = draw_scores(rng, n, dmax, rng.choice(["random", "equal", "extreme", "narrow", "ties"]))
         scale = rng.choice([0, 0xFFFF, rng.randint(0, 0xFFFF), 369])
         shift = rng.choice([0, 63, rng.randint(0, 63), rng.randint(20, 40)])
-        summary, probs, e = env.load(r, scores, scale, shift, p)
-        cov.hit("n1", n == 1)
-        cov.hit("nCapacity", n == p.max_tokens)
-        cov.hit("allEqual", n > 1 and len(set(scores)) == 1)
-        cov.hit("extremeScores", max(scores) == p.max_head_dim << 30 and min(scores) < -(p.max_head_dim << 29))
-        cov.hit("saturated", bool((e == 0).any()))
-        cov.hit("shift0", shift == 0)
-        cov.hit("scale0", scale == 0)
-        return n, summary, probs
-
-    pending = make(0)
-    for r in range(REQUESTS):
-        n, summary, probs = pending
         mode = rng.choice(["stream", "stream", "stream", "summary", "mid"]) if n > 1 else \
             rng.choice(["stream", "summary"])
-        ctx = f"request {r} (N={n})"
-        dut._log.debug(f"{ctx}: {mode}")
-        if mode == "summary":
-            await wait_until(dut, lambda: int(dut.io_summary_valid.value), 100 * (n + 40), f"summary of {ctx}")
-            await env.pulse_discard()
-            cov.hit("discardAtSummary")
-            if r + 1 < REQUESTS:
-                pending = make(r + 1)
-            continue
-        env.summary_sb.expect(summary, ctx)
-        env.summary.budget = 1
-        await wait_until(dut, lambda: not env.summary_sb.pending, 100 * (n + 40), f"summary of {ctx}")
-        if r + 1 < REQUESTS:   # the next pass's scores wait at the input meanwhile
-            pending = make(r + 1)
-        take = n if mode == "stream" else rng.randint(0, n - 1)
-        for beat in probs[:take]:
-            env.probs_sb.expect(beat, ctx)
-        env.probs.budget = take
-        await wait_until(dut, lambda: not env.probs_sb.pending, 100 * (n + 4), f"probabilities of {ctx}")
-        if mode == "mid":
+        take = {"stream": n, "summary": 0, "mid": rng.randint(0, n - 1) if n > 1 else 0}[mode]
+        return SoftmaxItem(r, scores, scale, shift, mode, take, p)
+
+    async def stimulus(self) -> None:
+        dut = self.dut
+        ag = SoftmaxAgents(self, 0.3, 0.3)
+        item = self.make(0)
+        ag.load(item)
+        for r in range(REQUESTS):
+            n = len(item.scores)
+            self.env.requests.write(item)
+            ag.got_summary, ag.got_probs = [], []
+            what = f"pass {r} (N={n}, {item.mode})"
+            if item.mode == "summary":
+                await wait_until(dut, lambda: int(dut.io_summary_valid.value), 100 * (n + 40), f"summary of {what}")
+                await ag.pulse_discard()
+            else:
+                ag.allow_summary()
+                await wait_until(dut, lambda: len(ag.got_summary) == 1, 100 * (n + 40), f"summary of {what}")
+            nxt = self.make(r + 1) if r + 1 < REQUESTS else None
+            if nxt is not None:  # its scores wait at the input while this pass streams
+                ag.load(nxt)
+            if item.mode != "summary":
+                ag.allow_probs(item.take)
+                await wait_until(dut, lambda: len(ag.got_probs) == item.take, 100 * (n + 4), f"probabilities of {what}")
+                if item.mode == "mid":
+                    await RisingEdge(dut.clock)
+                    await ag.pulse_discard()
+            self.env.responses.write({"summary": ag.got_summary[0] if ag.got_summary else None,
+                                      "probs": ag.got_probs})
+            if nxt is not None:
+                item = nxt
+        await wait_until(dut, lambda: not int(dut.io_busy.value), 100, "idle at the end")
+        ag.allow_summary()
+        ag.allow_probs(1)
+        for _ in range(5):  # nothing more may come out
             await RisingEdge(dut.clock)
-            await env.pulse_discard()
-            cov.hit("discardMidStream")
-        else:
-            cov.hit("streamed")
-    await wait_until(dut, lambda: not int(dut.io_busy.value), 100, "idle at the end")
-    for _ in range(5):  # nothing more may come out
-        await RisingEdge(dut.clock)
-        assert not int(dut.io_summary_valid.value) and not int(dut.io_probs_valid.value), "output after the end"
-    env.summary_sb.check()
-    env.probs_sb.check()
-    env.probs_sb.self_test({"p": 65536, "idx": 0, "last": 1})
-    dut._log.info(f"{REQUESTS} passes: {env.summary_sb.matched} summaries, {env.probs_sb.matched} "
-                  f"probabilities checked; coverage: {cov}")
-    cov.check()
+            assert not int(dut.io_summary_valid.value) and not int(dut.io_probs_valid.value), \
+                "output after the last pass"
 
 
-@cocotb.test()
-async def softmax_latency(dut: SimHandleBase) -> None:
+@test()
+class SoftmaxLatencyTest(UnitTest):
     """No stalls, N = maxTokens: cycles to the summary and to the last probability."""
-    p = load_params()
-    rng = make_rng("softmax_latency")
-    await start(dut)
-    env = SoftmaxEnv(dut, p, rng, idle=0.0, stall=0.0)
-    n = p.max_tokens
-    summary, probs, _ = env.load(0, _scores(rng, n, p, "random"), 369, 20, p)
-    env.summary_sb.expect(summary, "latency pass")
-    for b in probs:
-        env.probs_sb.expect(b, "latency pass")
-    env.summary.budget = 1
-    env.probs.budget = n
-    t_sum = await wait_until(dut, lambda: not env.summary_sb.pending, 1000, "summary")
-    t_end = t_sum + await wait_until(dut, lambda: not env.probs_sb.pending, 1000, "probabilities")
-    env.summary_sb.check()
-    env.probs_sb.check()
-    dut._log.info(f"N={n}: summary {t_sum} cycles after the first score was offered, "
-                  f"last probability at {t_end}")
-    assert t_sum <= n + n + 2 + 26 + 8, f"summary took {t_sum} cycles"
-    assert t_end - t_sum <= n + 3, f"probabilities took {t_end - t_sum} cycles"
+
+    scoreboard = SoftmaxScoreboard
+    coverage = SoftmaxCoverage
+
+    def build_phase(self) -> None:
+        super().build_phase()
+        ConfigDB().set(None, "*", "DISABLE_COVERAGE_ERRORS", True)
+
+    async def stimulus(self) -> None:
+        dut, p = self.dut, self.params
+        n = int(p["maxTokens"])
+        ag = SoftmaxAgents(self, 0.0, 0.0)
+        item = SoftmaxItem(0, draw_scores(self.rng, n, int(p["maxHeadDim"]), "random"), 369, 20, "stream", n, p)
+        self.env.requests.write(item)
+        ag.allow_summary()
+        ag.allow_probs(n)
+        ag.load(item)
+        t_sum = await wait_until(dut, lambda: len(ag.got_summary) == 1, 1000, "summary")
+        t_end = t_sum + await wait_until(dut, lambda: len(ag.got_probs) == n, 1000, "probabilities")
+        self.env.responses.write({"summary": ag.got_summary[0], "probs": ag.got_probs})
+        self.logger.info(f"N={n}: summary {t_sum} cycles after the first score was offered, "
+                         f"last probability at {t_end}")
+        assert t_sum <= 2 * n + 2 + 26 + 8, f"summary took {t_sum} cycles"
+        assert t_end - t_sum <= n + 3, f"probabilities took {t_end - t_sum} cycles"

@@ -1,89 +1,129 @@
-"""Testbench of ``ValueAccumulator`` against ``workloads.golden.weighted_sum`` and
-``workloads.golden.head_importance_increment``."""
+"""pyuvm testbench of ``ValueAccumulator``, reference ``workloads.golden.weighted_sum``
+and ``workloads.golden.head_importance_increment``.
+
+``ValueRandomTest``: 300 selections of random D and M (0, 1 and maxTokens included),
+probabilities and values with extremes, random stalls on both sides.
+``ValueThroughputTest``: no stalls, M = maxTokens rows; cycle count.
+"""
 
 from __future__ import annotations
 
-import cocotb
-import numpy as np
-from cocotb.handle import SimHandleBase
+from dataclasses import dataclass
+from typing import Any, Iterable
 
-from pyverif.units.env import load_params, make_rng, start, wait_until
-from pyverif.units.streams import Coverage, Field, Scoreboard, StreamSink, StreamSource
+import numpy as np
+from pyuvm import ConfigDB, test
+
+from pyverif.common.stream import StreamSink, StreamSource
+from pyverif.common.uvm import CoverageBase, ScoreboardBase
+from pyverif.units.env import UnitTest, vec, vec_fields, wait_until
 from workloads.golden import head_importance_increment, weighted_sum
 
-REQUESTS = 300
 MIN16, MAX16 = -(1 << 15), (1 << 15) - 1
+REQUESTS = 300
 
 
-@cocotb.test()
-async def value_random(dut: SimHandleBase) -> None:
-    """Random D, M (0 included), probabilities and values with extremes; random stalls."""
-    p = load_params()
-    rng = make_rng("value_random")
-    await start(dut)
-    dmax = p.max_head_dim
-    sb = Scoreboard("result", dut._log)
-    rows = StreamSource(dut, "rows", [Field("p"), Field("v", True, dmax), Field("last"), Field("empty")],
-                        rng, idle=0.3)
-    StreamSink(dut, "result", [Field("o", True, dmax), Field("headImp")], rng, stall=0.3, on_beat=sb.observe)
-    cov = Coverage(["m0", "m1", "mMax", "d1", "dmax", "maxMagnitude", "negative", "headImpNonZero"])
-    pone = 1 << p.prob_frac_bits
-    for r in range(REQUESTS):
-        d = rng.choice([1, dmax, rng.randint(1, dmax)])
-        m = rng.choice([0, 1, p.max_tokens, rng.randint(1, 12)])
-        extreme = rng.random() < 0.2
-        probs = [pone if extreme else rng.choice([0, pone, rng.randint(0, pone)]) for _ in range(m)]
-        vals = [[rng.choice([MIN16, MAX16]) if extreme else rng.randint(MIN16, MAX16) for _ in range(dmax)]
-                for _ in range(m)]
-        if m:
-            o = weighted_sum(np.array(probs), np.array([row[:d] for row in vals]))
+@dataclass
+class ValueItem:
+    index: int
+    d: int
+    probs: list[int]
+    rows: list[list[int]]   # maxHeadDim lanes each; lanes >= d are noise
+    dmax: int
+    cap: int
+
+
+class ValueScoreboard(ScoreboardBase):
+    def predict(self, item: ValueItem) -> dict[str, Any]:
+        if item.probs:
+            o = weighted_sum(np.array(item.probs), np.array([r[:item.d] for r in item.rows]))
         else:
-            o = np.zeros(d, dtype=np.int64)
-        full = [int(x) for x in o] + [0] * (dmax - d)
-        sb.expect({"o": full, "headImp": head_importance_increment(o)}, f"request {r} (D={d}, M={m})")
-        cov.hit("m0", m == 0)
-        cov.hit("m1", m == 1)
-        cov.hit("mMax", m == p.max_tokens)
-        cov.hit("d1", d == 1)
-        cov.hit("dmax", d == dmax)
-        cov.hit("maxMagnitude", m == p.max_tokens and extreme and d == dmax)
-        cov.hit("negative", any(x < 0 for x in full))
-        cov.hit("headImpNonZero", head_importance_increment(o) > 0)
-        # d is a per-request input: change it only once the previous result is out
-        await wait_until(dut, lambda: rows.idle_now and len(sb.pending) <= 1, 100 * (p.max_tokens + 8),
-                         f"result of request {r - 1}")
-        dut.io_d.value = d
-        if m == 0:
-            rows.send({"p": 0, "v": [0] * dmax, "last": 1, "empty": 1})
-        for j in range(m):
-            rows.send({"p": probs[j], "v": vals[j], "last": int(j == m - 1), "empty": 0})
-    await wait_until(dut, lambda: not sb.pending, 100 * (p.max_tokens + 8), "the last result")
-    sb.check()
-    sb.self_test({"o": [1] * dmax, "headImp": 3})
-    dut._log.info(f"{REQUESTS} selections, {sb.matched} results checked; coverage: {cov}")
-    cov.check()
+            o = np.zeros(item.d, dtype=np.int64)
+        return {"o": [int(x) for x in o] + [0] * (item.dmax - item.d), "headImp": head_importance_increment(o)}
+
+    def describe(self, item: ValueItem) -> str:
+        return f"selection {item.index} (D={item.d}, M={len(item.probs)}) p={item.probs}"
 
 
-@cocotb.test()
-async def value_throughput(dut: SimHandleBase) -> None:
-    """No stalls: rows stream at one per ceil(D / dotLanes) cycles."""
-    p = load_params()
-    rng = make_rng("value_throughput")
-    await start(dut)
-    dmax = p.max_head_dim
-    sb = Scoreboard("result", dut._log)
-    rows = StreamSource(dut, "rows", [Field("p"), Field("v", True, dmax), Field("last"), Field("empty")], rng)
-    StreamSink(dut, "result", [Field("o", True, dmax), Field("headImp")], rng, on_beat=sb.observe)
-    m = p.max_tokens
-    probs = [rng.randint(0, 1 << 16) for _ in range(m)]
-    vals = [[rng.randint(MIN16, MAX16) for _ in range(dmax)] for _ in range(m)]
-    o = weighted_sum(np.array(probs), np.array(vals))
-    sb.expect({"o": [int(x) for x in o], "headImp": head_importance_increment(o)}, "throughput selection")
-    dut.io_d.value = dmax
-    for j in range(m):
-        rows.send({"p": probs[j], "v": vals[j], "last": int(j == m - 1), "empty": 0})
-    cycles = await wait_until(dut, lambda: not sb.pending, 100 * m, "the result")
-    sb.check()
-    per_row = -(-dmax // min(p.dot_lanes, dmax))
-    dut._log.info(f"M={m} rows (D={dmax}) to result in {cycles} cycles")
-    assert cycles <= m * per_row + 6, f"{m} rows took {cycles} cycles"
+class ValueCoverage(CoverageBase):
+    bins = ("m0", "m1", "mCapacity", "d1", "dmax", "maxMagnitude", "headImpNonZero")
+
+    def sample(self, item: ValueItem) -> Iterable[str]:
+        m = len(item.probs)
+        cond = {"m0": m == 0, "m1": m == 1, "mCapacity": m == item.cap, "d1": item.d == 1,
+                "dmax": item.d == item.dmax,
+                "maxMagnitude": m == item.cap and item.d == item.dmax and all(p == 1 << 16 for p in item.probs)
+                and all(x == MIN16 for r in item.rows for x in r),
+                "headImpNonZero": m > 0 and ValueScoreboard.predict(None, item)["headImp"] > 0}  # type: ignore[arg-type]
+        return [b for b, c in cond.items() if c]
+
+
+class ValueAgents:
+    def __init__(self, test: UnitTest, idle: float, stall: float) -> None:
+        dut = test.dut
+        self.dmax = int(test.params["maxHeadDim"])
+        self.rows = StreamSource(dut, "io_rows", dut.clock, test.rng, idle)
+        self.result = StreamSink(dut, "io_result", dut.clock, test.rng, stall,
+                                 callback=lambda b: test.env.responses.write(
+                                     {"o": vec(b, self.result.port, "o", self.dmax), "headImp": b["headImp"]}))
+
+    def send(self, item: ValueItem) -> None:
+        if not item.probs:
+            self.rows.send_nowait({"p": 0, "last": 1, "empty": 1, **vec_fields(self.rows.port, "v", [0] * self.dmax)})
+        for j, (p, row) in enumerate(zip(item.probs, item.rows)):
+            self.rows.send_nowait({"p": p, "last": int(j == len(item.probs) - 1), "empty": 0,
+                                   **vec_fields(self.rows.port, "v", row)})
+
+
+@test()
+class ValueRandomTest(UnitTest):
+    scoreboard = ValueScoreboard
+    coverage = ValueCoverage
+
+    async def stimulus(self) -> None:
+        dut, rng, p = self.dut, self.rng, self.params
+        dmax, cap = int(p["maxHeadDim"]), int(p["maxTokens"])
+        ag = ValueAgents(self, 0.3, 0.3)
+        one = 1 << 16
+        for r in range(REQUESTS):
+            d = rng.choice([1, dmax, rng.randint(1, dmax)])
+            m = rng.choice([0, 1, cap, rng.randint(1, 12)])
+            extreme = r % 20 == 0
+            if extreme:
+                d, m = dmax, cap
+            probs = [one if extreme else rng.choice([0, one, rng.randint(0, one)]) for _ in range(m)]
+            rows = [[MIN16 if extreme else rng.randint(MIN16, MAX16) for _ in range(dmax)] for _ in range(m)]
+            item = ValueItem(r, d, probs, rows, dmax, cap)
+            # d is a per-selection input: change it only once the previous result is out
+            await wait_until(dut, lambda: ag.rows.pending == 0 and ag.result.received == r, 100 * (cap + 8),
+                             f"result of selection {r - 1}")
+            dut.io_d.value = d
+            self.env.requests.write(item)
+            ag.send(item)
+        await wait_until(dut, lambda: ag.result.received == REQUESTS, 100 * (cap + 8), "the last result")
+
+
+@test()
+class ValueThroughputTest(UnitTest):
+    """No stalls: M = maxTokens rows at one per ceil(D / dotLanes) cycles."""
+
+    scoreboard = ValueScoreboard
+    coverage = ValueCoverage
+
+    def build_phase(self) -> None:
+        super().build_phase()
+        ConfigDB().set(None, "*", "DISABLE_COVERAGE_ERRORS", True)
+
+    async def stimulus(self) -> None:
+        dut, rng, p = self.dut, self.rng, self.params
+        dmax, cap, lanes = int(p["maxHeadDim"]), int(p["maxTokens"]), int(p["dotLanes"])
+        ag = ValueAgents(self, 0.0, 0.0)
+        item = ValueItem(0, dmax, [rng.randint(0, 1 << 16) for _ in range(cap)],
+                         [[rng.randint(MIN16, MAX16) for _ in range(dmax)] for _ in range(cap)], dmax, cap)
+        dut.io_d.value = dmax
+        self.env.requests.write(item)
+        ag.send(item)
+        cycles = await wait_until(dut, lambda: ag.result.received == 1, 100 * cap, "the result")
+        per_row = -(-dmax // min(lanes, dmax))
+        self.logger.info(f"M={cap} rows (D={dmax}) to result in {cycles} cycles")
+        assert cycles <= cap * per_row + 6, f"{cap} rows took {cycles} cycles"

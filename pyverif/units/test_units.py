@@ -1,12 +1,16 @@
 """pytest entry points of the compute-unit testbenches (tiny preset).
 
-Each test builds (cached) and runs one cocotb module through ``tools.hwbuild``; a failure
-names the failing cocotb test and the seed (reproduce with ``SPATTEN_SEED=<seed>``)::
+Each test builds (cached) and runs one pyuvm test of a ``tb_*`` module through
+``tools.hwbuild``; a failure names the failing test and the seed (reproduce with
+``SPATTEN_SEED=<seed>``)::
 
     .venv/bin/python -m pytest pyverif/units -q
 """
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
 
 import pytest
 
@@ -15,17 +19,45 @@ from tools import hwbuild
 PRESET = "tiny"
 
 CASES = [
-    ("PlaneUnpacker", "pyverif.units.tb_unpacker", None),
-    ("KeyCombine", "pyverif.units.tb_keycombine", None),
-    ("DotProductArray", "pyverif.units.tb_dot", None),
-    ("Softmax", "pyverif.units.tb_softmax", None),
-    ("ValueAccumulator", "pyverif.units.tb_value", None),
+    ("PlaneUnpacker", "pyverif.units.tb_unpacker", "UnpackRandomTest", True),
+    ("KeyCombine", "pyverif.units.tb_keycombine", "KeyCombineRandomTest", True),
+    ("DotProductArray", "pyverif.units.tb_dot", "DotRandomTest", True),
+    ("DotProductArray", "pyverif.units.tb_dot", "DotThroughputTest", False),
+    ("Softmax", "pyverif.units.tb_softmax", "SoftmaxRandomTest", True),
+    ("Softmax", "pyverif.units.tb_softmax", "SoftmaxLatencyTest", False),
+    ("ValueAccumulator", "pyverif.units.tb_value", "ValueRandomTest", True),
+    ("ValueAccumulator", "pyverif.units.tb_value", "ValueThroughputTest", False),
 ]
 
-RTL_TOPS = [(top, PRESET) for top, _, _ in CASES]
+NEGATIVE = [
+    ("DotProductArray", "pyverif.units.tb_dot", "DotBrokenModelTest"),
+]
+
+RTL_TOPS = sorted({(top, PRESET) for top, _, _, _ in CASES})
 """Elaborated together at collection (see the repository's conftest.py)."""
 
 
-@pytest.mark.parametrize("top,module,env", CASES, ids=[c[0] for c in CASES])
-def test_unit(top: str, module: str, env: dict[str, str] | None) -> None:
-    hwbuild.run_cocotb(top, PRESET, module, extra_env=env)
+@pytest.mark.parametrize("top,module,testcase,coverage", CASES, ids=[c[2] for c in CASES])
+def test_unit(tmp_path: Path, top: str, module: str, testcase: str, coverage: bool) -> None:
+    """Every response checked against workloads.golden; every coverage bin hit (random
+    tests; the throughput tests check cycle counts instead)."""
+    report = tmp_path / "report.json"
+    hwbuild.run_cocotb(top, PRESET, module, testcase=testcase,
+                       extra_env={"SPATTEN_TB_REPORT": str(report)})
+    data = json.loads(report.read_text())[testcase]
+    print(f"{testcase}: {data}")
+    assert data["scoreboard"]["mismatches"] == 0 and data["scoreboard"]["checked"] > 0, data
+    if coverage:
+        assert data["coverage"]["missed"] == [], data
+
+
+@pytest.mark.parametrize("top,module,testcase", NEGATIVE, ids=[c[2] for c in NEGATIVE])
+def test_scoreboard_catches_wrong_model(tmp_path: Path, top: str, module: str, testcase: str) -> None:
+    """Negative test: with a wrong reference model swapped in, the run must fail in the
+    scoreboard with mismatches (not a hang or a crash)."""
+    report = tmp_path / "report.json"
+    with pytest.raises(AssertionError, match=testcase):
+        hwbuild.run_cocotb(top, PRESET, module, testcase=testcase,
+                           extra_env={"SPATTEN_TB_REPORT": str(report)})
+    data = json.loads(report.read_text())[testcase]["scoreboard"]
+    assert data["mismatches"] > 0 and data["unanswered"] == 0, data
