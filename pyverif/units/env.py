@@ -10,6 +10,7 @@ every observed response to ``self.responses`` (both analysis ports).
 
 from __future__ import annotations
 
+import re
 from typing import Any, Callable
 
 import cocotb
@@ -68,6 +69,12 @@ async def wait_until(dut: SimHandleBase, cond: Callable[[], bool], limit: int, w
         if ok:
             return n
     raise AssertionError(f"timeout after {limit} cycles waiting for {what}")
+
+
+def multiplier_lanes(dut: SimHandleBase, params: dict[str, Any]) -> int:
+    """Multipliers of the DUT: ``dotLanes``, or ``n`` for a ``...Lanes<n>`` test variant."""
+    m = re.search(r"Lanes(\d+)$", dut._name)
+    return int(m.group(1)) if m else int(params["dotLanes"])
 
 
 class UnitEnv(uvm_env):

@@ -15,7 +15,7 @@ from pyuvm import test, uvm_factory
 
 from pyverif.common.stream import StreamSink, StreamSource
 from pyverif.common.uvm import CoverageBase, ScoreboardBase
-from pyverif.units.env import UnitTest, to_signed, vec_fields, wait_until
+from pyverif.units.env import UnitTest, multiplier_lanes, to_signed, vec_fields, wait_until
 from workloads.golden import dot_scores
 
 REQUESTS = 300
@@ -130,7 +130,7 @@ class DotThroughputTest(UnitTest):
 
     async def stimulus(self) -> None:
         dut, rng, dmax = self.dut, self.rng, int(self.params["maxHeadDim"])
-        lanes = int(self.params["dotLanes"])
+        lanes = multiplier_lanes(dut, self.params)
         query = StreamSource(dut, "io_query", dut.clock, rng)
         keys = StreamSource(dut, "io_keys", dut.clock, rng)
         bits = len(dut.io_scores_bits_s)
@@ -145,7 +145,7 @@ class DotThroughputTest(UnitTest):
             keys.send_nowait({"last": int(j == n - 1), **vec_fields(keys.port, "k", row)})
         cycles = await wait_until(dut, lambda: scores.received == n, 100 * n, "all scores")
         per_key = -(-dmax // min(lanes, dmax))
-        self.logger.info(f"{n} keys (D={dmax}, dotLanes={lanes}) in {cycles} cycles")
+        self.logger.info(f"{n} keys (D={dmax}, lanes={lanes}) in {cycles} cycles")
         assert cycles <= n * per_key + 4, f"{n} keys took {cycles} cycles, expected <= {n * per_key + 4}"
 
 

@@ -16,7 +16,7 @@ from typing import Any, Iterable
 
 import numpy as np
 from cocotb.triggers import RisingEdge
-from pyuvm import ConfigDB, test
+from pyuvm import ConfigDB, test, uvm_factory
 
 from pyverif.common.stream import StreamSink, StreamSource
 from pyverif.common.uvm import CoverageBase, ScoreboardBase
@@ -54,6 +54,16 @@ class SoftmaxScoreboard(ScoreboardBase):
     def describe(self, item: SoftmaxItem) -> str:
         return (f"pass {item.index} (N={len(item.scores)}, scale={item.scale}, shift={item.shift}, "
                 f"{item.mode}) scores={item.scores}")
+
+
+class SoftmaxRoundingScoreboard(SoftmaxScoreboard):
+    """A wrong model for the negative test: R rounded up instead of floored."""
+
+    def predict(self, item: SoftmaxItem) -> dict[str, Any]:
+        want = super().predict(item)
+        if want["summary"] is not None:
+            want["summary"] = {**want["summary"], "recip": want["summary"]["recip"] + 1}
+        return want
 
 
 class SoftmaxCoverage(CoverageBase):
@@ -142,6 +152,7 @@ class SoftmaxRandomTest(UnitTest):
 
     scoreboard = SoftmaxScoreboard
     coverage = SoftmaxCoverage
+    requests = REQUESTS
 
     def make(self, r: int) -> SoftmaxItem:
         rng, p = self.rng, self.params
@@ -160,7 +171,7 @@ class SoftmaxRandomTest(UnitTest):
         ag = SoftmaxAgents(self, 0.3, 0.3)
         item = self.make(0)
         ag.load(item)
-        for r in range(REQUESTS):
+        for r in range(self.requests):
             n = len(item.scores)
             self.env.requests.write(item)
             ag.got_summary, ag.got_probs = [], []
@@ -171,7 +182,7 @@ class SoftmaxRandomTest(UnitTest):
             else:
                 ag.allow_summary()
                 await wait_until(dut, lambda: len(ag.got_summary) == 1, 100 * (n + 40), f"summary of {what}")
-            nxt = self.make(r + 1) if r + 1 < REQUESTS else None
+            nxt = self.make(r + 1) if r + 1 < self.requests else None
             if nxt is not None:  # its scores wait at the input while this pass streams
                 ag.load(nxt)
             if item.mode != "summary":
@@ -191,6 +202,18 @@ class SoftmaxRandomTest(UnitTest):
             await RisingEdge(dut.clock)
             assert not int(dut.io_summary_valid.value) and not int(dut.io_probs_valid.value), \
                 "output after the last pass"
+
+
+@test()
+class SoftmaxBrokenModelTest(SoftmaxRandomTest):
+    """Negative test: a model with R off by one must make the scoreboard fail."""
+
+    requests = 20
+
+    def build_phase(self) -> None:
+        uvm_factory().set_type_override_by_type(SoftmaxScoreboard, SoftmaxRoundingScoreboard)
+        ConfigDB().set(None, "*", "DISABLE_COVERAGE_ERRORS", True)
+        super().build_phase()
 
 
 @test()

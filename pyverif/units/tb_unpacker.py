@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Iterable
 
 import numpy as np
-from pyuvm import test
+from pyuvm import ConfigDB, test, uvm_factory
 
 from pyverif.common.stream import StreamSink, StreamSource
 from pyverif.common.uvm import CoverageBase, ScoreboardBase
@@ -50,6 +50,14 @@ class UnpackScoreboard(ScoreboardBase):
         return f"b={item.bits} {'signed' if item.signed else 'unsigned'} D={item.d} row={item.bus.hex()}"
 
 
+class UnpackMsbFirstScoreboard(UnpackScoreboard):
+    """A wrong model for the negative test: elements packed from the row's other end."""
+
+    def predict(self, item: UnpackItem) -> list[int]:
+        want = super().predict(item)
+        return want[::-1] if len(set(want)) > 1 else [w + 1 for w in want]
+
+
 class UnpackCoverage(CoverageBase):
     bins = tuple(f"b{b}{'s' if s else 'u'}" for b in range(1, 17) for s in (True, False)) + \
         ("d1", "dmax", "fullRow")
@@ -72,6 +80,7 @@ class UnpackRandomTest(UnitTest):
 
     scoreboard = UnpackScoreboard
     coverage = UnpackCoverage
+    rows_per_mode = ROWS_PER_MODE
 
     async def stimulus(self) -> None:
         dut, rng, p = self.dut, self.rng, self.params
@@ -79,7 +88,7 @@ class UnpackRandomTest(UnitTest):
         src = StreamSource(dut, "io_in", dut.clock, rng, 0.3)
         sink = StreamSink(dut, "io_out", dut.clock, rng, 0.3, callback=lambda b: self.env.responses.write(
             [to_signed(b[str(i)], 16) for i in range(dmax)]))
-        modes = [(b, s) for b in range(1, 17) for s in (True, False)] * ROWS_PER_MODE
+        modes = [(b, s) for b in range(1, 17) for s in (True, False)] * self.rows_per_mode
         rng.shuffle(modes)
         for bits, signed in modes:
             d = rng.choice([1, dmax, rng.randint(1, dmax)])
@@ -91,3 +100,15 @@ class UnpackRandomTest(UnitTest):
             self.env.requests.write(UnpackItem(bytes(bus), bits, signed, d, row_bytes, max_row))
             src.send_nowait({"row": int.from_bytes(bus, "little"), "bits": bits, "isSigned": int(signed)})
         await wait_until(dut, lambda: sink.received == len(modes), 20 * len(modes), "all unpacked rows")
+
+
+@test()
+class UnpackBrokenModelTest(UnpackRandomTest):
+    """Negative test: a model with the element order reversed must make the scoreboard fail."""
+
+    rows_per_mode = 1
+
+    def build_phase(self) -> None:
+        uvm_factory().set_type_override_by_type(UnpackScoreboard, UnpackMsbFirstScoreboard)
+        ConfigDB().set(None, "*", "DISABLE_COVERAGE_ERRORS", True)
+        super().build_phase()

@@ -12,11 +12,11 @@ from dataclasses import dataclass
 from typing import Any, Iterable
 
 import numpy as np
-from pyuvm import ConfigDB, test
+from pyuvm import ConfigDB, test, uvm_factory
 
 from pyverif.common.stream import StreamSink, StreamSource
 from pyverif.common.uvm import CoverageBase, ScoreboardBase
-from pyverif.units.env import UnitTest, vec, vec_fields, wait_until
+from pyverif.units.env import UnitTest, multiplier_lanes, vec, vec_fields, wait_until
 from workloads.golden import head_importance_increment, weighted_sum
 
 MIN16, MAX16 = -(1 << 15), (1 << 15) - 1
@@ -43,6 +43,14 @@ class ValueScoreboard(ScoreboardBase):
 
     def describe(self, item: ValueItem) -> str:
         return f"selection {item.index} (D={item.d}, M={len(item.probs)}) p={item.probs}"
+
+
+class ValueNoSignScoreboard(ValueScoreboard):
+    """A wrong model for the negative test: head importance of o_i without the abs."""
+
+    def predict(self, item: ValueItem) -> dict[str, Any]:
+        want = super().predict(item)
+        return {**want, "headImp": sum(x >> 16 for x in want["o"])}
 
 
 class ValueCoverage(CoverageBase):
@@ -79,13 +87,14 @@ class ValueAgents:
 class ValueRandomTest(UnitTest):
     scoreboard = ValueScoreboard
     coverage = ValueCoverage
+    requests = REQUESTS
 
     async def stimulus(self) -> None:
         dut, rng, p = self.dut, self.rng, self.params
         dmax, cap = int(p["maxHeadDim"]), int(p["maxTokens"])
         ag = ValueAgents(self, 0.3, 0.3)
         one = 1 << 16
-        for r in range(REQUESTS):
+        for r in range(self.requests):
             d = rng.choice([1, dmax, rng.randint(1, dmax)])
             m = rng.choice([0, 1, cap, rng.randint(1, 12)])
             extreme = r % 20 == 0
@@ -100,7 +109,19 @@ class ValueRandomTest(UnitTest):
             dut.io_d.value = d
             self.env.requests.write(item)
             ag.send(item)
-        await wait_until(dut, lambda: ag.result.received == REQUESTS, 100 * (cap + 8), "the last result")
+        await wait_until(dut, lambda: ag.result.received == self.requests, 100 * (cap + 8), "the last result")
+
+
+@test()
+class ValueBrokenModelTest(ValueRandomTest):
+    """Negative test: a head-importance model without |.| must make the scoreboard fail."""
+
+    requests = 30
+
+    def build_phase(self) -> None:
+        uvm_factory().set_type_override_by_type(ValueScoreboard, ValueNoSignScoreboard)
+        ConfigDB().set(None, "*", "DISABLE_COVERAGE_ERRORS", True)
+        super().build_phase()
 
 
 @test()
@@ -116,7 +137,7 @@ class ValueThroughputTest(UnitTest):
 
     async def stimulus(self) -> None:
         dut, rng, p = self.dut, self.rng, self.params
-        dmax, cap, lanes = int(p["maxHeadDim"]), int(p["maxTokens"]), int(p["dotLanes"])
+        dmax, cap, lanes = int(p["maxHeadDim"]), int(p["maxTokens"]), multiplier_lanes(dut, p)
         ag = ValueAgents(self, 0.0, 0.0)
         item = ValueItem(0, dmax, [rng.randint(0, 1 << 16) for _ in range(cap)],
                          [[rng.randint(MIN16, MAX16) for _ in range(dmax)] for _ in range(cap)], dmax, cap)

@@ -23,21 +23,29 @@ CASES = [
     ("KeyCombine", "pyverif.units.tb_keycombine", "KeyCombineRandomTest", True),
     ("DotProductArray", "pyverif.units.tb_dot", "DotRandomTest", True),
     ("DotProductArray", "pyverif.units.tb_dot", "DotThroughputTest", False),
+    # 3 multipliers for D <= 16: the chunked path (ceil(D/3) cycles a key / a row)
+    ("DotProductArrayLanes3", "pyverif.units.tb_dot", "DotRandomTest", True),
+    ("DotProductArrayLanes3", "pyverif.units.tb_dot", "DotThroughputTest", False),
     ("Softmax", "pyverif.units.tb_softmax", "SoftmaxRandomTest", True),
     ("Softmax", "pyverif.units.tb_softmax", "SoftmaxLatencyTest", False),
     ("ValueAccumulator", "pyverif.units.tb_value", "ValueRandomTest", True),
     ("ValueAccumulator", "pyverif.units.tb_value", "ValueThroughputTest", False),
+    ("ValueAccumulatorLanes3", "pyverif.units.tb_value", "ValueRandomTest", True),
+    ("ValueAccumulatorLanes3", "pyverif.units.tb_value", "ValueThroughputTest", False),
 ]
 
 NEGATIVE = [
+    ("PlaneUnpacker", "pyverif.units.tb_unpacker", "UnpackBrokenModelTest"),
     ("DotProductArray", "pyverif.units.tb_dot", "DotBrokenModelTest"),
+    ("Softmax", "pyverif.units.tb_softmax", "SoftmaxBrokenModelTest"),
+    ("ValueAccumulator", "pyverif.units.tb_value", "ValueBrokenModelTest"),
 ]
 
 RTL_TOPS = sorted({(top, PRESET) for top, _, _, _ in CASES})
 """Elaborated together at collection (see the repository's conftest.py)."""
 
 
-@pytest.mark.parametrize("top,module,testcase,coverage", CASES, ids=[c[2] for c in CASES])
+@pytest.mark.parametrize("top,module,testcase,coverage", CASES, ids=[f"{c[0]}-{c[2]}" for c in CASES])
 def test_unit(tmp_path: Path, top: str, module: str, testcase: str, coverage: bool) -> None:
     """Every response checked against workloads.golden; every coverage bin hit (random
     tests; the throughput tests check cycle counts instead)."""

@@ -38,28 +38,36 @@ class DotScore(p: SpAttenParams) extends Bundle {
   * cycle when `dotLanes >= d`). Several keys a cycle for `dotLanes >= 2*maxHeadDim` are
   * not implemented: the extra lanes stay unused. Latency: 2 cycles from the last chunk's
   * acceptance to the score (multiplier register, then accumulator/output register).
+  *
+  * @param lanes multipliers; `p.dotLanes` normally. A smaller value makes a test variant
+  *              (named `DotProductArrayLanes<n>`) that exercises the chunked path on
+  *              the small presets, whose `dotLanes` covers `maxHeadDim`.
   */
-class DotProductArray(p: SpAttenParams) extends Module {
+class DotProductArray(p: SpAttenParams, lanes: Int) extends Module {
+  def this(p: SpAttenParams) = this(p, p.dotLanes)
+  require(lanes >= 1, s"lanes must be positive, got $lanes")
+  override def desiredName: String = if (lanes == p.dotLanes) "DotProductArray" else s"DotProductArrayLanes$lanes"
+
   val io = IO(new Bundle {
     val query  = Flipped(Decoupled(new DotQuery(p)))
     val keys   = Flipped(Decoupled(new DotKey(p)))
     val scores = Decoupled(new DotScore(p))
   })
 
-  private val lanes  = math.min(p.dotLanes, p.maxHeadDim)
-  private val chunks = (p.maxHeadDim + lanes - 1) / lanes
+  private val used   = math.min(lanes, p.maxHeadDim)
+  private val chunks = (p.maxHeadDim + used - 1) / used
   private val prodBits = 2 * p.dataBits
   private val sumBits  = DotProductArray.scoreBits(p)
 
   // ---- query registers (elements >= d zeroed at load, so they contribute nothing) ----
-  val q       = Reg(Vec(chunks * lanes, SInt(p.dataBits.W)))
+  val q       = Reg(Vec(chunks * used, SInt(p.dataBits.W)))
   val nChunks = RegInit(1.U(log2Ceil(chunks + 1).W))
   val loaded  = RegInit(false.B)
 
   // ---- pipeline state ----
   val chunk      = RegInit(0.U(log2Ceil(chunks + 1).W))
   val s1Valid    = RegInit(false.B)
-  val s1Prods    = Reg(Vec(lanes, SInt(prodBits.W)))
+  val s1Prods    = Reg(Vec(used, SInt(prodBits.W)))
   val s1First    = Reg(Bool())
   val s1LastChunk = Reg(Bool())
   val s1KeyLast  = Reg(Bool())
@@ -71,11 +79,11 @@ class DotProductArray(p: SpAttenParams) extends Module {
 
   io.query.ready := !s1Valid && chunk === 0.U
   when(io.query.fire) {
-    for (i <- 0 until chunks * lanes) {
+    for (i <- 0 until chunks * used) {
       q(i) := (if (i < p.maxHeadDim) Mux(i.U < io.query.bits.d, io.query.bits.q(i), 0.S) else 0.S)
     }
-    // ceil(d / lanes), from a table over the possible d (a constant function of d)
-    val table = VecInit(Seq.tabulate(p.maxHeadDim + 1)(d => math.max(1, (d + lanes - 1) / lanes).U(nChunks.getWidth.W)))
+    // ceil(d / used), from a table over the possible d (a constant function of d)
+    val table = VecInit(Seq.tabulate(p.maxHeadDim + 1)(d => math.max(1, (d + used - 1) / used).U(nChunks.getWidth.W)))
     nChunks := table(io.query.bits.d)
     loaded := true.B
   }
@@ -85,11 +93,11 @@ class DotProductArray(p: SpAttenParams) extends Module {
   val isLastChunk = chunk === nChunks - 1.U
   io.keys.ready := loaded && !stall && !io.query.fire && isLastChunk
 
-  val qChunk = if (chunks == 1) q else VecInit(Seq.tabulate(lanes)(l =>
-    VecInit(Seq.tabulate(chunks)(c => q(c * lanes + l)))(chunk)))
-  val kPadded = io.keys.bits.k ++ Seq.fill(chunks * lanes - p.maxHeadDim)(0.S(p.dataBits.W))
-  val kChunk = if (chunks == 1) VecInit(kPadded) else VecInit(Seq.tabulate(lanes)(l =>
-    VecInit(Seq.tabulate(chunks)(c => kPadded(c * lanes + l)))(chunk)))
+  val qChunk = if (chunks == 1) q else VecInit(Seq.tabulate(used)(l =>
+    VecInit(Seq.tabulate(chunks)(c => q(c * used + l)))(chunk)))
+  val kPadded = io.keys.bits.k ++ Seq.fill(chunks * used - p.maxHeadDim)(0.S(p.dataBits.W))
+  val kChunk = if (chunks == 1) VecInit(kPadded) else VecInit(Seq.tabulate(used)(l =>
+    VecInit(Seq.tabulate(chunks)(c => kPadded(c * used + l)))(chunk)))
 
   when(!stall) {
     s1Valid := issue

@@ -23,11 +23,13 @@ object Elaborate {
     * is listed here. */
   val tops: Map[String, SpAttenParams => RawModule] = Map(
     "DotProductArray" -> (p => new DotProductArray(p)),
+    "DotProductArrayLanes3" -> (p => new DotProductArray(p, 3)),
     "KeyCombine" -> (p => new KeyCombine(p)),
     "PlaneUnpacker" -> (p => new PlaneUnpacker(p)),
     "Softmax" -> (p => new Softmax(p)),
     "TopKEngine" -> (p => new TopKEngine(p)),
-    "ValueAccumulator" -> (p => new ValueAccumulator(p))
+    "ValueAccumulator" -> (p => new ValueAccumulator(p)),
+    "ValueAccumulatorLanes3" -> (p => new ValueAccumulator(p, 3))
   )
 
   val firtoolOpts: Array[String] = Array(

@@ -31,42 +31,50 @@ class ValueResult(params: SpAttenParams) extends Bundle {
   * until the result has left on `result` (one beat, ready/valid); the accumulators are
   * then cleared for the next selection. Latency from the last row to the result: 3
   * cycles (multiplier register, accumulate, result register).
+  *
+  * @param lanes multipliers; `p.dotLanes` normally. A smaller value makes a test variant
+  *              (named `ValueAccumulatorLanes<n>`) that exercises the chunked path on
+  *              the small presets.
   */
-class ValueAccumulator(p: SpAttenParams) extends Module {
+class ValueAccumulator(p: SpAttenParams, lanes: Int) extends Module {
+  def this(p: SpAttenParams) = this(p, p.dotLanes)
+  require(lanes >= 1, s"lanes must be positive, got $lanes")
+  override def desiredName: String = if (lanes == p.dotLanes) "ValueAccumulator" else s"ValueAccumulatorLanes$lanes"
+
   val io = IO(new Bundle {
     val d      = Input(UInt(p.dimBits.W))
     val rows   = Flipped(Decoupled(new ValueRow(p)))
     val result = Decoupled(new ValueResult(p))
   })
 
-  private val lanes    = math.min(p.dotLanes, p.maxHeadDim)
-  private val chunks   = (p.maxHeadDim + lanes - 1) / lanes
+  private val used     = math.min(lanes, p.maxHeadDim)
+  private val chunks   = (p.maxHeadDim + used - 1) / used
   private val pBits    = p.probFracBits + 1
   private val prodBits = pBits + p.dataBits + 1 // unsigned 17 x signed 16, exact
 
-  val acc       = RegInit(VecInit(Seq.fill(chunks * lanes)(0.S(64.W))))
+  val acc       = RegInit(VecInit(Seq.fill(chunks * used)(0.S(64.W))))
   val chunk     = RegInit(0.U(log2Ceil(chunks + 1).W))
   val closing   = RegInit(false.B) // the last row was accepted; waiting for the result
   val s1Valid   = RegInit(false.B)
-  val s1Prods   = Reg(Vec(lanes, SInt(prodBits.W)))
+  val s1Prods   = Reg(Vec(used, SInt(prodBits.W)))
   val s1Chunk   = Reg(UInt(log2Ceil(chunks + 1).W))
   val s1Last    = RegInit(false.B) // final chunk of the final row
   val finishing = RegInit(false.B) // the final chunk is being accumulated
   val outValid  = RegInit(false.B)
   val out       = Reg(new ValueResult(p))
 
-  val table = VecInit(Seq.tabulate(p.maxHeadDim + 1)(d => math.max(1, (d + lanes - 1) / lanes).U(chunk.getWidth.W)))
+  val table = VecInit(Seq.tabulate(p.maxHeadDim + 1)(d => math.max(1, (d + used - 1) / used).U(chunk.getWidth.W)))
   val nChunks = table(io.d)
   val isLastChunk = chunk === nChunks - 1.U || io.rows.bits.empty
 
   // ---- stage 0: one chunk of the row at the head of `rows` ----
   val issue = io.rows.valid && !closing
   io.rows.ready := !closing && isLastChunk
-  val vPadded = io.rows.bits.v ++ Seq.fill(chunks * lanes - p.maxHeadDim)(0.S(p.dataBits.W))
+  val vPadded = io.rows.bits.v ++ Seq.fill(chunks * used - p.maxHeadDim)(0.S(p.dataBits.W))
   val vMasked = VecInit(vPadded.zipWithIndex.map { case (v, i) =>
     Mux(i.U < io.d && !io.rows.bits.empty, v, 0.S) })
-  val vChunk = if (chunks == 1) vMasked else VecInit(Seq.tabulate(lanes)(l =>
-    VecInit(Seq.tabulate(chunks)(c => vMasked(c * lanes + l)))(chunk)))
+  val vChunk = if (chunks == 1) vMasked else VecInit(Seq.tabulate(used)(l =>
+    VecInit(Seq.tabulate(chunks)(c => vMasked(c * used + l)))(chunk)))
   val pSigned = Cat(0.U(1.W), io.rows.bits.p).asSInt
 
   s1Valid := issue
@@ -80,8 +88,8 @@ class ValueAccumulator(p: SpAttenParams) extends Module {
 
   // ---- stage 1: accumulate ----
   when(s1Valid) {
-    for (c <- 0 until chunks; l <- 0 until lanes) {
-      when(s1Chunk === c.U) { acc(c * lanes + l) := acc(c * lanes + l) + s1Prods(l) }
+    for (c <- 0 until chunks; l <- 0 until used) {
+      when(s1Chunk === c.U) { acc(c * used + l) := acc(c * used + l) + s1Prods(l) }
     }
   }
   finishing := s1Valid && s1Last
