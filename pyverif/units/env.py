@@ -10,6 +10,7 @@ every observed response to ``self.responses`` (both analysis ports).
 
 from __future__ import annotations
 
+import os
 import re
 from typing import Any, Callable
 
@@ -69,6 +70,12 @@ async def wait_until(dut: SimHandleBase, cond: Callable[[], bool], limit: int, w
         if ok:
             return n
     raise AssertionError(f"timeout after {limit} cycles waiting for {what}")
+
+
+def scaled(n: int) -> int:
+    """A request count scaled by ``UNIT_REQUEST_SCALE`` (default 1; e.g. 0.1 for quick runs
+    on a big preset), at least 1."""
+    return max(1, round(n * float(os.environ.get("UNIT_REQUEST_SCALE", "1"))))
 
 
 def multiplier_lanes(dut: SimHandleBase, params: dict[str, Any]) -> int:

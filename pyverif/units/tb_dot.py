@@ -15,10 +15,10 @@ from pyuvm import test, uvm_factory
 
 from pyverif.common.stream import StreamSink, StreamSource
 from pyverif.common.uvm import CoverageBase, ScoreboardBase
-from pyverif.units.env import UnitTest, multiplier_lanes, to_signed, vec_fields, wait_until
+from pyverif.units.env import UnitTest, multiplier_lanes, scaled, to_signed, vec_fields, wait_until
 from workloads.golden import dot_scores
 
-REQUESTS = 300
+REQUESTS = scaled(300)
 MIN16, MAX16 = -(1 << 15), (1 << 15) - 1
 
 

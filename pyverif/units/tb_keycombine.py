@@ -12,15 +12,15 @@ from typing import Iterable
 
 import numpy as np
 from cocotb.triggers import Timer
-from pyuvm import test
+from pyuvm import ConfigDB, test, uvm_factory
 
 from pyverif.common.uvm import CoverageBase, ScoreboardBase
-from pyverif.units.env import UnitTest, mask, to_signed
+from pyverif.units.env import UnitTest, mask, scaled, to_signed
 from workloads.golden import attention_probs
 from workloads.memimage import element_range
 from workloads.params import from_dict
 
-ROWS = 400
+ROWS = scaled(400)
 
 
 @dataclass
@@ -54,6 +54,14 @@ class KeyScoreboard(ScoreboardBase):
         return str(item)
 
 
+class KeyOrScoreboard(KeyScoreboard):
+    """A wrong model for the negative test: the LSB plane ORed in without the shift of
+    the MSB plane (``msb | lsb``)."""
+
+    def predict(self, item: KeyItem) -> list[int]:
+        return [m | (l if item.with_lsb else 0) for m, l in zip(item.msb, item.lsb)]
+
+
 class KeyCoverage(CoverageBase):
     bins = ("pass1", "pass2", "lsb0", "lsb15", "full16", "negativeMsb")
 
@@ -76,13 +84,14 @@ class KeyCombineRandomTest(UnitTest):
 
     scoreboard = KeyScoreboard
     coverage = KeyCoverage
+    rows = ROWS
 
     async def stimulus(self) -> None:
         dut, rng = self.dut, self.rng
         dmax = int(self.params["maxHeadDim"])
         self.env.sb.params_dict = self.params
         splits = [(m, l) for m in range(1, 17) for l in range(0, 16) if m + l <= 16]
-        for n in range(ROWS):
+        for n in range(self.rows):
             m, l = splits[n] if n < len(splits) else rng.choice(splits)
             mlo, mhi = element_range(m, True)
             llo, lhi = element_range(l, False)
@@ -97,3 +106,15 @@ class KeyCombineRandomTest(UnitTest):
             dut.io_withLsb.value = int(with_lsb)
             await Timer(1, unit="ns")
             self.env.responses.write([to_signed(int(getattr(dut, f"io_key_{i}").value), 16) for i in range(dmax)])
+
+
+@test()
+class KeyCombineBrokenModelTest(KeyCombineRandomTest):
+    """Negative test: a model that forgets the shift must make the scoreboard fail."""
+
+    rows = 60
+
+    def build_phase(self) -> None:
+        uvm_factory().set_type_override_by_type(KeyScoreboard, KeyOrScoreboard)
+        ConfigDB().set(None, "*", "DISABLE_COVERAGE_ERRORS", True)
+        super().build_phase()

@@ -20,11 +20,11 @@ from pyuvm import ConfigDB, test, uvm_factory
 
 from pyverif.common.stream import StreamSink, StreamSource
 from pyverif.common.uvm import CoverageBase, ScoreboardBase
-from pyverif.units.env import UnitTest, mask, wait_until
+from pyverif.units.env import UnitTest, mask, scaled, wait_until
 from workloads.golden import softmax_fixed
 from workloads.params import from_dict
 
-REQUESTS = 300
+REQUESTS = scaled(300)
 
 
 @dataclass
@@ -236,8 +236,8 @@ class SoftmaxLatencyTest(UnitTest):
         ag.allow_summary()
         ag.allow_probs(n)
         ag.load(item)
-        t_sum = await wait_until(dut, lambda: len(ag.got_summary) == 1, 1000, "summary")
-        t_end = t_sum + await wait_until(dut, lambda: len(ag.got_probs) == n, 1000, "probabilities")
+        t_sum = await wait_until(dut, lambda: len(ag.got_summary) == 1, 4 * n + 200, "summary")
+        t_end = t_sum + await wait_until(dut, lambda: len(ag.got_probs) == n, 2 * n + 200, "probabilities")
         self.env.responses.write({"summary": ag.got_summary[0], "probs": ag.got_probs})
         self.logger.info(f"N={n}: summary {t_sum} cycles after the first score was offered, "
                          f"last probability at {t_end}")

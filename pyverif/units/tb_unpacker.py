@@ -17,10 +17,10 @@ from pyuvm import ConfigDB, test, uvm_factory
 
 from pyverif.common.stream import StreamSink, StreamSource
 from pyverif.common.uvm import CoverageBase, ScoreboardBase
-from pyverif.units.env import UnitTest, to_signed, wait_until
+from pyverif.units.env import UnitTest, scaled, to_signed, wait_until
 from workloads.memimage import element_range, pack_rows, stride, unpack_rows
 
-ROWS_PER_MODE = 12
+ROWS_PER_MODE = scaled(12)
 
 
 @dataclass

@@ -16,11 +16,11 @@ from pyuvm import ConfigDB, test, uvm_factory
 
 from pyverif.common.stream import StreamSink, StreamSource
 from pyverif.common.uvm import CoverageBase, ScoreboardBase
-from pyverif.units.env import UnitTest, multiplier_lanes, vec, vec_fields, wait_until
+from pyverif.units.env import UnitTest, multiplier_lanes, scaled, vec, vec_fields, wait_until
 from workloads.golden import head_importance_increment, weighted_sum
 
 MIN16, MAX16 = -(1 << 15), (1 << 15) - 1
-REQUESTS = 300
+REQUESTS = scaled(300)
 
 
 @dataclass

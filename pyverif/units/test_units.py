@@ -36,6 +36,7 @@ CASES = [
 
 NEGATIVE = [
     ("PlaneUnpacker", "pyverif.units.tb_unpacker", "UnpackBrokenModelTest"),
+    ("KeyCombine", "pyverif.units.tb_keycombine", "KeyCombineBrokenModelTest"),
     ("DotProductArray", "pyverif.units.tb_dot", "DotBrokenModelTest"),
     ("Softmax", "pyverif.units.tb_softmax", "SoftmaxBrokenModelTest"),
     ("ValueAccumulator", "pyverif.units.tb_value", "ValueBrokenModelTest"),
