@@ -25,6 +25,7 @@ from pathlib import Path
 
 import click
 import numpy as np
+import torch
 
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
@@ -64,6 +65,7 @@ def generate(
     tensors: bool,
     quiet: bool = False,
     command: str = "",
+    kv_dtype: str = "float16",
 ) -> tuple[Path, Path | None, dict[str, object]]:
     """Run the generator; returns (csv path, npz path or None, summary). Raises on bad input."""
     if context < 2:
@@ -110,9 +112,9 @@ def generate(
         "policy_file": config_line(pol.source, pol.name),
         "text": text,
         "command": command,
-        "dtypes": {"q": "float32", "out_ref": "float32", "k": "float16", "v": "float16"},
+        "dtypes": {"q": "float32", "out_ref": "float32", "k": kv_dtype, "v": kv_dtype},
     }
-    built = build_workload(run.state, tensors=tensors, meta=meta)
+    built = build_workload(run.state, tensors=tensors, meta=meta, kv_dtype=kv_dtype)
     csv_text = format_workload(built.rows, config_line(pol.source, pol.name))
     fetched, dense = kv_bytes_ratio(run.state)
     if npz_path is not None:
@@ -148,12 +150,20 @@ def generate(
 @click.option("--policy", default=DEFAULT_POLICY, show_default=True, help="Preset name or YAML path.")
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Output CSV (default: hardware/workloads/<auto>.csv).")
 @click.option("--tensors/--no-tensors", default=False, help="Also write <stem>.npz for functional simulation.")
+@click.option("--kv-dtype", type=click.Choice(["float16", "float32"]), default="float16", show_default=True,
+              help="dtype of k and v in the npz (q and out_ref are always float32).")
+@click.option("--threads", default=1, show_default=True,
+              help="torch threads (1 is fastest for decode on a small shared machine).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def main(model: str, text: str, context: int, steps: int, policy: str, out: Path | None, tensors: bool, quiet: bool) -> None:
+def main(
+    model: str, text: str, context: int, steps: int, policy: str, out: Path | None, tensors: bool, kv_dtype: str,
+    threads: int, quiet: bool,
+) -> None:
     """Generate a SpAtten workload CSV from a model and real text."""
     command = "python tools/gen_workload.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    torch.set_num_threads(threads)
     try:
-        _csv, _npz, summary = generate(model, text, context, steps, policy, out, tensors, quiet, command)
+        _csv, _npz, summary = generate(model, text, context, steps, policy, out, tensors, quiet, command, kv_dtype)
     except (ModelError, PolicyError, TextError) as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(json.dumps(summary, indent=1))

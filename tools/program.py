@@ -35,15 +35,14 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field, replace
-from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
 from workloads import quant
 from workloads.commands import (AttendCmd, ClearCmd, TopkResp, TopkTokensCmd, Word, decode_response)
 from workloads.golden import GoldenAccelerator
-from workloads.memimage import MemoryImage, stride
+from workloads.memimage import MemoryImage
 from workloads.params import HwParams
 
 LOGIT_STD = 3.0
@@ -171,7 +170,6 @@ def build(rows: Sequence[Row], params: HwParams, *, tensors: dict | None = None,
     image = MemoryImage.for_params(params, start=params.burst_bytes * 16)
     prog.image = image
     golden = GoldenAccelerator(params, image)
-    rng = np.random.default_rng(seed)
 
     if functional:
         k_all = tensors["k"]

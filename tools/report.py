@@ -14,7 +14,7 @@ import tempfile
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+
 
 from tools.program import Program, bytes_by_kind
 

@@ -1,12 +1,14 @@
 #include "dram_controller.h"
 
 #include <algorithm>
+#include <cstdint>
 
 namespace spatten::dram {
 
 DramController::DramController(const DramConfig& cfg)
     : cfg_(cfg),
       device_(cfg.org, cfg.timing),
+      hitBank_(cfg.org.pseudoChannels * cfg.org.bankGroups * cfg.org.banks, 0),
       bypassCount_(cfg.org.pseudoChannels * cfg.org.bankGroups * cfg.org.banks, 0),
       nextRefresh_(cfg.refresh == RefreshKind::AllBank ? cfg.timing.nREFI : -1) {
   stats_.rowHits = stats_.rowMisses = stats_.rowConflicts = 0;
@@ -17,7 +19,8 @@ DramController::DramController(const DramConfig& cfg)
 
 bool DramController::send(const DramCoord& c, uint64_t tag) {
   if (static_cast<int>(queue_.size()) >= cfg_.readQueueSize) return false;
-  queue_.push_back(Req{c, tag, clk_, nextSeq_++});
+  queue_.push_back(Req{c, device_.bankIndex(c), tag, clk_, nextSeq_++});
+  skipUntil_ = 0;  // the new request may be ready at once
   return true;
 }
 
@@ -28,38 +31,46 @@ void DramController::drainCompleted(std::vector<uint64_t>* done) {
 
 bool DramController::closesActiveRow(const DramCoord& c) const {
   const int b = device_.bankIndex(c);
-  return std::any_of(active_.begin(), active_.end(),
-                     [&](const Req& r) { return device_.bankIndex(r.coord) == b; });
+  return std::any_of(active_.begin(), active_.end(), [&](const Req& r) { return r.bank == b; });
 }
 
 int DramController::pick(std::vector<Req>& reqs, Command* cmd, bool* ready) {
   if (reqs.empty()) return -1;
   if (cfg_.scheduler == SchedulerKind::FCFS) {
     *cmd = device_.requiredCommand(reqs[0].coord);
-    *ready = device_.ready(*cmd, reqs[0].coord, clk_);
+    const int64_t at = device_.readyAt(*cmd, reqs[0].coord);
+    *ready = at <= clk_;
+    if (!*ready) minFutureReady_ = std::min(minFutureReady_, at);
     return 0;
   }
   // Banks whose open row a waiting request hits: such a row is not closed while the
   // hit waits (unless FRFCFS_Cap says the hits have bypassed enough older requests).
-  hitBanks_.clear();
+  for (int b : hitBankList_) hitBank_[b] = 0;
+  hitBankList_.clear();
   for (const std::vector<Req>* v : {&queue_, &active_}) {
     for (const Req& r : *v) {
-      if (device_.requiredCommand(r.coord) != Command::RD) continue;
-      const int b = device_.bankIndex(r.coord);
-      if (cfg_.scheduler == SchedulerKind::FRFCFSCap && bypassCount_[b] >= cfg_.schedulerCap) continue;
-      hitBanks_.push_back(b);
+      if (hitBank_[r.bank] || device_.openRow(r.coord) != r.coord.row) continue;
+      if (cfg_.scheduler == SchedulerKind::FRFCFSCap && bypassCount_[r.bank] >= cfg_.schedulerCap) continue;
+      hitBank_[r.bank] = 1;
+      hitBankList_.push_back(r.bank);
     }
   }
-  auto protectedBank = [&](int b) { return std::find(hitBanks_.begin(), hitBanks_.end(), b) != hitBanks_.end(); };
   int best = -1;
   int bestScore = -1;
   Command bestCmd = Command::RD;
+  const uint64_t version = device_.version();
   for (size_t i = 0; i < reqs.size(); ++i) {
-    const Req& r = reqs[i];
-    const Command c = device_.requiredCommand(r.coord);
-    const int b = device_.bankIndex(r.coord);
-    if (c == Command::PRE && protectedBank(b)) continue;
-    const bool rdy = device_.ready(c, r.coord, clk_);
+    Req& r = reqs[i];
+    if (r.cacheVersion != version) {
+      r.cmd = device_.requiredCommand(r.coord);
+      r.readyAt = device_.readyAt(r.cmd, r.coord);
+      r.cacheVersion = version;
+    }
+    const Command c = r.cmd;
+    const int b = r.bank;
+    if (c == Command::PRE && hitBank_[b]) continue;
+    const bool rdy = r.readyAt <= clk_;
+    if (!rdy) minFutureReady_ = std::min(minFutureReady_, r.readyAt);
     const bool hit = c == Command::RD && !(cfg_.scheduler == SchedulerKind::FRFCFSCap &&
                                            bypassCount_[b] >= cfg_.schedulerCap);
     // Vectors are kept oldest first, so the first of equal scores is the oldest.
@@ -81,12 +92,12 @@ void DramController::issue(std::vector<Req>& from, int i, Command cmd) {
   if (r.kind == Kind::Unknown) {
     r.kind = cmd == Command::RD ? Kind::Hit : (cmd == Command::ACT ? Kind::Miss : Kind::Conflict);
   }
-  const int bank = device_.bankIndex(r.coord);
+  const int bank = r.bank;
   if (cfg_.scheduler == SchedulerKind::FRFCFSCap) {
     if (cmd == Command::RD) {
       // Did this hit bypass an older request to the same bank?
       bool bypassed = std::any_of(queue_.begin(), queue_.end(), [&](const Req& o) {
-        return o.seq < r.seq && device_.bankIndex(o.coord) == bank;
+        return o.seq < r.seq && o.bank == bank;
       });
       if (bypassed) ++bypassCount_[bank];
     } else {
@@ -110,6 +121,32 @@ void DramController::issue(std::vector<Req>& from, int i, Command cmd) {
   }
 }
 
+bool DramController::schedule() {
+  Command cmd;
+  bool ready = false;
+  int i = pick(active_, &cmd, &ready);
+  if (i >= 0 && ready) {
+    issue(active_, i, cmd);
+    return true;
+  }
+  if (refreshesDue_ > 0) {
+    const DramCoord any{};
+    const Command rc = device_.anyBankOpen() ? Command::PREA : Command::REF;
+    if (!device_.ready(rc, any, clk_)) return false;
+    device_.issue(rc, any, clk_);
+    if (rc == Command::REF) {
+      --refreshesDue_;
+      ++stats_.refreshes;
+    }
+    return true;
+  }
+  i = pick(queue_, &cmd, &ready);
+  if (i < 0 || !ready) return false;
+  if (cmd == Command::PRE && closesActiveRow(queue_[i].coord)) return false;
+  issue(queue_, i, cmd);
+  return true;
+}
+
 void DramController::tick() {
   ++clk_;
   ++stats_.dramCycles;
@@ -130,29 +167,15 @@ void DramController::tick() {
     ++refreshesDue_;
   }
   // 3. One command.
-  Command cmd;
-  bool ready = false;
-  int i = pick(active_, &cmd, &ready);
-  if (i >= 0 && ready) {
-    issue(active_, i, cmd);
-    return;
+  if (queue_.empty() && active_.empty() && refreshesDue_ == 0) return;
+  if (refreshesDue_ == 0 && device_.version() == skipVersion_ && clk_ < skipUntil_) return;
+  minFutureReady_ = INT64_MAX;
+  if (!schedule()) {
+    // Nothing issued: readiness changes only by time (minFutureReady_), by a command
+    // (version) or by a new request (send resets skipUntil_).
+    skipVersion_ = device_.version();
+    skipUntil_ = minFutureReady_;
   }
-  if (refreshesDue_ > 0) {
-    const DramCoord any{};
-    Command rc = device_.anyBankOpen() ? Command::PREA : Command::REF;
-    if (device_.ready(rc, any, clk_)) {
-      device_.issue(rc, any, clk_);
-      if (rc == Command::REF) {
-        --refreshesDue_;
-        ++stats_.refreshes;
-      }
-    }
-    return;
-  }
-  i = pick(queue_, &cmd, &ready);
-  if (i < 0 || !ready) return;
-  if (cmd == Command::PRE && closesActiveRow(queue_[i].coord)) return;
-  issue(queue_, i, cmd);
 }
 
 }  // namespace spatten::dram

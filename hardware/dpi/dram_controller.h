@@ -44,16 +44,23 @@ class DramController {
   enum class Kind { Unknown, Hit, Miss, Conflict };
   struct Req {
     DramCoord coord;
+    int bank;      ///< device bank index of coord
     uint64_t tag;
     int64_t arrive;
     uint64_t seq;  ///< arrival order
     int64_t depart = -1;
     Kind kind = Kind::Unknown;
+    // Cache of the device's answer, valid while device_.version() == cacheVersion.
+    uint64_t cacheVersion = ~uint64_t(0);
+    Command cmd = Command::ACT;
+    int64_t readyAt = 0;
   };
 
   /// Index of the best request in `reqs` (or -1), and its command and readiness.
   int pick(std::vector<Req>& reqs, Command* cmd, bool* ready);
   void issue(std::vector<Req>& from, int i, Command cmd);
+  /// Issues this cycle's command, if any; true when one was issued.
+  bool schedule();
   bool closesActiveRow(const DramCoord& c) const;
 
   DramConfig cfg_;
@@ -64,8 +71,14 @@ class DramController {
   std::vector<Req> active_;    ///< reads whose row was activated for them
   std::deque<Req> pending_;    ///< RD issued, data on the way
   std::vector<uint64_t> completed_;
-  std::vector<int> hitBanks_;     ///< scratch of pick()
+  std::vector<uint8_t> hitBank_;  ///< scratch of pick(): bank has a waiting row hit
+  std::vector<int> hitBankList_;  ///< banks set in hitBank_
   std::vector<int> bypassCount_;  ///< FRFCFS_Cap: per bank hits that bypassed an older request
+  // Idle skipping: when a cycle issued nothing, no command can issue before skipUntil_
+  // unless a command is issued (device version) or a request arrives.
+  int64_t minFutureReady_ = 0;
+  int64_t skipUntil_ = 0;
+  uint64_t skipVersion_ = ~uint64_t(0);
   int64_t nextRefresh_;
   int refreshesDue_ = 0;
   BackendStats stats_;

@@ -43,23 +43,26 @@ DramPort::DramPort(const PortConfig& cfg, std::unique_ptr<DramBackend> backend,
 }
 
 uint64_t DramPort::transactionIndex(uint64_t addr) const {
-  const std::string where = "DRAM channel " + std::to_string(cfg_.channel) + ": request address " + hex(addr);
+  // Messages are built only on error: this runs once per request.
+  auto fail = [&](const std::string& what) -> DramError {
+    return DramError("DRAM channel " + std::to_string(cfg_.channel) + ": request address " + hex(addr) + what);
+  };
   if (cfg_.addrBits < 64 && (addr >> cfg_.addrBits) != 0) {
-    throw DramError(where + " is at or above 2^" + std::to_string(cfg_.addrBits) + " (dramAddrBits)");
+    throw fail(" is at or above 2^" + std::to_string(cfg_.addrBits) + " (dramAddrBits)");
   }
   if (addr % cfg_.burstBytes != 0) {
-    throw DramError(where + " is not aligned to the burst size (" + std::to_string(cfg_.burstBytes) + " bytes)");
+    throw fail(" is not aligned to the burst size (" + std::to_string(cfg_.burstBytes) + " bytes)");
   }
   const uint64_t burst = addr / cfg_.burstBytes;
   const int owner = static_cast<int>(burst % cfg_.numChannels);
   if (owner != cfg_.channel) {
-    throw DramError(where + " belongs to channel " + std::to_string(owner) + " ((addr / " +
-                    std::to_string(cfg_.burstBytes) + ") % " + std::to_string(cfg_.numChannels) + ")");
+    throw fail(" belongs to channel " + std::to_string(owner) + " ((addr / " + std::to_string(cfg_.burstBytes) +
+               ") % " + std::to_string(cfg_.numChannels) + ")");
   }
   const uint64_t index = burst / cfg_.numChannels;
   if (index >= backend_->capacity()) {
-    throw DramError(where + " is beyond the DRAM of this channel (" + std::to_string(backend_->capacity()) +
-                    " bursts of " + std::to_string(cfg_.burstBytes) + " bytes per channel)");
+    throw fail(" is beyond the DRAM of this channel (" + std::to_string(backend_->capacity()) + " bursts of " +
+               std::to_string(cfg_.burstBytes) + " bytes per channel)");
   }
   return index;
 }

@@ -115,7 +115,18 @@ bool Hbm2Device::ready(Command cmd, const DramCoord& c, int64_t clk) const {
   return allTargets(cmd, c, [&](const Node& n) { return n.readyAt[i] <= clk; });
 }
 
+int64_t Hbm2Device::readyAt(Command cmd, const DramCoord& c) const {
+  const int i = idx(cmd);
+  int64_t at = 0;
+  allTargets(cmd, c, [&](const Node& n) {
+    at = std::max(at, n.readyAt[i]);
+    return true;
+  });
+  return at;
+}
+
 void Hbm2Device::issue(Command cmd, const DramCoord& c, int64_t clk) {
+  ++version_;
   forEachTarget(cmd, c, [&](Level l, Node* n) { applyRules(l, n, cmd, clk); });
   switch (cmd) {
     case Command::ACT: {

@@ -37,6 +37,12 @@ class Hbm2Device {
   Command requiredCommand(const DramCoord& c) const;
   /// True when `cmd` may be issued to `c` at cycle `clk`.
   bool ready(Command cmd, const DramCoord& c, int64_t clk) const;
+  /// The first cycle `cmd` may be issued to `c`, as far as the commands issued so far
+  /// tell (valid until the next issue(): see version()).
+  int64_t readyAt(Command cmd, const DramCoord& c) const;
+  /// Incremented by every issue(): cached readyAt()/requiredCommand() stay valid while
+  /// it does not change.
+  uint64_t version() const { return version_; }
   /// Issues `cmd` at cycle `clk` (the caller checked ready()).
   void issue(Command cmd, const DramCoord& c, int64_t clk);
 
@@ -73,6 +79,7 @@ class Hbm2Device {
   std::vector<Node> pch_, bg_, bank_;
   std::vector<int> openRow_;
   int openBanks_ = 0;
+  uint64_t version_ = 0;
   int maxWindow_ = 1;
 };
 

@@ -12,8 +12,10 @@
 //          --latencies FILE (one line per request: channel address latency)
 //          --span BYTES (random pattern: addresses below this; default 256 MiB)
 // The JSON on stdout has the fields of +dram_stats plus "total_cycles" (cycles until
-// the last response) and "wall_seconds", "ns_per_cycle" (simulation speed).
+// the last response), "wall_seconds", "cpu_seconds" and "ns_per_cycle" (CPU time per
+// accelerator cycle, all channels together: the model's simulation cost).
 #include <chrono>
+#include <ctime>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -137,7 +139,10 @@ int run(const Args& a) {
   if (!closedLoop) {
     for (const auto& e : trace) {
       if (e.addr % B != 0) {
-        throw DramError("trace " + a.trace + ": address " + std::to_string(e.addr) + " is not burst-aligned");
+        char hexAddr[32];
+        std::snprintf(hexAddr, sizeof hexAddr, "0x%llx", static_cast<unsigned long long>(e.addr));
+        throw DramError("trace " + a.trace + " (cycle " + std::to_string(e.cycle) + "): address " + hexAddr +
+                        " is not aligned to the burst size (" + std::to_string(B) + " bytes)");
       }
       lanes[(e.addr / B) % C].reqs.push_back(e);
     }
@@ -157,6 +162,7 @@ int run(const Args& a) {
   size_t done = 0;
   int64_t cycle = 0;
   const auto t0 = std::chrono::steady_clock::now();
+  const std::clock_t c0 = std::clock();
   const int64_t limit = 4'000'000'000LL;
   while (done < total) {
     for (auto& l : lanes) {
@@ -179,6 +185,7 @@ int run(const Args& a) {
     if (cycle > limit) throw DramError("replay: no progress after " + std::to_string(limit) + " cycles");
   }
   const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const double cpu = static_cast<double>(std::clock() - c0) / CLOCKS_PER_SEC;
   int64_t lastResponse = 0;
   std::vector<spatten::dram::PortStats> stats;
   for (const auto& l : lanes) {
@@ -196,9 +203,12 @@ int run(const Args& a) {
   std::string json = spatten::dram::statsJson(info, stats);
   // Append run-level fields before the closing brace.
   const size_t close = json.rfind('}');
-  char extra[256];
-  std::snprintf(extra, sizeof extra, ",\n  \"total_cycles\": %lld,\n  \"wall_seconds\": %.6f,\n  \"ns_per_cycle\": %.3f\n",
-                static_cast<long long>(lastResponse), wall, cycle ? wall * 1e9 / static_cast<double>(cycle) : 0.0);
+  char extra[320];
+  std::snprintf(extra, sizeof extra,
+                ",\n  \"total_cycles\": %lld,\n  \"wall_seconds\": %.6f,\n  \"cpu_seconds\": %.6f,\n"
+                "  \"ns_per_cycle\": %.3f\n",
+                static_cast<long long>(lastResponse), wall, cpu,
+                cycle ? cpu * 1e9 / static_cast<double>(cycle) : 0.0);
   json = json.substr(0, close).substr(0, json.substr(0, close).find_last_not_of(" \n") + 1) + extra + "}\n";
   std::fputs(json.c_str(), stdout);
   if (!a.stats.empty()) spatten::dram::writeFileAtomic(a.stats, json);

@@ -175,9 +175,13 @@ def spatten_attention_forward(
     out = out * heads.view(-1, 1, 1).to(out.dtype)
 
     if pol.token_pruning.enabled or pol.head_pruning.enabled:
-        hm = heads.view(-1, 1, 1).to(p.dtype)
-        state.token_importance[idx] += (p * hm).sum(dim=(0, 1)).double()
-        state.head_importance += out.abs().sum(dim=(1, 2)).double()
+        # Only computed requests count: surviving heads, and (multi-row calls) the query
+        # rows of surviving tokens -- a pruned token's query is not computed by SpAtten.
+        w = heads.view(-1, 1, 1).to(p.dtype)
+        if tq > 1:
+            w = w * kept[tk - tq :].view(1, -1, 1).to(p.dtype)
+        state.token_importance[idx] += (p * w).sum(dim=(0, 1)).double()
+        state.head_importance += (out * w).abs().sum(dim=(1, 2)).double()
 
     _record(state, layer, tk, tq, idx, topk_applied, heads, n_values, requant, query, out, key, value)
     return out.to(query.dtype).transpose(0, 1).unsqueeze(0), None

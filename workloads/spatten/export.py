@@ -101,7 +101,9 @@ class BuiltWorkload:
     tensors: dict[str, np.ndarray] | None
 
 
-def build_workload(state: SpAttenState, tensors: bool, meta: dict[str, object] | None = None) -> BuiltWorkload:
+def build_workload(
+    state: SpAttenState, tensors: bool, meta: dict[str, object] | None = None, kv_dtype: str = "float16"
+) -> BuiltWorkload:
     """Rows (and tensors) for every recorded (call, layer, query row, surviving head)."""
     records = state.records
     if not records:
@@ -174,8 +176,8 @@ def build_workload(state: SpAttenState, tensors: bool, meta: dict[str, object] |
         "kept_offsets": offsets.astype(np.int32),
         "kept_ids": np.concatenate(kept).astype(np.int32),
         "out_ref": np.stack(out_rows).astype(np.float32),
-        "k": torch.stack([k for k, _ in kv]).to(torch.float16).numpy(),
-        "v": torch.stack([v for _, v in kv]).to(torch.float16).numpy(),
+        "k": torch.stack([k for k, _ in kv]).to(getattr(torch, kv_dtype)).numpy(),
+        "v": torch.stack([v for _, v in kv]).to(getattr(torch, kv_dtype)).numpy(),
     }
     return BuiltWorkload(rows=rows, tensors=tens)
 

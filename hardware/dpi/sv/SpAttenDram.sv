@@ -38,9 +38,10 @@ module SpAttenDram #(
   import "DPI-C" function void spatten_dram_finish(input chandle handle);
 
   chandle handle;
-  logic                 req_ready_q  = 1'b0;
-  logic                 resp_valid_q = 1'b0;
-  logic [DATA_BITS-1:0] resp_data_q  = '0;
+  // Outputs: registered; the C++ side drives them low while reset is high.
+  logic                 req_ready_q;
+  logic                 resp_valid_q;
+  logic [DATA_BITS-1:0] resp_data_q;
 
   assign req_ready  = req_ready_q;
   assign resp_valid = resp_valid_q;

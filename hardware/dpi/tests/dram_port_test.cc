@@ -18,6 +18,7 @@
 #include "dram_port.h"
 #include "dram_trace.h"
 #include "ideal_backend.h"
+#include "ramulator2_backend.h"
 
 namespace spatten::dram {
 namespace {
@@ -230,6 +231,37 @@ TEST(BackendFactory, Ramulator2AbsentIsAClearError) {
     FAIL();
   } catch (const DramError& e) {
     EXPECT_NE(std::string(e.what()).find("built without Ramulator2"), std::string::npos);
+  }
+}
+
+/// DRAM cycles from send() to completion of one read on an otherwise idle backend.
+int64_t idleLatency(DramBackend* b, uint64_t index) {
+  EXPECT_TRUE(b->send(index, index));
+  std::vector<uint64_t> done;
+  for (int64_t t = 1; t < 10000; ++t) {
+    b->tick();
+    b->drainCompleted(&done);
+    if (!done.empty()) {
+      for (int k = 0; k < 100; ++k) b->tick();  // let the bank settle
+      return t;
+    }
+  }
+  return -1;
+}
+
+TEST(Backends, IdleLatenciesFollowJedecTimings) {
+  const DramConfig c = noRefresh();
+  const Timing& t = c.timing;
+  std::vector<std::unique_ptr<DramBackend>> backends;
+  backends.push_back(std::make_unique<BuiltinBackend>(c));
+#ifdef SPATTEN_HAVE_RAMULATOR2
+  backends.push_back(makeRamulator2Backend(""));  // the same organization and timings
+#endif
+  for (auto& b : backends) {
+    // Index 0: closed bank; 1: same row; 1024: row 1 of the same bank (RoBaRaCoCh).
+    EXPECT_EQ(idleLatency(b.get(), 0), 1 + t.nRCDRD + t.nCL + t.nBL) << b->name();
+    EXPECT_EQ(idleLatency(b.get(), 1), 1 + t.nCL + t.nBL) << b->name();
+    EXPECT_EQ(idleLatency(b.get(), 1024), 1 + t.nRP + t.nRCDRD + t.nCL + t.nBL) << b->name();
   }
 }
 

@@ -26,6 +26,7 @@ object Elaborate {
     "DotProductArrayLanes3" -> (p => new DotProductArray(p, 3)),
     "KeyCombine" -> (p => new KeyCombine(p)),
     "PlaneUnpacker" -> (p => new PlaneUnpacker(p)),
+    "SimDramChannel" -> (p => new SimDramChannel(p, 0)),
     "Softmax" -> (p => new Softmax(p)),
     "TopKEngine" -> (p => new TopKEngine(p)),
     "ValueAccumulator" -> (p => new ValueAccumulator(p)),
