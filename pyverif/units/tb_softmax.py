@@ -1,7 +1,8 @@
 """pyuvm testbench of ``Softmax`` (with its ``Reciprocal`` divider), reference
 ``workloads.golden.softmax_fixed``: the summary beat (pmax, E, R, N) and every p_j.
 
-``SoftmaxRandomTest``: 300 passes of random N (1 and capacity included), score shapes
+``SoftmaxRandomTest``: first directed passes whose ``t_j`` sweep 0..255 (every exp2
+table entry, scale 1, shift 0), then up to 300 passes in all of random N (1 and capacity included), score shapes
 (random, all equal, extremes of a maxHeadDim dot product, narrow, ties) and (scale,
 shift); random stalls on the score input and on both outputs; each pass is streamed,
 discarded while its summary is offered, or discarded part-way through its probabilities.
@@ -68,7 +69,7 @@ class SoftmaxRoundingScoreboard(SoftmaxScoreboard):
 
 class SoftmaxCoverage(CoverageBase):
     bins = ("n1", "nCapacity", "allEqual", "extremeScores", "saturated", "discardAtSummary",
-            "discardMidStream", "streamed", "shift0", "scale0")
+            "discardMidStream", "streamed", "shift0", "scale0", "lutEntry255")
 
     def sample(self, item: SoftmaxItem) -> Iterable[str]:
         s, n = item.scores, len(item.scores)
@@ -77,7 +78,8 @@ class SoftmaxCoverage(CoverageBase):
         hits = {"stream": "streamed", "summary": "discardAtSummary", "mid": "discardMidStream"}[item.mode]
         cond = {"n1": n == 1, "nCapacity": n == cap, "allEqual": n > 1 and len(set(s)) == 1,
                 "extremeScores": max(s) == dmax << 30 and min(s) < -(dmax << 29),
-                "saturated": bool((e == 0).any()), "shift0": item.shift == 0, "scale0": item.scale == 0}
+                "saturated": bool((e == 0).any()), "shift0": item.shift == 0, "scale0": item.scale == 0,
+                "lutEntry255": item.scale == 1 and item.shift == 0 and min(s) == max(s) - 255}
         return [hits] + [b for b, c in cond.items() if c]
 
 
@@ -157,6 +159,10 @@ class SoftmaxRandomTest(UnitTest):
     def make(self, r: int) -> SoftmaxItem:
         rng, p = self.rng, self.params
         cap, dmax = int(p["maxTokens"]), int(p["maxHeadDim"])
+        per = max(1, cap - 1)
+        if r * per < 256:  # directed first passes: t_j = 0..255 once each, every table entry
+            fs = range(r * per + 1, min(256, (r + 1) * per + 1))
+            return SoftmaxItem(r, [0] + [-f for f in fs], 1, 0, "stream", len(fs) + 1, p)
         n = rng.choice([1, cap, rng.randint(1, 16), rng.randint(1, cap)])
         scores = draw_scores(rng, n, dmax, rng.choice(["random", "equal", "extreme", "narrow", "ties"]))
         scale = rng.choice([0, 0xFFFF, rng.randint(0, 0xFFFF), 369])
