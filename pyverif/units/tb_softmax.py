@@ -2,11 +2,12 @@
 ``workloads.golden.softmax_fixed``: the summary beat (pmax, E, R, N) and every p_j.
 
 ``SoftmaxRandomTest``: first directed passes whose ``t_j`` sweep 0..255 (every exp2
-table entry, scale 1, shift 0), then up to 300 passes in all of random N (1 and capacity included), score shapes
-(random, all equal, extremes of a maxHeadDim dot product, narrow, ties) and (scale,
-shift); random stalls on the score input and on both outputs; each pass is streamed,
-discarded while its summary is offered, or discarded part-way through its probabilities.
-The next pass's scores are queued while a pass streams (they must wait).
+table entry; scale 1, shift 0), then random passes (300 in all) of random N (1 and
+capacity included), score shapes (random, all equal, extremes of a maxHeadDim dot
+product, narrow, ties) and (scale, shift); random stalls on the score input and on both
+outputs; each pass is streamed, discarded while its summary is offered, or discarded
+part-way through its probabilities. The next pass's scores are queued while a pass
+streams (they must wait).
 ``SoftmaxLatencyTest``: no stalls, N = maxTokens; cycle counts.
 """
 
