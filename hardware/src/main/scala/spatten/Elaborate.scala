@@ -22,12 +22,20 @@ object Elaborate {
   /** The modules that can be a top, by name. Each unit that has a testbench of its own
     * is listed here. */
   val tops: Map[String, SpAttenParams => RawModule] = Map(
+    "DotProductArray" -> (p => new DotProductArray(p)),
+    "DotProductArrayLanes3" -> (p => new DotProductArray(p, 3)),
+    "KeyCombine" -> (p => new KeyCombine(p)),
+    "PlaneUnpacker" -> (p => new PlaneUnpacker(p)),
+    "SimDramChannel" -> (p => new SimDramChannel(p, 0)),
+    "Softmax" -> (p => new Softmax(p)),
     "TopKEngine" -> (p => new TopKEngine(p)),
     // Head-importance scores (48 bits), capacity maxHeads, all candidates in one row.
     "TopKEngineWide" -> (p => new TopKEngine(p, scoreBits = p.headImportanceBits, capacity = p.maxHeads,
       comparators = math.max(p.topkParallelism, 1 << chisel3.util.log2Ceil(p.maxHeads)),
       moduleName = "TopKEngineWide")),
-    "SimDramChannel" -> (p => new SimDramChannel(p, 0))
+    "SimDramChannel" -> (p => new SimDramChannel(p, 0)),
+    "ValueAccumulator" -> (p => new ValueAccumulator(p)),
+    "ValueAccumulatorLanes3" -> (p => new ValueAccumulator(p, 3))
   )
 
   val firtoolOpts: Array[String] = Array(
