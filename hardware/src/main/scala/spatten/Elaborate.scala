@@ -33,7 +33,6 @@ object Elaborate {
     "TopKEngineWide" -> (p => new TopKEngine(p, scoreBits = p.headImportanceBits, capacity = p.maxHeads,
       comparators = math.max(p.topkParallelism, 1 << chisel3.util.log2Ceil(p.maxHeads)),
       moduleName = "TopKEngineWide")),
-    "SimDramChannel" -> (p => new SimDramChannel(p, 0)),
     "ValueAccumulator" -> (p => new ValueAccumulator(p)),
     "ValueAccumulatorLanes3" -> (p => new ValueAccumulator(p, 3))
   )
