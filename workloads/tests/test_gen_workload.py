@@ -137,6 +137,7 @@ def test_default_policy_quantized_workload(assets: dict[str, Path], tmp_path: Pa
         (["--model", "{gpt2}", "--policy", "{badpolicy}"], "value_pruning.keep: must be in (0, 1]"),
         (["--model", "{gpt2}", "--policy", "no-such-preset"], "unknown policy 'no-such-preset'"),
         (["--model", "{gpt2}", "--steps", "0"], "at least one decode step"),
+        (["--model", "{gpt2}", "--text", "dataset:wikitext"], "pass a text file with --text instead"),
     ],
 )
 def test_bad_inputs_give_clear_errors_and_no_output(assets: dict[str, Path], tmp_path: Path, args, message) -> None:
