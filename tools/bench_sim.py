@@ -35,7 +35,7 @@ def synthetic_rows(layers: int, heads: int, context: int, d: int = 64):
         for head in range(heads):
             last = head == heads - 1
             keep = max(1, int(n * 0.8)) if last else -1
-            rows.append(Row(line=len(rows) + 2, iteration=0, layer=layer, head=head, d=d,
+            rows.append(Row(index=len(rows), line=len(rows) + 2, iteration=0, layer=layer, head=head, d=d,
                             sentence_len=context, key_fetch_num=n, quant_key_bit=6, quant_query_bit=16,
                             requant_threshold=0.05, if_requant=head % 4 == 0, requant_incre=4,
                             value_fetch_num=max(1, n // 5), quant_value_bit=6,

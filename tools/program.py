@@ -54,8 +54,10 @@ ALWAYS_REQUANT_Q16 = (1 << 17) - 1
 
 @dataclass(frozen=True)
 class Row:
-    """One workload row, as the program needs it (CSV columns, typed)."""
+    """One workload row, as the program needs it (CSV columns, typed). ``index`` is the
+    row's place among the file's data rows (it indexes the tensors), ``line`` its line."""
 
+    index: int
     line: int
     iteration: int
     layer: int
@@ -95,6 +97,22 @@ class CommandInfo:
     bursts: dict[str, int] = field(default_factory=dict)  # expected DRAM bursts by kind
 
 
+@dataclass(frozen=True)
+class FloatCheck:
+    """One ATTEND against the PyTorch float reference (``workloads.reference``).
+
+    ``err`` is ``max_i |o_i / 2^16 - o_float_i|`` in integer V units, where ``o_float`` is
+    float attention on the same integers, keys of the final pass and selected positions;
+    ``tol`` the bound of :func:`workloads.reference.fixed_point_tolerance`. ``err_model``
+    is the distance from the model's own float output (``out_ref``), quantization
+    included, in the model's units; ``scale`` the largest |out_ref| of the row."""
+
+    err: float
+    tol: float
+    err_model: float
+    scale: float
+
+
 @dataclass
 class Program:
     """A command stream with its memory image and expected responses."""
@@ -107,7 +125,7 @@ class Program:
     info: list[CommandInfo] = field(default_factory=list)
     image: MemoryImage | None = None
     value_scale: dict[int, float] = field(default_factory=dict)  # command index -> s_v
-    reference_out: dict[int, np.ndarray] = field(default_factory=dict)  # command index -> float out
+    float_checks: dict[int, "FloatCheck"] = field(default_factory=dict)  # functional mode only
 
     @property
     def words(self) -> list[Word]:
@@ -143,6 +161,7 @@ class _Planes:
         self.image = image
         self.source = source
         self.cache: dict[tuple, tuple[int, int, int, float, float]] = {}
+        self.arrays: dict[tuple, tuple[quant.QuantKey, np.ndarray]] = {}
 
     def get(self, layer: int, kvh: int, msb: int, lsb: int, vbits: int) -> tuple[int, int, int, float, float]:
         """(k_msb_base, k_lsb_base, v_base, s_k, s_v)."""
@@ -155,6 +174,7 @@ class _Planes:
             k_lsb_base = self.image.add_plane(qk.lsb, lsb, False) if lsb > 0 else 0
             v_base = self.image.add_plane(qv.values, vbits, True)
             self.cache[key] = (k_msb_base, k_lsb_base, v_base, qk.scale, qv.scale)
+            self.arrays[key] = (qk, qv.values)
         return self.cache[key]
 
 
@@ -233,9 +253,10 @@ def build(rows: Sequence[Row], params: HwParams, *, tensors: dict | None = None,
         vbits = quant.bits_or_16(r.quant_value_bit)
         qbits = quant.bits_or_16(r.quant_query_bit)
         if functional:
-            kvh = int(row_kv_head[i])
-            ids = [int(x) for x in kept_ids[kept_offsets[i]:kept_offsets[i + 1]]]
-            q_float = np.asarray(tensors["q"][i], dtype=np.float64)
+            t = r.index
+            kvh = int(row_kv_head[t])
+            ids = [int(x) for x in kept_ids[kept_offsets[t]:kept_offsets[t + 1]]]
+            q_float = np.asarray(tensors["q"][t], dtype=np.float64)
         else:
             kvh = r.head
             if current is None or r.iteration != current_iter:
@@ -278,8 +299,10 @@ def build(rows: Sequence[Row], params: HwParams, *, tensors: dict | None = None,
         idx = len(prog.commands)
         emit(cmd, info, expected)
         prog.value_scale[idx] = s_v
-        if functional and "out_ref" in tensors:
-            prog.reference_out[idx] = np.asarray(tensors["out_ref"][i], dtype=np.float64)
+        if functional and res is not None:
+            prog.float_checks[idx] = _float_check(planes.arrays[(r.layer, kvh, msb, lsb, vbits)], ids, qq.values,
+                                                  res, lsb, score_scale, score_shift, s_v,
+                                                  tensors["out_ref"][r.index] if "out_ref" in tensors else None)
         if r.if_topk and r.topk >= 0:
             tk = TopkTokensCmd(tag=next_tag(), n=len(ids), k=min(r.topk, len(ids)),
                                tokens_base=token_list(ids))
@@ -294,6 +317,29 @@ def build(rows: Sequence[Row], params: HwParams, *, tensors: dict | None = None,
     if progress:
         progress(len(rows), len(rows))
     return prog
+
+
+def _float_check(arrays: tuple[quant.QuantKey, np.ndarray], ids: Sequence[int], q_int: np.ndarray, res,
+                 lsb_bits: int, score_scale: int, score_shift: int, s_v: float,
+                 out_ref: np.ndarray | None) -> FloatCheck:
+    """Compare one golden ATTEND (bit-exact with the RTL) with the float reference."""
+    from workloads import reference
+
+    qk, v_all = arrays
+    toks = np.asarray(ids, dtype=np.int64)
+    k = qk.full[toks] if res.probs.requantized else qk.msb_only[toks]
+    v = v_all[toks]
+    _, o_ref = reference.attend_dequantized(q_int, k, v, res.selected, score_scale, score_shift)
+    o_hw = np.asarray(res.out, dtype=np.float64) / 65536.0
+    err = float(np.max(np.abs(o_hw - o_ref.numpy()))) if o_hw.size else 0.0
+    vmax = float(np.abs(v[res.selected]).max()) if len(res.selected) else 0.0
+    tol = reference.fixed_point_tolerance(len(ids), len(res.selected), vmax)
+    err_model, scale = 0.0, 0.0
+    if out_ref is not None:
+        ref = np.asarray(out_ref, dtype=np.float64)
+        err_model = float(np.max(np.abs(o_hw * s_v - ref)))
+        scale = float(np.max(np.abs(ref)))
+    return FloatCheck(err, tol, err_model, scale)
 
 
 def _fit_list(ids: list[int], n: int, sentence_len: int) -> list[int]:
