@@ -21,7 +21,8 @@ object Elaborate {
   /** The modules that can be a top, by name. Each unit that has a testbench of its own
     * is listed here. */
   val tops: Map[String, SpAttenParams => RawModule] = Map(
-    "TopKEngine" -> (p => new TopKEngine(p))
+    "TopKEngine" -> (p => new TopKEngine(p)),
+    "SpAttenCore" -> (p => new SpAttenCore(p))
   )
 
   val firtoolOpts: Array[String] = Array(
