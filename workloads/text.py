@@ -1,0 +1,54 @@
+"""Evaluation text: a file (default: the GPL-3 text every Debian machine has) or a dataset.
+
+``load_tokens(tokenizer, source, n)`` returns the first ``n`` token ids of the text.
+``source`` is a path, or ``dataset:<name>[:<config>[:<split>]]`` when the optional
+``datasets`` package is installed (it is not part of the pinned environment).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import torch
+from transformers import PreTrainedTokenizerBase
+
+DEFAULT_TEXT = "/usr/share/common-licenses/GPL-3"
+
+
+class TextError(ValueError):
+    """The text cannot be read or is too short."""
+
+
+def read_text(source: str) -> str:
+    """The text of a file, or of a dataset split (``dataset:name[:config[:split]]``)."""
+    if source.startswith("dataset:"):
+        if importlib.util.find_spec("datasets") is None:
+            raise TextError(
+                f"{source}: the 'datasets' package is not installed; pass a text file with --text instead"
+            )
+        import datasets  # noqa: PLC0415  (optional dependency)
+
+        parts = source.split(":")[1:] + [None, None]
+        name, config, split = parts[0], parts[1], parts[2] or "test"
+        try:
+            ds = datasets.load_dataset(name, config, split=split)
+        except Exception as exc:  # datasets raises many kinds; report them all the same way
+            raise TextError(f"{source}: cannot load dataset: {exc}") from exc
+        column = "text" if "text" in ds.column_names else ds.column_names[0]
+        return "\n".join(str(x) for x in ds[column])
+    path = Path(source)
+    if not path.is_file():
+        raise TextError(f"{source}: text file not found")
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise TextError(f"{source}: not UTF-8 text: {exc}") from exc
+
+
+def load_tokens(tokenizer: PreTrainedTokenizerBase, source: str, n: int) -> torch.Tensor:
+    """The first ``n`` token ids of ``source`` as a ``[1, n]`` tensor; error when shorter."""
+    ids = tokenizer(read_text(source), add_special_tokens=False, return_tensors="pt").input_ids
+    if ids.shape[1] < n:
+        raise TextError(f"{source}: text has {ids.shape[1]} tokens, {n} are needed")
+    return ids[:, :n]
