@@ -9,7 +9,7 @@ object CtrlState {
   val names: Seq[String] = Seq(
     "idle", "loadQuery", "list", "keys", "summary", "probs", "values", "result",
     "respHeader", "respWord1", "respO", "respIds", "tkScores", "tkCount", "tkIds",
-    "readImp", "clear", "clearWait", "respError")
+    "readImp", "clear", "respError")
   def apply(name: String): UInt = names.indexOf(name).U(stateBits.W)
   val stateBits: Int = log2Ceil(names.size)
 }
@@ -57,10 +57,10 @@ class CoreStatus(p: SpAttenParams) extends Bundle {
   * 48-bit [[TopKEngine]]; READ_IMPORTANCE fetches the list and returns `imp[tok_j]`;
   * CLEAR sweeps the token importance and/or zeroes the head importance.
   *
-  * Token ids index the `maxTokens`-entry importance buffer, so a command that would use
-  * importance (ATTEND with `accumImportance`, TOPK_TOKENS, READ_IMPORTANCE) and finds an
-  * id `>= maxTokens` in its list answers with an error response (opcode 0xFF) before
-  * changing any state.
+  * Token ids index the importance buffer; when it is built for fewer than 16 id bits, a
+  * command that would use importance (ATTEND with `accumImportance`, TOPK_TOKENS,
+  * READ_IMPORTANCE) and finds an id out of its range in its list answers with an error
+  * response (opcode 0xFF) before changing any state (with the default 16 bits, never).
   *
   * Every inner stream is ready/valid; the phases of one command run one after the other
   * (only the key and value fetches, unpacking, dot products and accumulation inside a
@@ -227,7 +227,7 @@ class AttentionController(p: SpAttenParams) extends Module {
 
   // ---------------- idle: take a request ----------------
   when(in("idle")) {
-    io.req.ready := !imp.io.busy
+    io.req.ready := true.B
     when(io.req.fire) {
       val r = io.req.bits
       req := r
@@ -268,7 +268,7 @@ class AttentionController(p: SpAttenParams) extends Module {
       tokBuf(low(doneCnt, listRowBits)) := ids
       for (i <- 0 until idsPerBurst) {
         val j = (doneCnt << laneBits) + i.U
-        when(j < req.n && ids(i) >= p.maxTokens.U && usesImportance) { badId := true.B }
+        when(j < req.n && (ids(i) >> imp.idBits).orR && usesImportance) { badId := true.B }
       }
       doneCnt := doneCnt + 1.U
     }
@@ -354,7 +354,7 @@ class AttentionController(p: SpAttenParams) extends Module {
     when(softmax.io.probs.fire) {
       pBuf(ix(j)) := softmax.io.probs.bits.p
       imp.io.tokAcc.valid := req.accum
-      imp.io.tokAcc.bits.id := ix(tok(j))
+      imp.io.tokAcc.bits.id := low(tok(j), imp.idBits)
       imp.io.tokAcc.bits.prob := softmax.io.probs.bits.p
       aux := aux + 1.U
       when(softmax.io.probs.bits.last) {
@@ -420,7 +420,7 @@ class AttentionController(p: SpAttenParams) extends Module {
     }.otherwise {
       rankTopk.io.cmd.valid := !cmdSent
       when(rankTopk.io.cmd.fire) { cmdSent := true.B }
-      imp.io.tokReadId := ix(tok(issueCnt))
+      imp.io.tokReadId := low(tok(issueCnt), imp.idBits)
       imp.io.headReadId := low(issueCnt, log2Ceil(p.maxHeads).max(1))
       rankTopk.io.in.valid := cmdSent && issueCnt < n
       rankTopk.io.in.bits.score := Mux(isTok, imp.io.tokReadData, imp.io.headReadData)
@@ -443,9 +443,8 @@ class AttentionController(p: SpAttenParams) extends Module {
   // ---------------- CLEAR ----------------
   when(in("clear")) {
     imp.io.clear.valid := true.B
-    goto("clearWait")
+    goto("respHeader")
   }
-  when(in("clearWait") && !imp.io.busy) { goto("respHeader") }
 
   // ---------------- responses ----------------
   val finish = WireDefault(false.B)
@@ -519,7 +518,7 @@ class AttentionController(p: SpAttenParams) extends Module {
     when(io.ids.fire && io.ids.bits.last) { finish := true.B }
   }
   when(in("readImp")) {
-    imp.io.tokReadId := ix(tok(aux))
+    imp.io.tokReadId := low(tok(aux), imp.idBits)
     io.words.valid := true.B
     io.words.bits.data := imp.io.tokReadData
     io.words.bits.last := aux === n - 1.U
