@@ -46,9 +46,18 @@ def read_text(source: str) -> str:
         raise TextError(f"{source}: not UTF-8 text: {exc}") from exc
 
 
-def load_tokens(tokenizer: PreTrainedTokenizerBase, source: str, n: int) -> torch.Tensor:
-    """The first ``n`` token ids of ``source`` as a ``[1, n]`` tensor; error when shorter."""
+def load_tokens(tokenizer: PreTrainedTokenizerBase, source: str, n: int, encoder: bool = False) -> torch.Tensor:
+    """The first ``n`` token ids of ``source`` as a ``[1, n]`` tensor; error when shorter.
+
+    With ``encoder`` (BERT family) the ids are ``[CLS] text[: n - 2] [SEP]``.
+    """
     ids = tokenizer(read_text(source), add_special_tokens=False, return_tensors="pt").input_ids
-    if ids.shape[1] < n:
-        raise TextError(f"{source}: text has {ids.shape[1]} tokens, {n} are needed")
+    need = n - 2 if encoder else n
+    if ids.shape[1] < need:
+        raise TextError(f"{source}: text has {ids.shape[1]} tokens, {need} are needed")
+    if encoder:
+        cls_id, sep_id = tokenizer.cls_token_id, tokenizer.sep_token_id
+        if cls_id is None or sep_id is None:
+            raise TextError("encoder tokenizer has no [CLS]/[SEP] tokens")
+        return torch.cat([torch.tensor([[cls_id]]), ids[:, :need], torch.tensor([[sep_id]])], dim=1)
     return ids[:, :n]

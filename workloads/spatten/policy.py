@@ -260,6 +260,8 @@ def _validate(p: Policy, src: str) -> None:
 
 def policy_from_dict(data: Any, source: str = "<dict>") -> Policy:
     """Build and validate a policy from parsed YAML; errors name ``source`` and the key."""
+    if not isinstance(data, dict) or not data.get("name"):
+        raise _fail(source, "name", "missing or empty (every policy needs a name)")
     p = _build(Policy, data, source, "")
     _validate(p, source)
     return Policy(**{f.name: getattr(p, f.name) for f in fields(Policy) if f.name != "source"}, source=source)

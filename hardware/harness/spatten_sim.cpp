@@ -1,0 +1,199 @@
+// Native Verilator harness of SpAttenTop: streams a command file into the accelerator,
+// collects its responses, and records when each command entered and each response left.
+//
+//   VSpAttenTop --commands cmds.bin --responses resp.bin --log cmds.csv
+//               [--max-idle N] [--progress-every N] [--stall-seed S --stall-percent P]
+//               +dram_backend=builtin +dram_config=... +dram_image=... +dram_stats=...
+//
+// Stream files: 16-byte records {uint64 data, uint64 flags (bit 0 = last)}, little-endian
+// (workloads/commands.py write_stream/read_stream). Plusargs go to the DPI DRAM model.
+// The log has one line per command: index, opcode, first-word cycle, response-last cycle,
+// response words. Per-cycle controller-state counts go to <log>.states (state,cycles).
+// Exit status: 0 when every command got its response; 2 on bad arguments or files;
+// 3 when the accelerator stops making progress (the message names the stalled stage).
+
+#include <chrono>
+#include <cinttypes>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "VSpAttenTop.h"
+#include "verilated.h"
+
+namespace {
+
+struct Record {
+  uint64_t data;
+  uint64_t flags;
+};
+
+[[noreturn]] void fail(int code, const std::string& msg) {
+  std::fprintf(stderr, "spatten_sim: error: %s\n", msg.c_str());
+  std::exit(code);
+}
+
+std::vector<Record> readStream(const std::string& path) {
+  FILE* f = std::fopen(path.c_str(), "rb");
+  if (!f) fail(2, "cannot open command file " + path);
+  std::vector<Record> out;
+  Record r;
+  while (std::fread(&r, sizeof r, 1, f) == 1) out.push_back(r);
+  bool trailing = !std::feof(f) || std::ftell(f) % 16 != 0;
+  std::fclose(f);
+  if (trailing) fail(2, path + ": size is not a multiple of 16 bytes (records of {data, flags})");
+  for (size_t i = 0; i < out.size(); ++i)
+    if (out[i].flags & ~uint64_t{1}) fail(2, path + ": record " + std::to_string(i) + " has flags other than bit 0");
+  if (!out.empty() && !(out.back().flags & 1)) fail(2, path + ": the last record does not end a packet");
+  return out;
+}
+
+void writeAtomically(const std::string& path, const std::string& content) {
+  const std::string tmp = path + ".tmp";
+  FILE* f = std::fopen(tmp.c_str(), "wb");
+  if (!f) fail(2, "cannot write " + tmp);
+  if (std::fwrite(content.data(), 1, content.size(), f) != content.size()) fail(2, "short write to " + tmp);
+  std::fclose(f);
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) fail(2, "cannot rename " + tmp + " to " + path);
+}
+
+struct Options {
+  std::string commands, responses, log;
+  uint64_t maxIdle = 200000;
+  uint64_t progressEvery = 0;
+  uint32_t stallSeed = 0;
+  unsigned stallPercent = 0;
+};
+
+Options parse(int argc, char** argv) {
+  Options o;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    auto next = [&]() -> std::string {
+      if (i + 1 >= argc) fail(2, "option " + a + " needs a value");
+      return argv[++i];
+    };
+    if (a == "--commands") o.commands = next();
+    else if (a == "--responses") o.responses = next();
+    else if (a == "--log") o.log = next();
+    else if (a == "--max-idle") o.maxIdle = std::stoull(next());
+    else if (a == "--progress-every") o.progressEvery = std::stoull(next());
+    else if (a == "--stall-seed") o.stallSeed = static_cast<uint32_t>(std::stoul(next()));
+    else if (a == "--stall-percent") o.stallPercent = static_cast<unsigned>(std::stoul(next()));
+    else if (!a.empty() && a[0] == '+') continue;  // plusargs for the DPI model
+    else fail(2, "unknown option " + a);
+  }
+  if (o.commands.empty() || o.responses.empty() || o.log.empty())
+    fail(2, "usage: VSpAttenTop --commands FILE --responses FILE --log FILE [+plusargs]");
+  if (o.stallPercent > 100) fail(2, "--stall-percent must be 0..100");
+  return o;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const Options opt = parse(argc, argv);
+  const std::vector<Record> cmds = readStream(opt.commands);
+  std::vector<size_t> packetStart;  // word index of each command's first word
+  for (size_t i = 0; i < cmds.size(); ++i)
+    if (i == 0 || (cmds[i - 1].flags & 1)) packetStart.push_back(i);
+  const size_t numPackets = packetStart.size();
+
+  auto ctx = std::make_unique<VerilatedContext>();
+  ctx->commandArgs(argc, argv);
+  auto top = std::make_unique<VSpAttenTop>(ctx.get(), "TOP");
+
+  std::vector<uint64_t> startCycle(numPackets, 0), endCycle(numPackets, 0), respWords(numPackets, 0);
+  std::vector<Record> resp;
+  resp.reserve(cmds.size() * 4);
+  std::map<unsigned, uint64_t> stateCycles;
+  std::mt19937 rng(opt.stallSeed);
+
+  // Reset.
+  top->clock = 0;
+  top->reset = 1;
+  top->io_cmd_valid = 0;
+  top->io_resp_ready = 0;
+  for (int i = 0; i < 10; ++i) {
+    top->clock = 0; top->eval();
+    top->clock = 1; top->eval();
+  }
+  top->clock = 0;
+  top->reset = 0;
+  top->eval();
+
+  size_t w = 0, cmdPacket = 0, respPacket = 0;
+  uint64_t cycle = 0, lastProgress = 0;
+  bool respInPacket = false;
+  const auto t0 = std::chrono::steady_clock::now();
+  while (respPacket < numPackets) {
+    // Drive inputs for this cycle (before the rising edge).
+    top->io_cmd_valid = w < cmds.size();
+    if (w < cmds.size()) {
+      top->io_cmd_bits_data = cmds[w].data;
+      top->io_cmd_bits_last = cmds[w].flags & 1;
+    }
+    top->io_resp_ready = opt.stallPercent == 0 || (rng() % 100) >= opt.stallPercent;
+    top->eval();
+    const bool cmdFire = top->io_cmd_valid && top->io_cmd_ready;
+    const bool respFire = top->io_resp_valid && top->io_resp_ready;
+    stateCycles[top->io_status_state]++;
+    if (cmdFire) {
+      if (w == packetStart[cmdPacket]) startCycle[cmdPacket] = cycle;
+      if (cmds[w].flags & 1) ++cmdPacket;
+      ++w;
+    }
+    if (respFire) {
+      if (respPacket >= numPackets) fail(3, "response words after the last expected response");
+      resp.push_back({top->io_resp_bits_data, static_cast<uint64_t>(top->io_resp_bits_last ? 1 : 0)});
+      respWords[respPacket]++;
+      respInPacket = !top->io_resp_bits_last;
+      if (top->io_resp_bits_last) endCycle[respPacket++] = cycle;
+    }
+    if (cmdFire || respFire) lastProgress = cycle;
+    top->clock = 1; top->eval();
+    top->clock = 0; top->eval();
+    ++cycle;
+    if (cycle - lastProgress > opt.maxIdle) {
+      char buf[512];
+      std::snprintf(buf, sizeof buf,
+                    "no progress for %" PRIu64 " cycles at cycle %" PRIu64 ": %zu of %zu commands sent, %zu "
+                    "responses received%s; controller state %u (%s)",
+                    opt.maxIdle, cycle, cmdPacket, numPackets, respPacket,
+                    respInPacket ? " (one partly)" : "", static_cast<unsigned>(top->io_status_state),
+                    "see io_status_state in AttentionController.scala");
+      top->final();
+      fail(3, buf);
+    }
+    if (opt.progressEvery && respFire && top->io_resp_bits_last && respPacket % opt.progressEvery == 0) {
+      const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      std::fprintf(stderr, "[sim] %zu/%zu commands done, %" PRIu64 " cycles, %.0f cycles/s\n", respPacket,
+                   numPackets, cycle, s > 0 ? cycle / s : 0.0);
+    }
+  }
+  top->final();
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+
+  std::string out(reinterpret_cast<const char*>(resp.data()), resp.size() * sizeof(Record));
+  writeAtomically(opt.responses, out);
+  std::string log = "index,opcode,start_cycle,end_cycle,response_words\n";
+  for (size_t i = 0; i < numPackets; ++i) {
+    char line[128];
+    std::snprintf(line, sizeof line, "%zu,%u,%" PRIu64 ",%" PRIu64 ",%" PRIu64 "\n", i,
+                  static_cast<unsigned>(cmds[packetStart[i]].data & 0xFF), startCycle[i], endCycle[i], respWords[i]);
+    log += line;
+  }
+  writeAtomically(opt.log, log);
+  std::string states = "state,cycles\n";
+  for (const auto& [s, c] : stateCycles) states += std::to_string(s) + "," + std::to_string(c) + "\n";
+  writeAtomically(opt.log + ".states", states);
+  std::fprintf(stderr, "[sim] %zu commands, %" PRIu64 " cycles in %.2f s (%.0f cycles/s)\n", numPackets, cycle,
+               secs, secs > 0 ? cycle / secs : 0.0);
+  return 0;
+}

@@ -1,0 +1,39 @@
+"""One seed per run, and independent random streams derived from it.
+
+The seed comes from ``SPATTEN_SEED`` (set by ``tools/hwbuild.py``) or, failing that,
+from cocotb's own seed (``COCOTB_RANDOM_SEED`` / its time-based default). Every component
+draws from its own ``random.Random`` derived from ``(seed, name)``, so adding a component
+does not perturb the others' streams. Reproduce a failing run with the seed it printed.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+
+__all__ = ["run_seed", "rng_for", "reproduce_hint"]
+
+
+def run_seed() -> int:
+    """The seed of this run: ``SPATTEN_SEED`` if set, else cocotb's ``RANDOM_SEED``."""
+    text = os.environ.get("SPATTEN_SEED", "").strip()
+    if text:
+        try:
+            return int(text, 0)
+        except ValueError as exc:
+            raise ValueError(f"SPATTEN_SEED must be an integer, got {text!r}") from exc
+    import cocotb  # imported lazily: this module is also used outside a simulation
+
+    return int(cocotb.RANDOM_SEED)
+
+
+def rng_for(name: str, seed: int | None = None) -> random.Random:
+    """A random stream for the component ``name``, derived from the run seed."""
+    base = run_seed() if seed is None else seed
+    return random.Random(f"{base}:{name}")
+
+
+def reproduce_hint(seed: int | None = None) -> str:
+    """A one-line hint telling how to rerun with this run's seed."""
+    base = run_seed() if seed is None else seed
+    return f"seed {base} (rerun with SPATTEN_SEED={base})"

@@ -1,0 +1,104 @@
+#!/usr/bin/env python3
+"""Simulate the SpAtten accelerator on a workload and report what pruning bought.
+
+    python run.py hardware/workloads/<name>.csv [--preset eighth] [--dram builtin]
+
+The workload is read and checked first (a malformed CSV is rejected before anything is
+built). Then the native Verilator simulator of ``SpAttenTop`` with the DPI DRAM model is
+built (cached under ``build/``), the workload's commands and memory image are made
+(``tools/program.py``), the accelerator runs over every request, every response is
+compared with the bit-exact golden model, a dense baseline of the same workload runs on
+the same hardware, and the report goes to ``--out`` (default ``results/<workload>/``):
+``summary.json``, ``summary.md`` (the table, also printed), ``summary.txt`` (the original
+SpAtten line) and plots. Exit status: 0 when every response matched, 1 on a mismatch,
+2 on bad input.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import click
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+PRESETS = ["tiny", "eighth", "paper"]
+DEFAULT_DRAM_CONFIG = ROOT / "hardware" / "dpi" / "configs" / "HBM2.yaml"
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("workload", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--preset", type=click.Choice(PRESETS), default="eighth", show_default=True,
+              help="Hardware parameter preset (SpAttenParams.scala).")
+@click.option("--dram", "backend", type=click.Choice(["builtin", "ramulator2", "ideal"]), default="builtin",
+              show_default=True, help="DRAM backend of the DPI model.")
+@click.option("--dram-config", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help=f"Ramulator2-style YAML of the DRAM [default: {DEFAULT_DRAM_CONFIG.relative_to(ROOT)}].")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="Run only the first N rows.")
+@click.option("--step", type=click.IntRange(min=0), default=None, help="Run only decode step (iteration_id) K.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Output directory [default: results/<workload name>].")
+@click.option("--dense/--no-dense", default=True, show_default=True,
+              help="Also run the dense baseline of the workload.")
+@click.option("--check/--no-check", default=True, show_default=True,
+              help="Compare every response with the golden model.")
+@click.option("--seed", type=int, default=1, show_default=True, help="Seed of synthetic data.")
+def main(workload: Path, preset: str, backend: str, dram_config: Path | None, limit: int | None,
+         step: int | None, out: Path | None, dense: bool, check: bool, seed: int) -> None:
+    """Simulate WORKLOAD (a workload CSV; tensors beside it as <name>.npz are used when present)."""
+    from tools import hwbuild, program, report
+    from tools.simulate import progress, check_against_hardware, load_rows, simulate
+    from workloads.csvschema import WorkloadError
+    from workloads.params import load as load_params
+
+    t_start = time.monotonic()
+    try:
+        wl, rows = load_rows(workload, limit, step)
+    except WorkloadError as e:
+        raise click.ClickException(str(e)) from None
+    npz = workload.with_suffix(".npz")
+    tensors = None
+    if npz.is_file():
+        tensors = dict(np.load(npz, allow_pickle=False))
+        if limit is not None or step is not None:
+            raise click.UsageError("--limit/--step select rows of the CSV; with tensors beside it, "
+                                   "run the whole workload (or regenerate it smaller with gen_workload.py)")
+    out = out or ROOT / "results" / workload.stem
+    dram_config = dram_config or DEFAULT_DRAM_CONFIG
+    if backend != "ideal" and not dram_config.is_file():
+        raise click.ClickException(f"DRAM config {dram_config} does not exist (see hardware/dpi/configs/)")
+    click.echo(f"[run] {workload}: {len(rows)} rows, {'functional (tensors)' if tensors else 'synthetic data'}; "
+               f"preset {preset}, DRAM {backend}", err=True)
+
+    params = load_params(hwbuild.params_json(preset))
+    check_against_hardware(workload, rows, params)
+    exe = hwbuild.build_native("SpAttenTop", preset, [ROOT / "hardware" / "harness" / "spatten_sim.cpp"])
+
+    click.echo("[run] building the program (golden model on every request)", err=True)
+    sparse_prog = program.build(rows, params, tensors=tensors, seed=seed, progress=progress("SpAtten"))
+    sparse = simulate(exe, sparse_prog, out / "sparse", backend, dram_config, "SpAtten", check)
+    dense_res = None
+    if dense:
+        dense_prog = program.build(program.dense_rows(rows), params, tensors=None, seed=seed, dense=True,
+                                   progress=progress("dense"))
+        dense_res = simulate(exe, dense_prog, out / "dense", backend, dram_config, "dense", check)
+
+    s = report.summarize(workload, preset, backend, sparse, dense_res)
+    s["run_wall_s"] = time.monotonic() - t_start
+    files = report.write_all(s, params, out)
+    click.echo(report.table(s))
+    click.echo(f"[run] report: {', '.join(str(f.relative_to(ROOT) if f.is_relative_to(ROOT) else f) for f in files)}",
+               err=True)
+    bad = sparse.mismatches + (dense_res.mismatches if dense_res else 0)
+    if bad:
+        click.echo(f"[run] FAILED: {bad} responses differ from the golden model", err=True)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,100 @@
+"""End-to-end tests of ``run.py``: a small workload on the tiny preset, every response
+checked against the golden model, and malformed workloads rejected before any build."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from workloads.csvschema import WorkloadRow, write_workload
+
+ROOT = Path(__file__).resolve().parents[1]
+RTL_TOPS = [("SpAttenTop", "tiny")]
+
+
+def _rows() -> list[WorkloadRow]:
+    """2 decode steps x 2 layers x 2 heads, D = 16, ~40 tokens: cascade token pruning after
+    layer 0, requantization on some rows, local value pruning, 6+4-bit keys."""
+    rows = []
+    for it in range(2):
+        length = 40 + it
+        for layer in range(2):
+            n = length if layer == 0 else 30
+            for head in range(2):
+                last = head == 1
+                rows.append(WorkloadRow(
+                    iteration_id=it, layer_id=layer, head_id=head, embedding_length_D=16,
+                    sentence_length_L=length, key_fetch_num=n, quant_key_bit=6, quant_query_bit=16,
+                    auto_requant_thres=0.05, if_requant=(head + layer + it) % 2 == 0,
+                    auto_requant_incre=4, value_fetch_num=max(1, n // 4), quant_value_bit=8,
+                    if_accumulate_importance=True, if_rescale_previous_importance=False,
+                    if_topk=layer == 0 and last, topk=30 if layer == 0 and last else -1))
+    return rows
+
+
+def _run(args: list[str], cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(ROOT / "run.py"), *args], cwd=cwd, capture_output=True,
+                          text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+
+def test_run_tiny_workload_end_to_end(tmp_path: Path) -> None:
+    csv = tmp_path / "tiny.csv"
+    write_workload(csv, _rows(), "tests/test_run.py tiny workload")
+    out = tmp_path / "out"
+    proc = _run([str(csv), "--preset", "tiny", "--out", str(out)])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    s = json.loads((out / "summary.json").read_text())
+    n_attend = len(_rows())
+    n_topk = 2
+    # every command of the sparse run (CLEAR + ATTENDs + TOPKs) and of the dense run was checked
+    assert s["attend_requests"] == n_attend
+    assert s["checked_responses"] == 1 + n_attend + n_topk
+    assert s["mismatches"] == 0
+    assert s["dense"]["checked_responses"] == 1 + n_attend and s["dense"]["mismatches"] == 0
+    # traffic: 6-bit K MSB rows of 16 elements = 12 B -> one 32-byte burst per key
+    by = s["dram_bytes"]
+    assert by["k_msb"] == 32 * sum(r.key_fetch_num for r in _rows())
+    assert by["v"] <= 32 * sum(r.value_fetch_num for r in _rows())
+    assert 0 < s["requant_rate"] < 1
+    assert s["cycles"] > 0 and s["dense"]["cycles"] > s["cycles"]
+    assert s["dram_reduction"] > 1
+    for f in ("summary.md", "summary.txt", "per_layer_cycles.png", "traffic.png", "roofline.png"):
+        assert (out / f).is_file(), f
+    line = (out / "summary.txt").read_text().strip().split(",")
+    assert line[0] == str(csv) and int(line[1]) == s["cycles"]
+
+
+@pytest.mark.parametrize("mutate, expect", [
+    (lambda t: t.replace("key_fetch_num,", "key_fetch_nom,", 1), "key_fetch_num"),
+    (lambda t: t.replace(",40,40,6,", ",40,4x0,6,", 1), ":2: key_fetch_num"),
+    (lambda t: t.replace(",6,16,0.05,", ",17,16,0.05,", 1), ":2: quant_key_bit"),
+    (lambda t: t.replace(",40,40,6,", ",40,41,6,", 1), ":2: key_fetch_num"),
+])
+def test_malformed_csv_rejected_before_any_build(tmp_path: Path, mutate, expect: str) -> None:
+    csv = tmp_path / "bad.csv"
+    write_workload(csv, _rows(), "bad")
+    csv.write_text(mutate(csv.read_text()))
+    build = tmp_path / "build"
+    proc = subprocess.run([sys.executable, str(ROOT / "run.py"), str(csv), "--preset", "tiny",
+                           "--out", str(tmp_path / "out")], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(ROOT), "SPATTEN_BUILD_DIR": str(build)})
+    assert proc.returncode != 0
+    assert expect in proc.stderr, proc.stderr
+    assert str(csv) in proc.stderr or "bad.csv" in proc.stderr
+    assert not build.exists(), "a malformed workload must be rejected before anything is built"
+    assert not (tmp_path / "out").exists()
+
+
+def test_original_workload_format_parses_unchanged() -> None:
+    seed = ROOT.parent / "shared" / "seed-workloads" / "summary-gpt2-small-wikitext2-per8.csv"
+    if not seed.is_file():
+        pytest.skip("../shared/seed-workloads is not present on this machine")
+    from tools.simulate import load_rows
+    wl, rows = load_rows(seed, None, None)
+    assert len(rows) == 4608 and wl.config_name.startswith("configs/gpt2/")
+    assert rows[0].key_fetch_num == 993 and rows[0].value_fetch_num == 204

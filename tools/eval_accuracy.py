@@ -1,0 +1,166 @@
+#!/usr/bin/env python3
+"""Accuracy cost and K/V traffic of SpAtten policies, against dense attention, on real text.
+
+Causal models: prefill ``--context`` tokens (dense, as SpAtten's summarization stage),
+then decode ``--eval-tokens`` tokens one at a time, teacher-forced from the text, under
+each policy; perplexity over the decoded tokens. Encoders (BERT family): ``--windows``
+windows of ``--context`` tokens; the cosine similarity of the mean-pooled last hidden
+state with pruning vs dense. For both: the K/V bytes each policy fetches over all
+attention requests (every decode step, layer and query head), relative to dense
+(all tokens, 16-bit K and V, every head).
+
+Writes ``<out>.md`` (table), ``<out>.json`` and ``<out>.png`` (plot), atomically.
+
+Example::
+
+    python tools/eval_accuracy.py --model smollm2-135m --context 512 --eval-tokens 512 \\
+        --policy dense --policy spatten-default --policy spatten-paper \\
+        --policy sink-recent-heavy --policy spatten-heads --out results/accuracy/smollm2
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import click
+import numpy as np
+import torch
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from workloads.csvschema import atomic_write_bytes  # noqa: E402
+from workloads.models import ModelError, load_model  # noqa: E402
+from workloads.spatten.export import kv_bytes_ratio, run_sequence  # noqa: E402
+from workloads.spatten.policy import Policy, PolicyError, load_policy  # noqa: E402
+from workloads.text import DEFAULT_TEXT, TextError, load_tokens  # noqa: E402
+
+DEFAULT_POLICIES = ("dense", "spatten-default", "spatten-paper", "sink-recent-heavy", "spatten-heads")
+
+
+def eval_causal(lm, ids: torch.Tensor, pol: Policy, context: int, n_eval: int, bar) -> dict[str, float]:
+    """Perplexity of ``n_eval`` teacher-forced decoded tokens and the K/V bytes fraction."""
+    run = run_sequence(lm.model, ids, pol, context, n_eval - 1, True, record=True, on_step=lambda _i: bar.update(1))
+    fetched, dense = kv_bytes_ratio(run.state) if run.state.records else (0.0, 1.0)
+    return {"nll": float(np.mean(run.nll)), "ppl": float(math.exp(np.mean(run.nll))), "kv_fraction": fetched / dense,
+            "tokens": len(run.nll)}
+
+
+def eval_encoder(lm, windows: list[torch.Tensor], pol: Policy, bar) -> dict[str, float]:
+    """Mean cosine similarity of pooled outputs vs dense, and the K/V bytes fraction."""
+    sims, fetched, dense = [], 0.0, 0.0
+    for ids in windows:
+        with torch.no_grad():
+            ref = lm.model(input_ids=ids).last_hidden_state.mean(dim=1)[0]
+        run = run_sequence(lm.model, ids, pol, ids.shape[1], 0, False, record=True)
+        got = run.hidden.mean(dim=1)[0]
+        sims.append(float(torch.nn.functional.cosine_similarity(ref, got, dim=0)))
+        f, d = kv_bytes_ratio(run.state)
+        fetched, dense = fetched + f, dense + d
+        bar.update(1)
+    return {"similarity": float(np.mean(sims)), "min_similarity": float(np.min(sims)), "kv_fraction": fetched / dense}
+
+
+def render(results: list[dict[str, object]], causal: bool, header: dict[str, object]) -> str:
+    """The markdown table."""
+    lines = [f"# SpAtten accuracy: {header['model']}", "", "```", str(header["command"]), "```", ""]
+    lines.append(f"text: `{header['text']}`, {header['setting']}, {header['seconds']} s")
+    lines.append("")
+    if causal:
+        lines += ["| policy | perplexity | vs dense | K/V bytes vs dense |", "|---|---:|---:|---:|"]
+        for r in results:
+            lines.append(f"| {r['policy']} | {r['ppl']:.3f} | {r['ppl_increase'] * 100:+.2f}% | {r['kv_fraction'] * 100:.1f}% |")
+    else:
+        lines += ["| policy | cosine similarity (mean) | (min) | K/V bytes vs dense |", "|---|---:|---:|---:|"]
+        for r in results:
+            lines.append(f"| {r['policy']} | {r['similarity']:.4f} | {r['min_similarity']:.4f} | {r['kv_fraction'] * 100:.1f}% |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(results: list[dict[str, object]], causal: bool, title: str) -> bytes:
+    """A PNG: K/V bytes fraction vs accuracy, one labelled point per policy."""
+    import matplotlib  # noqa: PLC0415
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    key = "ppl_increase" if causal else "similarity"
+    xs = [float(r["kv_fraction"]) * 100 for r in results]
+    ys = [float(r[key]) * (100 if causal else 1) for r in results]
+    ax.scatter(xs, ys)
+    for x, y, r in zip(xs, ys, results, strict=True):
+        ax.annotate(str(r["policy"]), (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    ax.set_xlabel("K/V bytes fetched, % of dense (16-bit, all tokens)")
+    ax.set_ylabel("perplexity increase vs dense (%)" if causal else "cosine similarity to dense")
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    buf = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buf, format="png", dpi=120)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--model", required=True, help="HF id (cache only), local dir, .gguf file, or smollm2-135m / minilm-l6.")
+@click.option("--text", default=DEFAULT_TEXT, show_default=True, help="Text file, or dataset:<name>[:<config>[:<split>]].")
+@click.option("--context", default=512, show_default=True, help="Prefill tokens (encoders: window length).")
+@click.option("--eval-tokens", default=512, show_default=True, help="Decoded tokens scored (causal models).")
+@click.option("--windows", default=8, show_default=True, help="Windows (encoders).")
+@click.option("--policy", "policies", multiple=True, help="Preset or YAML path; repeat. Default: the shipped presets.")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Output stem: writes .md, .json, .png.")
+def main(model: str, text: str, context: int, eval_tokens: int, windows: int, policies: tuple[str, ...], out: Path) -> None:
+    """Perplexity (or output similarity) and K/V bytes of SpAtten policies vs dense."""
+    command = "python tools/eval_accuracy.py " + " ".join(sys.argv[1:])
+    t0 = time.perf_counter()
+    try:
+        pols = [load_policy(p) for p in (policies or DEFAULT_POLICIES)]
+        if not any(p.is_dense for p in pols):
+            pols.insert(0, load_policy("dense"))
+        lm = load_model(model)
+        torch.set_grad_enabled(False)
+        if lm.causal:
+            ids = load_tokens(lm.tokenizer, text, context + eval_tokens)
+        else:
+            full = load_tokens(lm.tokenizer, text, windows * (context - 2) + 2)[:, :-1]
+            cls_id, sep_id = lm.tokenizer.cls_token_id, lm.tokenizer.sep_token_id
+            wins = [
+                torch.cat([torch.tensor([[cls_id]]), full[:, i * (context - 2) : (i + 1) * (context - 2)],
+                           torch.tensor([[sep_id]])], dim=1)
+                for i in range(windows)
+            ]
+    except (ModelError, PolicyError, TextError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    results: list[dict[str, object]] = []
+    total = len(pols) * (eval_tokens if lm.causal else windows)
+    with click.progressbar(length=total, label="evaluating", file=sys.stderr) as bar:
+        for pol in pols:
+            t = time.perf_counter()
+            res = eval_causal(lm, ids, pol, context, eval_tokens, bar) if lm.causal else eval_encoder(lm, wins, pol, bar)
+            results.append({"policy": pol.name, "seconds": round(time.perf_counter() - t, 1), **res})
+    if lm.causal:
+        base = next(r["ppl"] for r, p in zip(results, pols, strict=True) if p.is_dense)
+        for r in results:
+            r["ppl_increase"] = float(r["ppl"]) / float(base) - 1.0
+    setting = (f"{context}-token dense prefill + {eval_tokens} decoded tokens scored" if lm.causal
+               else f"{windows} windows of {context} tokens")
+    header = {"model": model, "text": text, "setting": setting, "command": command,
+              "seconds": round(time.perf_counter() - t0, 1)}
+    md = render(results, lm.causal, header)
+    png = plot(results, lm.causal, f"{model}: {setting}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(out.with_suffix(".json"), json.dumps({**header, "results": results}, indent=1).encode())
+    atomic_write_bytes(out.with_suffix(".png"), png)
+    atomic_write_bytes(out.with_suffix(".md"), md.encode())
+    click.echo(md)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,169 @@
+#!/usr/bin/env python3
+"""Generate a SpAtten workload CSV (and tensors) from a Hugging Face model and real text.
+
+Example (the shipped SmolLM2 workload)::
+
+    python tools/gen_workload.py --model smollm2-135m --context 1024 --steps 32 \\
+        --policy spatten-default --tensors
+
+Causal models prefill ``--context`` tokens of the text, then decode ``--steps`` tokens
+teacher-forced from the same text; the CSV has one row per (decode step, layer,
+surviving head). Encoders (BERT family) run one pass over ``--context`` tokens and get
+one row per (layer, surviving query token, surviving head). Nothing is written unless
+everything succeeded; both files are written atomically.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import click
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from workloads.csvschema import atomic_write_bytes, format_workload  # noqa: E402
+from workloads.models import ModelError, load_model  # noqa: E402
+from workloads.spatten.export import build_workload, kv_bytes_ratio, run_sequence  # noqa: E402
+from workloads.spatten.hooks import model_geometry  # noqa: E402
+from workloads.spatten.policy import DEFAULT_POLICY, PolicyError, load_policy  # noqa: E402
+from workloads.text import DEFAULT_TEXT, TextError, load_tokens  # noqa: E402
+
+OUT_DIR = REPO / "hardware" / "workloads"
+
+
+def _slug(text: str) -> str:
+    base = Path(text).stem if ("/" in text or text.endswith(".gguf")) else text
+    return re.sub(r"[^A-Za-z0-9.]+", "-", base).strip("-").lower()
+
+
+def config_line(policy_source: str, policy_name: str) -> str:
+    """The trailing config-name line: the policy file, relative to the repo when inside it."""
+    src = Path(policy_source).resolve()
+    try:
+        return str(src.relative_to(REPO))
+    except ValueError:
+        return policy_name if not policy_source else str(src)
+
+
+def generate(
+    model: str,
+    text: str,
+    context: int,
+    steps: int,
+    policy: str,
+    out: Path | None,
+    tensors: bool,
+    quiet: bool = False,
+    command: str = "",
+    kv_dtype: str = "float16",
+) -> tuple[Path, Path | None, dict[str, object]]:
+    """Run the generator; returns (csv path, npz path or None, summary). Raises on bad input."""
+    if context < 2:
+        raise click.BadParameter("must be >= 2", param_hint="--context")
+    if steps < 0:
+        raise click.BadParameter("must be >= 0", param_hint="--steps")
+    pol = load_policy(policy)
+    if out is not None and out.suffix != ".csv":
+        raise click.BadParameter(f"{out}: the output must be a .csv path", param_hint="--out")
+    t0 = time.perf_counter()
+    lm = load_model(model)
+    causal = lm.causal
+    if not causal:
+        steps = 0
+        max_pos = getattr(lm.model.config, "max_position_embeddings", context)
+        if context > max_pos:
+            raise click.BadParameter(f"{model} accepts at most {max_pos} tokens", param_hint="--context")
+    elif steps < 1:
+        raise click.BadParameter("a causal model needs at least one decode step", param_hint="--steps")
+    ids = load_tokens(lm.tokenizer, text, context + steps, encoder=not causal)
+    geo = model_geometry(lm.model)
+    t_load = time.perf_counter() - t0
+    csv_path = out or OUT_DIR / f"{_slug(model)}-ctx{context}-s{steps}-{pol.name}.csv"
+    npz_path = csv_path.with_suffix(".npz") if tensors else None
+
+    label = "prefill + decode" if causal else "encode"
+    with click.progressbar(length=steps + 1, label=label, file=sys.stderr if not quiet else io.StringIO()) as bar:
+        run = run_sequence(
+            lm.model, ids, pol, context, steps, causal, record=True, record_tensors=tensors,
+            on_step=lambda _i: bar.update(1),
+        )
+    t_run = time.perf_counter() - t0 - t_load
+    meta = {
+        "model": model,
+        "model_type": lm.model_type,
+        "n_layers": geo["n_layers"],
+        "n_heads": geo["n_heads"],
+        "n_kv_heads": geo["n_kv_heads"],
+        "head_dim": geo["head_dim"],
+        "causal": causal,
+        "context": context,
+        "steps": steps,
+        "policy": pol.name,
+        "policy_file": config_line(pol.source, pol.name),
+        "text": text,
+        "command": command,
+        "dtypes": {"q": "float32", "out_ref": "float32", "k": kv_dtype, "v": kv_dtype},
+    }
+    built = build_workload(run.state, tensors=tensors, meta=meta, kv_dtype=kv_dtype)
+    csv_text = format_workload(built.rows, config_line(pol.source, pol.name))
+    fetched, dense = kv_bytes_ratio(run.state)
+    if npz_path is not None:
+        buf = io.BytesIO()
+        np.savez_compressed(buf, **built.tensors)  # type: ignore[arg-type]
+        atomic_write_bytes(npz_path, buf.getvalue())
+    try:
+        atomic_write_bytes(csv_path, csv_text.encode("utf-8"))
+    except BaseException:
+        if npz_path is not None and npz_path.exists():
+            npz_path.unlink()
+        raise
+    summary = {
+        "rows": len(built.rows),
+        "kv_bytes_fraction_of_dense": fetched / dense,
+        "load_s": round(t_load, 1),
+        "run_s": round(t_run, 1),
+        "total_s": round(time.perf_counter() - t0, 1),
+        "csv": str(csv_path),
+        "npz": str(npz_path) if npz_path else None,
+        "npz_bytes": npz_path.stat().st_size if npz_path else None,
+    }
+    if run.nll:
+        summary["decode_ppl"] = float(np.exp(np.mean(run.nll)))
+    return csv_path, npz_path, summary
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--model", required=True, help="HF id (cache only), local dir, .gguf file, or smollm2-135m / minilm-l6.")
+@click.option("--text", default=DEFAULT_TEXT, show_default=True, help="Text file, or dataset:<name>[:<config>[:<split>]].")
+@click.option("--context", default=1024, show_default=True, help="Prefill tokens (encoders: sequence length).")
+@click.option("--steps", default=32, show_default=True, help="Decode steps (ignored for encoders).")
+@click.option("--policy", default=DEFAULT_POLICY, show_default=True, help="Preset name or YAML path.")
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="Output CSV (default: hardware/workloads/<auto>.csv).")
+@click.option("--tensors/--no-tensors", default=False, help="Also write <stem>.npz for functional simulation.")
+@click.option("--kv-dtype", type=click.Choice(["float16", "float32"]), default="float16", show_default=True,
+              help="dtype of k and v in the npz (q and out_ref are always float32).")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def main(
+    model: str, text: str, context: int, steps: int, policy: str, out: Path | None, tensors: bool, kv_dtype: str,
+    quiet: bool,
+) -> None:
+    """Generate a SpAtten workload CSV from a model and real text."""
+    command = "python tools/gen_workload.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    try:
+        _csv, _npz, summary = generate(model, text, context, steps, policy, out, tensors, quiet, command, kv_dtype)
+    except (ModelError, PolicyError, TextError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(json.dumps(summary, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,319 @@
+"""From a workload CSV (and its tensors, when present) to what the accelerator runs.
+
+A :class:`Program` is the command stream, the memory image it computes on, and the
+expected response of every command, produced by the bit-exact golden model while the
+program is built. Two modes:
+
+- **functional** (an ``.npz`` of tensors beside the CSV, written by
+  ``tools/gen_workload.py --tensors``): real queries, keys and values of the model,
+  quantized per the row's bit widths (``workloads.quant``), the kept tokens the PyTorch
+  algorithm chose, and the requantization threshold of the row; the accelerator decides
+  requantization and local value pruning itself, and its outputs are compared with the
+  golden model (bit for bit) and with the PyTorch float output of the row.
+- **synthetic** (a CSV alone, e.g. the original SpAtten workloads): seeded random
+  Gaussian queries/keys/values at realistic logit spread; the row's fetch counts, bit
+  widths and requantization are honoured: ``key_fetch_num`` keys are fetched,
+  ``value_fetch_num`` values are selected (``valueTopK``), and a row with
+  ``if_requant=True`` is made to requantize (its threshold is set above any probability),
+  one with ``False`` is not (requantization disabled).
+
+Cascade token pruning: a row with ``if_topk`` is followed by a TOPK_TOKENS command with
+``k = topk`` over the current kept list. In synthetic mode the kept ids it returns become
+the next rows' token list (the golden model computes them while building, and the run
+checks the accelerator returned the same ids); when a row asks for a different number of
+keys than the current list holds (new decode steps add tokens, the original files
+sometimes differ by a few), the list is trimmed to its ``key_fetch_num`` lowest positions
+or extended with the most recent tokens not in it. In functional mode the kept list of
+each row comes from the tensors.
+
+The dense baseline of a workload (:func:`dense_rows`) fetches every token of the
+sentence at 16 bits, no requantization, no value pruning, no cascade pruning.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field, replace
+from typing import Callable, Sequence
+
+import numpy as np
+
+from workloads import quant
+from workloads.commands import (AttendCmd, ClearCmd, TopkResp, TopkTokensCmd, Word, decode_response)
+from workloads.golden import GoldenAccelerator
+from workloads.memimage import MemoryImage
+from workloads.params import HwParams
+
+LOGIT_STD = 3.0
+"""Synthetic mode: standard deviation of the attention logits (natural-log units)."""
+
+ALWAYS_REQUANT_Q16 = (1 << 17) - 1
+"""A threshold above every probability (p <= 2^16): requantization always taken."""
+
+
+@dataclass(frozen=True)
+class Row:
+    """One workload row, as the program needs it (CSV columns, typed)."""
+
+    line: int
+    iteration: int
+    layer: int
+    head: int
+    d: int
+    sentence_len: int
+    key_fetch_num: int
+    quant_key_bit: int
+    quant_query_bit: int
+    requant_threshold: float
+    if_requant: bool
+    requant_incre: int
+    value_fetch_num: int
+    quant_value_bit: int
+    accumulate_importance: bool
+    rescale_importance: bool
+    if_topk: bool
+    topk: int
+
+
+@dataclass
+class CommandInfo:
+    """What one command of the program is, for the report."""
+
+    kind: str  # "attend", "topk", "clear"
+    row: int | None  # index into the rows, for ATTEND and the TOPK after a row
+    iteration: int
+    layer: int
+    head: int
+    n: int = 0
+    d: int = 0
+    k_msb_bits: int = 0
+    k_lsb_bits: int = 0
+    v_bits: int = 0
+    m: int = 0  # values selected (golden)
+    requantized: bool = False  # pass 2 was final (golden)
+    bursts: dict[str, int] = field(default_factory=dict)  # expected DRAM bursts by kind
+
+
+@dataclass
+class Program:
+    """A command stream with its memory image and expected responses."""
+
+    params: HwParams
+    mode: str  # "functional" or "synthetic"
+    dense: bool
+    commands: list[list[Word]] = field(default_factory=list)
+    expected: list[list[Word]] = field(default_factory=list)
+    info: list[CommandInfo] = field(default_factory=list)
+    image: MemoryImage | None = None
+    value_scale: dict[int, float] = field(default_factory=dict)  # command index -> s_v
+    reference_out: dict[int, np.ndarray] = field(default_factory=dict)  # command index -> float out
+
+    @property
+    def words(self) -> list[Word]:
+        return [w for c in self.commands for w in c]
+
+
+def dense_rows(rows: Sequence[Row]) -> list[Row]:
+    """The same requests with nothing pruned or quantized: every token, 16-bit K and V."""
+    return [replace(r, key_fetch_num=r.sentence_len, quant_key_bit=-1, quant_query_bit=-1,
+                    requant_threshold=-1.0, if_requant=False, requant_incre=-1,
+                    value_fetch_num=r.sentence_len, quant_value_bit=-1,
+                    accumulate_importance=False, rescale_importance=False, if_topk=False, topk=-1)
+            for r in rows]
+
+
+def _key_bits(r: Row, functional: bool) -> tuple[int, int, bool]:
+    """(kMsbBits, kLsbBits, requant) of a row."""
+    if r.quant_key_bit == -1:
+        return 16, 0, False
+    lsb = r.requant_incre if r.requant_incre > 0 else 0
+    if functional:
+        # The row's threshold decides; LSBs exist whenever the policy has them.
+        return r.quant_key_bit, lsb, lsb > 0 and r.requant_threshold > 0
+    # Synthetic: honour the recorded decision. Without requantization the LSB plane is
+    # never read, so the key is just its MSBs.
+    return (r.quant_key_bit, lsb, True) if (r.if_requant and lsb > 0) else (r.quant_key_bit, 0, False)
+
+
+class _Planes:
+    """K/V planes in the image, made on first use, one set per (layer, kv-head, widths)."""
+
+    def __init__(self, image: MemoryImage, source: Callable[[int, int], tuple[np.ndarray, np.ndarray]]) -> None:
+        self.image = image
+        self.source = source
+        self.cache: dict[tuple, tuple[int, int, int, float, float]] = {}
+
+    def get(self, layer: int, kvh: int, msb: int, lsb: int, vbits: int) -> tuple[int, int, int, float, float]:
+        """(k_msb_base, k_lsb_base, v_base, s_k, s_v)."""
+        key = (layer, kvh, msb, lsb, vbits)
+        if key not in self.cache:
+            k, v = self.source(layer, kvh)
+            qk = quant.quantize_key(k, msb, lsb)
+            qv = quant.quantize_value(v, vbits)
+            k_msb_base = self.image.add_plane(qk.msb, msb, True)
+            k_lsb_base = self.image.add_plane(qk.lsb, lsb, False) if lsb > 0 else 0
+            v_base = self.image.add_plane(qv.values, vbits, True)
+            self.cache[key] = (k_msb_base, k_lsb_base, v_base, qk.scale, qv.scale)
+        return self.cache[key]
+
+
+def build(rows: Sequence[Row], params: HwParams, *, tensors: dict | None = None, seed: int = 1,
+          dense: bool = False, progress: Callable[[int, int], None] | None = None) -> Program:
+    """Build the program of ``rows`` (already validated against ``params``).
+
+    ``tensors`` is the loaded ``.npz`` (functional mode) or ``None`` (synthetic mode).
+    ``dense`` marks a dense-baseline program (rows from :func:`dense_rows`).
+    """
+    functional = tensors is not None
+    prog = Program(params=params, mode="functional" if functional else "synthetic", dense=dense)
+    image = MemoryImage.for_params(params, start=params.burst_bytes * 16)
+    prog.image = image
+    golden = GoldenAccelerator(params, image)
+
+    if functional:
+        k_all = tensors["k"]
+        v_all = tensors["v"]
+        meta = json.loads(str(tensors["meta"]))
+        softmax_scale = float(meta.get("softmax_scale", 0.0)) or 1.0 / math.sqrt(int(meta["head_dim"]))
+        row_kv_head = tensors["row_kv_head"]
+        kept_offsets = tensors["kept_offsets"]
+        kept_ids = tensors["kept_ids"]
+
+        def source(layer: int, kvh: int) -> tuple[np.ndarray, np.ndarray]:
+            return (np.asarray(k_all[layer, kvh], dtype=np.float64),
+                    np.asarray(v_all[layer, kvh], dtype=np.float64))
+
+        planes = _Planes(image, source)
+    else:
+        max_len = max(r.sentence_len for r in rows)
+        d_of = {(r.layer, r.head): r.d for r in rows}
+        # Each (layer, head) gets its own keys and values. Queries are N(0, 1) and keys
+        # N(0, LOGIT_STD^2), so the logits q.k / sqrt(D) are N(0, LOGIT_STD^2).
+
+        def source(layer: int, head: int) -> tuple[np.ndarray, np.ndarray]:
+            d = d_of[(layer, head)]
+            g = np.random.default_rng([seed, layer, head])
+            k = g.standard_normal((max_len, d)) * LOGIT_STD
+            v = g.standard_normal((max_len, d))
+            return k, v
+
+        planes = _Planes(image, source)
+
+    def emit(cmd, info: CommandInfo, expected: list[Word]) -> None:
+        prog.commands.append(cmd.encode())
+        prog.expected.append(expected)
+        prog.info.append(info)
+
+    tag = 0
+
+    def next_tag() -> int:
+        nonlocal tag
+        tag = (tag + 1) & 0xFFFF
+        return tag
+
+    clear = ClearCmd(tag=next_tag(), tokens=True, heads=True)
+    emit(clear, CommandInfo("clear", None, rows[0].iteration if rows else 0, -1, -1),
+         golden.execute_packet(clear.encode()))
+
+    current: list[int] | None = None  # synthetic mode: the cascade's kept token list
+    current_iter = None
+    list_cache: dict[tuple[int, ...], int] = {}
+
+    def token_list(ids: Sequence[int]) -> int:
+        key = tuple(int(x) for x in ids)
+        if key not in list_cache:
+            list_cache[key] = image.add_tokens(np.asarray(key, dtype=np.int64))
+        return list_cache[key]
+
+    for i, r in enumerate(rows):
+        if progress:
+            progress(i, len(rows))
+        msb, lsb, requant = _key_bits(r, functional)
+        vbits = quant.bits_or_16(r.quant_value_bit)
+        qbits = quant.bits_or_16(r.quant_query_bit)
+        if functional:
+            kvh = int(row_kv_head[i])
+            ids = [int(x) for x in kept_ids[kept_offsets[i]:kept_offsets[i + 1]]]
+            q_float = np.asarray(tensors["q"][i], dtype=np.float64)
+        else:
+            kvh = r.head
+            if current is None or r.iteration != current_iter:
+                if current is None:
+                    current = list(range(r.key_fetch_num))
+                current_iter = r.iteration
+            current = _fit_list(current, r.key_fetch_num, r.sentence_len)
+            ids = current
+            g = np.random.default_rng([seed, 1_000_003, i])
+            q_float = g.standard_normal(r.d)
+        k_msb_base, k_lsb_base, v_base, s_k, s_v = planes.get(r.layer, kvh, msb, lsb, vbits)
+        qq = quant.quantize_query(q_float, qbits)
+        if functional:
+            c = quant.score_unit(qq.scale, s_k, softmax_scale)
+        else:
+            # The synthetic keys already carry the logit spread: q.k / sqrt(D) ~ N(0, 3^2).
+            c = quant.score_unit(qq.scale, s_k, 1.0 / math.sqrt(r.d))
+        score_scale, score_shift = quant.choose_score_scale(c)
+        if functional:
+            thr = quant.threshold_q16(r.requant_threshold) if requant else 0
+        else:
+            thr = ALWAYS_REQUANT_Q16 if requant else 0
+        m = r.value_fetch_num
+        cmd = AttendCmd(
+            tag=next_tag(), n=len(ids), query=tuple(int(x) for x in qq.values),
+            k_msb_base=k_msb_base, k_lsb_base=k_lsb_base, v_base=v_base,
+            tokens_base=token_list(ids), k_msb_bits=msb, k_lsb_bits=lsb, v_bits=vbits,
+            score_scale=score_scale, score_shift=score_shift,
+            value_topk=0 if m >= len(ids) else m, head_id=r.head, requant=requant,
+            requant_threshold=thr, accum_importance=r.accumulate_importance, d=r.d)
+        expected = golden.execute_packet(cmd.encode())
+        t = golden.last_traffic
+        res = golden.last_attend
+        info = CommandInfo("attend", i, r.iteration, r.layer, r.head, n=len(ids), d=r.d,
+                           k_msb_bits=msb, k_lsb_bits=lsb, v_bits=vbits,
+                           m=len(res.selected) if res is not None else 0,
+                           requantized=bool(res.probs.requantized) if res is not None else False,
+                           bursts={"token_list": t.token_list, "k_msb": t.k_msb, "k_lsb": t.k_lsb,
+                                   "v": t.v} if t else {})
+        idx = len(prog.commands)
+        emit(cmd, info, expected)
+        prog.value_scale[idx] = s_v
+        if functional and "out_ref" in tensors:
+            prog.reference_out[idx] = np.asarray(tensors["out_ref"][i], dtype=np.float64)
+        if r.if_topk and r.topk >= 0:
+            tk = TopkTokensCmd(tag=next_tag(), n=len(ids), k=min(r.topk, len(ids)),
+                               tokens_base=token_list(ids))
+            exp = golden.execute_packet(tk.encode())
+            emit(tk, CommandInfo("topk", i, r.iteration, r.layer, r.head, n=len(ids),
+                                 bursts={"token_list": (2 * len(ids) + params.burst_bytes - 1)
+                                         // params.burst_bytes}), exp)
+            if not functional:
+                resp = decode_response(exp)
+                assert isinstance(resp, TopkResp)
+                current = list(resp.ids)
+    if progress:
+        progress(len(rows), len(rows))
+    return prog
+
+
+def _fit_list(ids: list[int], n: int, sentence_len: int) -> list[int]:
+    """Synthetic mode: make the kept list exactly ``n`` long (see the module docstring)."""
+    if len(ids) == n:
+        return ids
+    if len(ids) > n:
+        return ids[:n]
+    present = set(ids)
+    extra = [t for t in range(sentence_len - 1, -1, -1) if t not in present][: n - len(ids)]
+    return sorted(ids + extra)
+
+
+def bytes_by_kind(prog: Program) -> dict[str, int]:
+    """DRAM bytes the program reads, by kind (token lists, K MSB, K LSB, V), as the golden
+    model decided them (requantization, value selection): the run checks that the
+    accelerator decided the same, response by response."""
+    b = prog.params.burst_bytes
+    total = {"token_list": 0, "k_msb": 0, "k_lsb": 0, "v": 0}
+    for info in prog.info:
+        for kind, n in info.bursts.items():
+            total[kind] += n * b
+    return total

@@ -1,0 +1,270 @@
+"""The report of a run: ``summary.json``, a table, a ``summary.txt`` line, and plots.
+
+Cycles are attributed to commands by completion: command ``i`` is charged the cycles
+between the previous response's end and its own (the accelerator may overlap commands,
+so per-command latencies would double-count). These sum to the run's total.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import tempfile
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+from tools.program import Program, bytes_by_kind
+
+
+def write_atomic(path: Path, data: str | bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file and a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data.encode() if isinstance(data, str) else data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+@dataclass
+class RunResult:
+    """What one simulation of a program produced."""
+
+    prog: Program
+    start: list[int]
+    end: list[int]
+    dram_stats: dict | None = None
+    states: dict[str, int] = field(default_factory=dict)
+    mismatches: int = 0
+    checked: int = 0
+    wall_s: float = 0.0
+    float_error: dict | None = None
+
+    @property
+    def cycles(self) -> int:
+        return (max(self.end) - min(self.start) + 1) if self.end else 0
+
+    def charged(self) -> list[int]:
+        """Cycles charged to each command (see the module docstring)."""
+        out, prev = [], min(self.start) if self.start else 0
+        for e in self.end:
+            out.append(max(0, e - prev))
+            prev = max(prev, e)
+        return out
+
+
+def read_log(path: Path) -> tuple[list[int], list[int]]:
+    start, end = [], []
+    with open(path, newline="") as fh:
+        for row in csv.DictReader(fh):
+            start.append(int(row["start_cycle"]))
+            end.append(int(row["end_cycle"]))
+    return start, end
+
+
+def peak_bytes_per_cycle(res: RunResult) -> float:
+    """Peak DRAM bytes per accelerator cycle: from the DRAM model's statistics when it
+    reports them, else one burst per channel per cycle."""
+    p = res.prog.params
+    if res.dram_stats:
+        peak = res.dram_stats.get("peak_bytes_per_cycle")
+        if peak:
+            return float(peak)
+        chans = res.dram_stats.get("channels")
+        if isinstance(chans, list) and chans and all("peak_bytes_per_cycle" in c for c in chans):
+            return float(sum(c["peak_bytes_per_cycle"] for c in chans))
+    return float(p.num_channels * p.burst_bytes)
+
+
+def macs(prog: Program) -> int:
+    """Multiply-accumulates of the program: N*D per key pass, M*D for P x V."""
+    return sum((2 if c.requantized else 1) * c.n * c.d + c.m * c.d
+               for c in prog.info if c.kind == "attend")
+
+
+def summarize(workload: Path, preset: str, backend: str, sparse: RunResult,
+              dense: RunResult | None) -> dict:
+    p = sparse.prog.params
+    clock_hz = p.clock_mhz * 1e6
+    by_kind = bytes_by_kind(sparse.prog)
+    total = sum(by_kind.values())
+    peak = peak_bytes_per_cycle(sparse)
+    lower = total / peak if peak else 0.0
+    attends = [i for i, c in enumerate(sparse.prog.info) if c.kind == "attend"]
+    per_layer: dict[int, dict] = defaultdict(lambda: {"cycles": 0, "bytes": 0, "requests": 0})
+    charged = sparse.charged()
+    b = p.burst_bytes
+    for i, info in enumerate(sparse.prog.info):
+        if info.layer < 0:
+            continue
+        per_layer[info.layer]["cycles"] += charged[i]
+        per_layer[info.layer]["bytes"] += sum(info.bursts.values()) * b
+        per_layer[info.layer]["requests"] += info.kind == "attend"
+    s: dict = {
+        "workload": str(workload), "preset": preset, "dram_backend": backend,
+        "mode": sparse.prog.mode, "clock_mhz": p.clock_mhz,
+        "commands": len(sparse.prog.commands), "attend_requests": len(attends),
+        "cycles": sparse.cycles, "time_us": sparse.cycles / clock_hz * 1e6,
+        "dram_bytes": {**by_kind, "total": total},
+        "bandwidth_gbps": total / (sparse.cycles / clock_hz) / 1e9 if sparse.cycles else 0.0,
+        "peak_bandwidth_gbps": peak * clock_hz / 1e9,
+        "bandwidth_utilization": (total / sparse.cycles) / peak if sparse.cycles and peak else 0.0,
+        "dram_bound_cycles": lower,
+        "cycles_over_dram_bound": sparse.cycles / lower if lower else None,
+        "requant_rate": sum(sparse.prog.info[i].requantized for i in attends) / len(attends) if attends else 0.0,
+        "checked_responses": sparse.checked, "mismatches": sparse.mismatches,
+        "per_layer": {str(k): v for k, v in sorted(per_layer.items())},
+        "controller_state_cycles": sparse.states,
+        "macs": macs(sparse.prog),
+        "sim_wall_s": sparse.wall_s,
+        "sim_cycles_per_s": sparse.cycles / sparse.wall_s if sparse.wall_s else None,
+    }
+    if sparse.dram_stats:
+        s["dram_model"] = sparse.dram_stats
+    if sparse.float_error:
+        s["float_error"] = sparse.float_error
+    if dense is not None:
+        dense_bytes = sum(bytes_by_kind(dense.prog).values())
+        dense_layer: dict[int, int] = defaultdict(int)
+        for i, c in zip(dense.prog.info, dense.charged()):
+            if i.layer >= 0:
+                dense_layer[i.layer] += c
+        s["dense"] = {
+            "cycles": dense.cycles, "dram_bytes": dense_bytes,
+            "checked_responses": dense.checked, "mismatches": dense.mismatches,
+            "per_layer_cycles": {str(k): v for k, v in sorted(dense_layer.items())},
+            "macs": macs(dense.prog),
+        }
+        s["speedup"] = dense.cycles / sparse.cycles if sparse.cycles else None
+        s["dram_reduction"] = dense_bytes / total if total else None
+    return s
+
+
+def table(s: dict) -> str:
+    """A human-readable table of the summary."""
+    mb = 1 / (1 << 20)
+    rows = [
+        ("workload", s["workload"]), ("preset / DRAM", f"{s['preset']} / {s['dram_backend']}"),
+        ("mode", s["mode"]), ("ATTEND requests", f"{s['attend_requests']}"),
+        ("responses checked", f"{s['checked_responses']} ({s['mismatches']} mismatches)"),
+        ("cycles", f"{s['cycles']:,}"), ("time", f"{s['time_us']:.1f} us at {s['clock_mhz']} MHz"),
+        ("DRAM read", f"{s['dram_bytes']['total'] * mb:.2f} MiB (K MSB {s['dram_bytes']['k_msb'] * mb:.2f}, "
+                      f"K LSB {s['dram_bytes']['k_lsb'] * mb:.2f}, V {s['dram_bytes']['v'] * mb:.2f}, "
+                      f"lists {s['dram_bytes']['token_list'] * mb:.2f})"),
+        ("bandwidth", f"{s['bandwidth_gbps']:.1f} GB/s of {s['peak_bandwidth_gbps']:.1f} GB/s peak "
+                      f"({100 * s['bandwidth_utilization']:.1f}%)"),
+        ("DRAM-bound lower bound", f"{s['dram_bound_cycles']:,.0f} cycles"
+                                   + (f" (run is {s['cycles_over_dram_bound']:.2f}x)" if s['cycles_over_dram_bound'] else "")),
+        ("requantization rate", f"{100 * s['requant_rate']:.1f}%"),
+    ]
+    if "dense" in s:
+        rows += [("dense cycles", f"{s['dense']['cycles']:,}"),
+                 ("speed-up over dense", f"{s['speedup']:.2f}x"),
+                 ("DRAM reduction", f"{s['dram_reduction']:.2f}x")]
+    if "float_error" in s:
+        fe = s["float_error"]
+        rows.append(("vs PyTorch float", f"max {fe['max_abs']:.3g}, mean {fe['mean_abs']:.3g} "
+                                         f"(tolerance {fe.get('tolerance', 'n/a')})"))
+    if s.get("sim_cycles_per_s"):
+        rows.append(("simulation speed", f"{s['sim_cycles_per_s']:,.0f} cycles/s ({s['sim_wall_s']:.1f} s)"))
+    w = max(len(k) for k, _ in rows)
+    lines = [f"{k.ljust(w)}  {v}" for k, v in rows]
+    lines.append("")
+    lines.append(f"{'layer'.ljust(6)} {'cycles':>12} {'dense cycles':>14} {'MiB':>8} {'requests':>9}")
+    dense_layer = s.get("dense", {}).get("per_layer_cycles", {})
+    for layer, v in s["per_layer"].items():
+        lines.append(f"{layer.ljust(6)} {v['cycles']:>12,} {dense_layer.get(layer, 0):>14,} "
+                     f"{v['bytes'] * mb:>8.2f} {v['requests']:>9}")
+    if s.get("controller_state_cycles"):
+        lines.append("")
+        lines.append("controller state cycles: " + ", ".join(
+            f"{k} {v:,}" for k, v in sorted(s["controller_state_cycles"].items(), key=lambda kv: -kv[1])))
+    return "\n".join(lines) + "\n"
+
+
+def summary_txt_line(s: dict, params) -> str:
+    """The original SpAtten ``summary.txt`` line: workload, cycles, buffer lines, top-k
+    parallelism."""
+    return f"{s['workload']},{s['cycles']},{params.max_tokens},{params.topk_parallelism}\n"
+
+
+def plots(s: dict, out: Path) -> list[Path]:
+    """per_layer_cycles.png, traffic.png, roofline.png."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    made: list[Path] = []
+
+    def save(fig, name: str) -> None:
+        fig.tight_layout()
+        tmp = out / f".{name}.tmp.png"
+        fig.savefig(tmp, dpi=110)
+        plt.close(fig)
+        os.replace(tmp, out / name)
+        made.append(out / name)
+
+    layers = list(s["per_layer"].keys())
+    fig, ax = plt.subplots(figsize=(8, 3.5))
+    xs = range(len(layers))
+    ax.bar([x - 0.2 for x in xs], [s["per_layer"][k]["cycles"] for k in layers], 0.4, label="SpAtten")
+    if "dense" in s:
+        ax.bar([x + 0.2 for x in xs], [s["dense"]["per_layer_cycles"].get(k, 0) for k in layers], 0.4,
+               label="dense")
+    ax.set_xticks(list(xs), layers)
+    ax.set_xlabel("layer")
+    ax.set_ylabel("cycles")
+    ax.set_title("Cycles per layer")
+    ax.legend()
+    save(fig, "per_layer_cycles.png")
+
+    mb = 1 / (1 << 20)
+    fig, ax = plt.subplots(figsize=(5, 4))
+    kinds = ["k_msb", "k_lsb", "v", "token_list"]
+    labels = {"k_msb": "K MSB", "k_lsb": "K LSB", "v": "V", "token_list": "token lists"}
+    bottom = 0.0
+    for k in kinds:
+        val = s["dram_bytes"][k] * mb
+        ax.bar(["SpAtten"], [val], bottom=[bottom], label=labels[k])
+        bottom += val
+    if "dense" in s:
+        ax.bar(["dense"], [s["dense"]["dram_bytes"] * mb], color="grey", label="dense (all)")
+    ax.set_ylabel("MiB read from DRAM")
+    ax.set_title("DRAM traffic")
+    ax.legend()
+    save(fig, "traffic.png")
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    peak_bw = s["peak_bandwidth_gbps"] * 1e9 / (s["clock_mhz"] * 1e6)  # bytes/cycle
+    lanes = s.get("dot_lanes") or 1
+    import numpy as np
+    oi = np.logspace(-2, 3, 200)
+    ax.loglog(oi, np.minimum(lanes, oi * peak_bw), "k-", label="roof")
+    for name, m, by, cyc in [("SpAtten", s["macs"], s["dram_bytes"]["total"], s["cycles"])] + (
+            [("dense", s["dense"]["macs"], s["dense"]["dram_bytes"], s["dense"]["cycles"])] if "dense" in s else []):
+        if by and cyc:
+            ax.loglog([m / by], [m / cyc], "o", label=name)
+    ax.set_xlabel("operational intensity (MAC / DRAM byte)")
+    ax.set_ylabel("MAC / cycle")
+    ax.set_title("Roofline")
+    ax.legend()
+    save(fig, "roofline.png")
+    return made
+
+
+def write_all(s: dict, params, out: Path) -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    s = dict(s)
+    s["dot_lanes"] = params.dot_lanes
+    write_atomic(out / "summary.json", json.dumps(s, indent=2, default=float) + "\n")
+    txt = table(s)
+    write_atomic(out / "summary.md", txt)
+    prev = (out / "summary.txt").read_text() if (out / "summary.txt").is_file() else ""
+    write_atomic(out / "summary.txt", prev + summary_txt_line(s, params))
+    return [out / "summary.json", out / "summary.md", out / "summary.txt"] + plots(s, out)

@@ -1,0 +1,144 @@
+"""Driving the native simulator: workload rows in, checked run results out.
+
+Used by ``run.py`` and the benchmarks (``tools/bench_sim.py``). See ``run.py`` for the
+whole flow and ``tools/program.py`` for how a workload becomes commands and memory.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from pathlib import Path
+
+import click
+import numpy as np
+
+def progress(label: str):
+    """A progress callback for ``program.build`` printing at most ~20 updates."""
+    state = {"last": -1}
+
+    def cb(i: int, n: int) -> None:
+        pct = 100 * i // max(n, 1)
+        if pct // 5 != state["last"] // 5 or i == n:
+            state["last"] = pct
+            click.echo(f"\r  {label}: {i}/{n} rows ({pct}%)", err=True, nl=i == n)
+    return cb
+
+
+def load_rows(path: Path, limit: int | None, step: int | None):
+    """Read the workload (``workloads.csvschema``) into ``tools.program.Row``s."""
+    from tools.program import Row
+    from workloads.csvschema import read_workload
+
+    wl = read_workload(path)
+    rows = []
+    for idx, r in enumerate(wl.rows):
+        if step is not None and r.iteration_id != step:
+            continue
+        rows.append(Row(
+            line=idx + 2, iteration=r.iteration_id, layer=r.layer_id, head=r.head_id,
+            d=int(r.embedding_length_D), sentence_len=r.sentence_length_L,
+            key_fetch_num=r.key_fetch_num, quant_key_bit=r.quant_key_bit,
+            quant_query_bit=r.quant_query_bit, requant_threshold=float(r.auto_requant_thres),
+            if_requant=bool(r.if_requant), requant_incre=r.auto_requant_incre,
+            value_fetch_num=r.value_fetch_num, quant_value_bit=r.quant_value_bit,
+            accumulate_importance=bool(r.if_accumulate_importance),
+            rescale_importance=bool(r.if_rescale_previous_importance),
+            if_topk=bool(r.if_topk), topk=r.topk))
+        if limit is not None and len(rows) >= limit:
+            break
+    if not rows:
+        raise click.UsageError(f"{path}: no rows selected (--step {step}, --limit {limit})")
+    return wl, rows
+
+
+def check_against_hardware(path: Path, rows, params) -> None:
+    """Reject rows this hardware preset cannot run, naming the line and field."""
+    for r in rows:
+        if r.d > params.max_head_dim:
+            raise click.ClickException(
+                f"{path}:{r.line}: embedding_length_D={r.d} exceeds the preset's maxHeadDim="
+                f"{params.max_head_dim}; choose a larger --preset")
+        n = max(r.key_fetch_num, r.sentence_len)
+        if n > params.max_tokens:
+            raise click.ClickException(
+                f"{path}:{r.line}: {n} keys exceed the preset's maxTokens={params.max_tokens}; "
+                f"choose a larger --preset")
+
+
+def simulate(exe: Path, prog, workdir: Path, backend: str, dram_config: Path, label: str,
+             check: bool, stall_percent: int = 0):
+    """Run one program on the native simulator; compare every response."""
+    from tools.report import RunResult, read_log
+    from workloads.commands import compare_responses, read_stream, split_packets, write_stream
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    image = workdir / "memory.bin"
+    cmds = workdir / "commands.bin"
+    resp = workdir / "responses.bin"
+    log = workdir / "commands.csv"
+    stats = workdir / "dram_stats.json"
+    prog.image.save(image)
+    write_stream(cmds, prog.words)
+    click.echo(f"  {label}: simulating {len(prog.commands)} commands "
+               f"({image.stat().st_size / (1 << 20):.1f} MiB memory image)", err=True)
+    t0 = time.monotonic()
+    argv = [str(exe), "--commands", str(cmds), "--responses", str(resp), "--log", str(log),
+            "--progress-every", str(max(1, len(prog.commands) // 10)),
+            f"+dram_backend={backend}", f"+dram_image={image}", f"+dram_stats={stats}",
+            f"+clock_mhz={prog.params.clock_mhz}"]
+    if backend != "ideal":
+        argv.append(f"+dram_config={dram_config}")
+    if stall_percent:
+        argv += ["--stall-percent", str(stall_percent)]
+    proc = subprocess.run(argv)
+    wall = time.monotonic() - t0
+    if proc.returncode != 0:
+        raise click.ClickException(f"the simulator failed (exit {proc.returncode}); see the messages above")
+    start, end = read_log(log)
+    res = RunResult(prog=prog, start=start, end=end, wall_s=wall)
+    if stats.is_file():
+        res.dram_stats = json.loads(stats.read_text())
+    states_file = Path(str(log) + ".states")
+    if states_file.is_file():
+        for line in states_file.read_text().splitlines()[1:]:
+            k, v = line.split(",")
+            res.states[k] = int(v)
+    if check:
+        packets, rest = split_packets(read_stream(resp))
+        if rest or len(packets) != len(prog.expected):
+            raise click.ClickException(f"{label}: expected {len(prog.expected)} responses, got "
+                                       f"{len(packets)} (+{len(rest)} stray words)")
+        shown = 0
+        for i, (exp, act) in enumerate(zip(prog.expected, packets)):
+            problems = compare_responses(exp, act)
+            res.checked += 1
+            if problems:
+                res.mismatches += 1
+                if shown < 5:
+                    info = prog.info[i]
+                    click.echo(f"  MISMATCH {label} command {i} ({info.kind}, row {info.row}, layer "
+                               f"{info.layer}, head {info.head}): " + "; ".join(problems[:4]), err=True)
+                    shown += 1
+        if prog.reference_out:
+            res.float_error = float_error(prog, packets)
+    return res
+
+
+def float_error(prog, packets) -> dict:
+    """Distance of the accelerator's outputs (as floats) from the PyTorch float outputs of
+    the workload, relative to the largest |V| of the head."""
+    from workloads.commands import AttendResp, decode_response
+
+    errs, rel = [], []
+    for i, ref in prog.reference_out.items():
+        r = decode_response(packets[i])
+        if not isinstance(r, AttendResp):
+            continue
+        out = np.asarray(r.out, dtype=np.float64) * prog.value_scale[i] / 65536.0
+        e = np.abs(out - ref)
+        errs.append(float(e.max()))
+        rel.append(float(e.mean()))
+    return {"max_abs": max(errs) if errs else 0.0, "mean_abs": float(np.mean(rel)) if rel else 0.0,
+            "requests": len(errs)}

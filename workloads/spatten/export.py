@@ -1,0 +1,194 @@
+"""Running a model under a policy and turning the records into workload rows and tensors.
+
+``run_sequence`` drives one sequence: causal models prefill ``context`` tokens and then
+decode ``steps`` tokens one at a time (teacher-forced from the text, so a workload is
+reproducible); encoders run one forward pass over ``context`` tokens. ``build_workload``
+maps the recorded (call, layer) decisions to CSV rows (``workloads.csvschema``) and, on
+request, to the tensors of the ``.npz`` contract documented there.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from workloads.csvschema import WorkloadRow
+from workloads.spatten.hooks import spatten_context
+from workloads.spatten.policy import Policy
+from workloads.spatten.state import LayerRecord, SpAttenState
+
+
+@dataclass
+class SequenceRun:
+    """The outcome of ``run_sequence``."""
+
+    state: SpAttenState
+    nll: list[float] = field(default_factory=list)  # per decoded token (causal models)
+    hidden: torch.Tensor | None = None  # final hidden states (encoders)
+
+
+def run_sequence(
+    model: torch.nn.Module,
+    ids: torch.Tensor,
+    policy: Policy,
+    context: int,
+    steps: int,
+    causal: bool,
+    record: bool = True,
+    record_tensors: bool = False,
+    on_step: Callable[[int], None] | None = None,
+) -> SequenceRun:
+    """Prefill ``context`` tokens of ``ids`` then decode ``steps`` (causal), or encode ``context``.
+
+    For causal models ``ids`` must hold ``context + steps + 1`` tokens when ``nll`` is
+    wanted for every step (the last token is only a target), else ``context + steps``.
+    ``on_step(i)`` is called after the prefill (i = 0) and after each decode step.
+    """
+    with torch.no_grad(), spatten_context(model, policy, record=record, record_tensors=record_tensors) as state:
+        if not causal:
+            out = model(input_ids=ids[:, :context])
+            if on_step:
+                on_step(0)
+            return SequenceRun(state=state, hidden=out.last_hidden_state)
+        run = SequenceRun(state=state)
+        out = model(input_ids=ids[:, :context], use_cache=True)
+        pkv = out.past_key_values
+        logits = out.logits[0, -1]
+        if on_step:
+            on_step(0)
+        for s in range(steps):
+            tok = ids[:, context + s : context + s + 1]
+            run.nll.append(float(torch.nn.functional.cross_entropy(logits.float().unsqueeze(0), tok[0])))
+            out = model(input_ids=tok, past_key_values=pkv, use_cache=True)
+            pkv = out.past_key_values
+            logits = out.logits[0, -1]
+            if on_step:
+                on_step(s + 1)
+        if ids.shape[1] > context + steps:
+            nxt = ids[:, context + steps]
+            run.nll.append(float(torch.nn.functional.cross_entropy(logits.float().unsqueeze(0), nxt)))
+        return run
+
+
+def _row_fields(policy: Policy) -> dict[str, object]:
+    q = policy.quantization
+    if not q.enabled:
+        return {
+            "quant_key_bit": -1,
+            "quant_query_bit": -1,
+            "auto_requant_thres": -1,
+            "auto_requant_incre": -1,
+            "quant_value_bit": -1,
+        }
+    return {
+        "quant_key_bit": q.key_msb_bits,
+        "quant_query_bit": q.query_bits,
+        "auto_requant_thres": q.requant_threshold if q.progressive else -1,
+        "auto_requant_incre": q.key_lsb_bits if q.progressive else -1,
+        "quant_value_bit": q.value_bits,
+    }
+
+
+@dataclass
+class BuiltWorkload:
+    """CSV rows and (optionally) the functional-simulation tensors."""
+
+    rows: list[WorkloadRow]
+    tensors: dict[str, np.ndarray] | None
+
+
+def build_workload(
+    state: SpAttenState, tensors: bool, meta: dict[str, object] | None = None, kv_dtype: str = "float16"
+) -> BuiltWorkload:
+    """Rows (and tensors) for every recorded (call, layer, query row, surviving head)."""
+    records = state.records
+    if not records:
+        raise ValueError("nothing was recorded: run with record=True and at least one decode step")
+    policy = state.policy
+    first_call = records[0].call
+    groups = state.n_heads // state.n_kv_heads
+    pruning = policy.token_pruning.enabled or policy.head_pruning.enabled
+    later_selection = [False] * len(records)
+    seen = False
+    for i in range(len(records) - 1, -1, -1):
+        later_selection[i] = seen
+        r = records[i]
+        seen = seen or r.topk_applied or len(r.heads) < state.n_heads
+    fixed = _row_fields(policy)
+    rows: list[WorkloadRow] = []
+    q_rows: list[np.ndarray] = []
+    out_rows: list[np.ndarray] = []
+    kept: list[np.ndarray] = []
+    kv_head: list[int] = []
+    positions: list[int] = []
+    for gi, rec in enumerate(records):
+        nxt = records[gi + 1] if gi + 1 < len(records) else None
+        n_rows = len(rec.query_positions) * len(rec.heads)
+        k_ids = rec.kept_ids.numpy().astype(np.int32)
+        j = 0
+        for ri, pos in enumerate(rec.query_positions):
+            for hi, head in enumerate(rec.heads):
+                j += 1
+                last = j == n_rows
+                topk_here = bool(last and nxt is not None and nxt.topk_applied)
+                rows.append(
+                    WorkloadRow(
+                        iteration_id=(rec.call - first_call) if state.causal else pos,
+                        layer_id=rec.layer,
+                        head_id=head,
+                        embedding_length_D=state.head_dim,
+                        sentence_length_L=rec.length,
+                        key_fetch_num=int(rec.kept_ids.numel()),
+                        if_requant=bool(rec.requant[hi, ri]),
+                        value_fetch_num=rec.value_count,
+                        if_accumulate_importance=bool(pruning and later_selection[gi]),
+                        if_rescale_previous_importance=False,
+                        if_topk=topk_here,
+                        topk=int(nxt.kept_ids.numel()) if topk_here and nxt is not None else -1,
+                        extra={"kv_head_id": str(head // groups)},
+                        **fixed,  # type: ignore[arg-type]
+                    )
+                )
+                if tensors:
+                    assert rec.q is not None and rec.out is not None
+                    q_rows.append(rec.q[hi, ri].numpy())
+                    out_rows.append(rec.out[hi, ri].numpy())
+                    kept.append(k_ids)
+                    kv_head.append(head // groups)
+                    positions.append(pos)
+    if not tensors:
+        return BuiltWorkload(rows=rows, tensors=None)
+    lengths = np.array([len(k) for k in kept], dtype=np.int64)
+    offsets = np.zeros(len(kept) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    if offsets[-1] >= 2**31:
+        raise ValueError("too many kept ids for int32 offsets")
+    kv = [state.last_kv[layer] for layer in range(state.n_layers)]
+    tens = {
+        "meta": np.array(json.dumps(meta or {})),
+        "row_kv_head": np.array(kv_head, dtype=np.int32),
+        "row_position": np.array(positions, dtype=np.int32),
+        "q": np.stack(q_rows).astype(np.float32),
+        "kept_offsets": offsets.astype(np.int32),
+        "kept_ids": np.concatenate(kept).astype(np.int32),
+        "out_ref": np.stack(out_rows).astype(np.float32),
+        "k": torch.stack([k for k, _ in kv]).to(getattr(torch, kv_dtype)).numpy(),
+        "v": torch.stack([v for _, v in kv]).to(getattr(torch, kv_dtype)).numpy(),
+    }
+    return BuiltWorkload(rows=rows, tensors=tens)
+
+
+def kv_bytes_ratio(state: SpAttenState) -> tuple[float, float]:
+    """(bytes fetched, dense bytes) over the recorded rows, dense counting every head."""
+    built = build_workload(state, tensors=False)
+    fetched = sum(r.kv_bytes() for r in built.rows)
+    per_group = {}
+    for rec in state.records:
+        n_q = len(rec.query_positions) if state.causal else rec.length  # encoders: every query row
+        per_group[(rec.call, rec.layer)] = (rec.length, n_q)
+    dense = sum(2 * length * state.head_dim * 2 * n_q * state.n_heads for length, n_q in per_group.values())
+    return fetched, float(dense)
