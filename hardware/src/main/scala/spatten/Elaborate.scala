@@ -22,8 +22,14 @@ object Elaborate {
   /** The modules that can be a top, by name. Each unit that has a testbench of its own
     * is listed here. */
   val tops: Map[String, SpAttenParams => RawModule] = Map(
+    "DotProductArray" -> (p => new DotProductArray(p)),
+    "KeyCombine" -> (p => new KeyCombine(p)),
+    "PlaneUnpacker" -> (p => new PlaneUnpacker(p)),
+    "Softmax" -> (p => new Softmax(p)),
     "TopKEngine" -> (p => new TopKEngine(p)),
-    "SpAttenCore" -> (p => new SpAttenCore(p))
+    "ValueAccumulator" -> (p => new ValueAccumulator(p)),
+    "SpAttenCore" -> (p => new SpAttenCore(p)),
+    "SpAttenTop" -> (p => new SpAttenTop(p))
   )
 
   val firtoolOpts: Array[String] = Array(
