@@ -28,7 +28,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 PRESETS = ["tiny", "eighth", "paper"]
-DEFAULT_DRAM_CONFIG = ROOT / "hardware" / "dpi" / "configs" / "HBM2.yaml"
+DEFAULT_DRAM_CONFIG = ROOT / "hardware" / "dpi" / "configs" / "hbm2.yaml"
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})

@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 import click
+import torch
 
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
@@ -44,8 +45,13 @@ def _cpu_s() -> float:
 @click.option("--tensors/--no-tensors", default=True, show_default=True)
 @click.option("--limit-s", default=600.0, show_default=True, help="Budget; exit status 1 when the wall time exceeds it.")
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Keep the CSV here (default: temp dir).")
-def main(model: str, text: str, context: int, steps: int, policy: str, tensors: bool, limit_s: float, out: Path | None) -> None:
+@click.option("--threads", default=1, show_default=True, help="torch threads (as gen_workload's default).")
+def main(
+    model: str, text: str, context: int, steps: int, policy: str, tensors: bool, limit_s: float, out: Path | None,
+    threads: int,
+) -> None:
     """Run gen_workload once and print its timing."""
+    torch.set_num_threads(threads)
     with tempfile.TemporaryDirectory() as tmp:
         target = out or Path(tmp) / "bench.csv"
         load0 = os.getloadavg()[0]
@@ -54,7 +60,7 @@ def main(model: str, text: str, context: int, steps: int, policy: str, tensors: 
         wall, cpu = time.perf_counter() - t0, _cpu_s() - c0
     result = {
         "model": model, "context": context, "steps": steps, "policy": policy, "tensors": tensors,
-        "wall_s": round(wall, 1), "cpu_s": round(cpu, 1), "threads": __import__("torch").get_num_threads(),
+        "wall_s": round(wall, 1), "cpu_s": round(cpu, 1), "threads": torch.get_num_threads(),
         "loadavg_start": round(load0, 2), "loadavg_end": round(os.getloadavg()[0], 2), "limit_s": limit_s,
         "within_limit": wall <= limit_s, **{k: summary[k] for k in ("rows", "load_s", "run_s", "npz_bytes")},
     }

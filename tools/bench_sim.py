@@ -57,7 +57,7 @@ def main(presets: str, layers: int, heads: int, context: int, backends: str) -> 
     from workloads.params import load as load_params
 
     results = []
-    cfg = ROOT / "hardware" / "dpi" / "configs" / "HBM2.yaml"
+    cfg = ROOT / "hardware" / "dpi" / "configs" / "hbm2.yaml"
     for preset in presets.split(","):
         params = load_params(hwbuild.params_json(preset))
         exe = hwbuild.build_native("SpAttenTop", preset, [ROOT / "hardware" / "harness" / "spatten_sim.cpp"])

@@ -67,6 +67,48 @@ def eval_encoder(lm, windows: list[torch.Tensor], pol: Policy, bar) -> dict[str,
     return {"similarity": float(np.mean(sims)), "min_similarity": float(np.min(sims)), "kv_fraction": fetched / dense}
 
 
+_WORKER: dict[str, object] = {}
+
+
+def _worker_init(model: str, threads: int) -> None:
+    torch.set_num_threads(threads)
+    torch.set_grad_enabled(False)
+    _WORKER["lm"] = load_model(model)
+
+
+def _worker_eval(args: tuple[Policy, object, int, int]) -> dict[str, object]:
+    pol, data, context, eval_tokens = args
+    return _eval_one(_WORKER["lm"], pol, data, context, eval_tokens)
+
+
+class _NoBar:
+    def update(self, _n: int) -> None:
+        """Progress is reported per policy in parallel runs."""
+
+
+def _eval_one(lm, pol: Policy, data, context: int, eval_tokens: int) -> dict[str, object]:
+    t = time.perf_counter()
+    if lm.causal:
+        res = eval_causal(lm, data, pol, context, eval_tokens, _NoBar())
+    else:
+        res = eval_encoder(lm, data, pol, _NoBar())
+    out = {"policy": pol.name, "seconds": round(time.perf_counter() - t, 1), **res}
+    click.echo(f"{pol.name}: {json.dumps(out)}", err=True)
+    return out
+
+
+def _evaluate_all(model: str, lm, pols: list[Policy], data, context: int, eval_tokens: int, jobs: int):
+    """Evaluate every policy, in ``jobs`` worker processes when jobs > 1 (order kept)."""
+    if jobs <= 1:
+        return [_eval_one(lm, p, data, context, eval_tokens) for p in pols]
+    import concurrent.futures as cf  # noqa: PLC0415
+    import multiprocessing as mp  # noqa: PLC0415
+
+    with cf.ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn"), initializer=_worker_init,
+                                initargs=(model, torch.get_num_threads())) as pool:
+        return list(pool.map(_worker_eval, [(p, data, context, eval_tokens) for p in pols]))
+
+
 def render(results: list[dict[str, object]], causal: bool, header: dict[str, object]) -> str:
     """The markdown table."""
     lines = [f"# SpAtten accuracy: {header['model']}", "", "```", str(header["command"]), "```", ""]
@@ -116,9 +158,15 @@ def plot(results: list[dict[str, object]], causal: bool, title: str) -> bytes:
 @click.option("--windows", default=8, show_default=True, help="Windows (encoders).")
 @click.option("--policy", "policies", multiple=True, help="Preset or YAML path; repeat. Default: the shipped presets.")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Output stem: writes .md, .json, .png.")
-def main(model: str, text: str, context: int, eval_tokens: int, windows: int, policies: tuple[str, ...], out: Path) -> None:
+@click.option("--jobs", default=1, show_default=True, help="Policies evaluated in parallel (one process and thread each).")
+@click.option("--threads", default=1, show_default=True, help="torch threads per process.")
+def main(
+    model: str, text: str, context: int, eval_tokens: int, windows: int, policies: tuple[str, ...], out: Path,
+    jobs: int, threads: int,
+) -> None:
     """Perplexity (or output similarity) and K/V bytes of SpAtten policies vs dense."""
     command = "python tools/eval_accuracy.py " + " ".join(sys.argv[1:])
+    torch.set_num_threads(threads)
     t0 = time.perf_counter()
     try:
         pols = [load_policy(p) for p in (policies or DEFAULT_POLICIES)]
@@ -138,13 +186,7 @@ def main(model: str, text: str, context: int, eval_tokens: int, windows: int, po
             ]
     except (ModelError, PolicyError, TextError) as exc:
         raise click.ClickException(str(exc)) from exc
-    results: list[dict[str, object]] = []
-    total = len(pols) * (eval_tokens if lm.causal else windows)
-    with click.progressbar(length=total, label="evaluating", file=sys.stderr) as bar:
-        for pol in pols:
-            t = time.perf_counter()
-            res = eval_causal(lm, ids, pol, context, eval_tokens, bar) if lm.causal else eval_encoder(lm, wins, pol, bar)
-            results.append({"policy": pol.name, "seconds": round(time.perf_counter() - t, 1), **res})
+    results = _evaluate_all(model, lm, pols, ids if lm.causal else wins, context, eval_tokens, jobs)
     if lm.causal:
         base = next(r["ppl"] for r, p in zip(results, pols, strict=True) if p.is_dense)
         for r in results:

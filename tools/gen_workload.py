@@ -25,6 +25,7 @@ from pathlib import Path
 
 import click
 import numpy as np
+import torch
 
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
@@ -151,13 +152,16 @@ def generate(
 @click.option("--tensors/--no-tensors", default=False, help="Also write <stem>.npz for functional simulation.")
 @click.option("--kv-dtype", type=click.Choice(["float16", "float32"]), default="float16", show_default=True,
               help="dtype of k and v in the npz (q and out_ref are always float32).")
+@click.option("--threads", default=1, show_default=True,
+              help="torch threads (1 is fastest for decode on a small shared machine).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def main(
     model: str, text: str, context: int, steps: int, policy: str, out: Path | None, tensors: bool, kv_dtype: str,
-    quiet: bool,
+    threads: int, quiet: bool,
 ) -> None:
     """Generate a SpAtten workload CSV from a model and real text."""
     command = "python tools/gen_workload.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    torch.set_num_threads(threads)
     try:
         _csv, _npz, summary = generate(model, text, context, steps, policy, out, tensors, quiet, command, kv_dtype)
     except (ModelError, PolicyError, TextError) as exc:

@@ -231,49 +231,33 @@ def tool_env() -> dict[str, str]:
 
 @dataclass(frozen=True)
 class DpiSources:
-    """The C++ side of the DRAM model, as listed in ``hardware/dpi/sources.txt``."""
+    """The C++ side of the DRAM model: sources and flags (absolute paths)."""
     files: list[Path]
     cflags: list[str]
     ldflags: list[str]
-
-    @property
-    def key(self) -> str:
-        return _hash_files(self.files + [p for p in (ROOT / "hardware" / "dpi").glob("*.h*")],
-                           " ".join(self.cflags + self.ldflags))
+    key: str
+    note: str = ""
 
 
 def dpi_sources() -> DpiSources:
-    """Read ``hardware/dpi/sources.txt``: one source path per line (relative to the repo
-    root), ``cflags: ...`` and ``ldflags: ...`` lines, ``#`` comments. Lines of the form
-    ``if-dir <dir> <path>`` add a source only when ``<dir>`` holds files (optional
-    backends such as Ramulator2)."""
-    listing = ROOT / "hardware" / "dpi" / "sources.txt"
-    if not listing.is_file():
-        raise BuildError(f"{listing} is missing: the DPI C++ sources cannot be found")
-    files: list[Path] = []
-    cflags: list[str] = []
-    ldflags: list[str] = []
-    for n, raw in enumerate(listing.read_text().splitlines(), 1):
-        line = raw.split("#", 1)[0].strip()
-        if not line:
-            continue
-        if line.startswith("cflags:"):
-            cflags += line.split(":", 1)[1].replace("{root}", str(ROOT)).split()
-        elif line.startswith("ldflags:"):
-            ldflags += line.split(":", 1)[1].replace("{root}", str(ROOT)).split()
-        elif line.startswith("if-dir "):
-            parts = line.split()
-            if len(parts) < 3:
-                raise BuildError(f"{listing}:{n}: expected 'if-dir <dir> <path>...', got {raw!r}")
-            d = ROOT / parts[1]
-            if d.is_dir() and any(d.iterdir()):
-                files += [ROOT / p for p in parts[2:]]
-        else:
-            p = ROOT / line
-            if not p.is_file():
-                raise BuildError(f"{listing}:{n}: source {line} does not exist")
-            files.append(p)
-    return DpiSources(files, cflags, ldflags)
+    """Resolve ``hardware/dpi/sources.txt`` with ``hardware/dpi/dpi_build.py`` (which also
+    builds the Ramulator2 backend when a checkout is present, and says so when not)."""
+    import importlib.util
+
+    path = ROOT / "hardware" / "dpi" / "dpi_build.py"
+    if not path.is_file():
+        raise BuildError(f"{path} is missing: the DPI C++ sources cannot be resolved")
+    spec = importlib.util.spec_from_file_location("spatten_dpi_build", path)
+    mod = sys.modules.get(spec.name)
+    if mod is None:
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = mod
+        assert spec.loader is not None
+        spec.loader.exec_module(mod)
+    s = mod.dpi_build_spec()
+    if s.note:
+        log(s.note)
+    return DpiSources([Path(f) for f in s.sources], list(s.cflags), list(s.ldflags), s.fingerprint(), s.note)
 
 
 def _cocotb_build_dir(rtl: Rtl, waves: bool, dpi: bool) -> tuple[Path, DpiSources | None]:

@@ -12,4 +12,7 @@ Modules of the hardware contract:
 - :mod:`workloads.golden`    -- the bit-exact golden accelerator and its pure functions.
 - :mod:`workloads.quant`     -- float tensors to the integer formats; score scales.
 - :mod:`workloads.reference` -- the PyTorch float reference of one request.
+
+``workloads/FORMATS.md`` records the host-side choices where SPEC is silent (error rules,
+undefined behaviour, file formats, state sizes) and the measured golden-vs-float accuracy.
 """

@@ -43,12 +43,15 @@ other bit zero). The file size is a multiple of 16. C++ reads it as
 
 from __future__ import annotations
 
+import operator
 import os
 import struct
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence, Union
+
+import numpy as np
 
 from workloads.params import HwParams
 
@@ -95,11 +98,10 @@ def _fit(owner: str, name: str, value: int, bits: int, signed: bool = False) -> 
     """Check ``value`` fits ``bits`` bits and return it as an unsigned bit pattern."""
     if isinstance(value, bool):
         value = int(value)
-    if not isinstance(value, int):
-        try:
-            value = int(value)  # numpy integers
-        except (TypeError, ValueError):
-            raise CommandError(f"{owner}.{name}: expected an integer, got {value!r}") from None
+    try:
+        value = operator.index(value)  # ints and numpy integers; floats are refused
+    except TypeError:
+        raise CommandError(f"{owner}.{name}: expected an integer, got {value!r}") from None
     lo, hi = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
     if not lo <= value <= hi:
         raise CommandError(
@@ -118,10 +120,21 @@ def _sext(value: int, bits: int) -> int:
 
 def _pack16(values: Sequence[int], owner: str, name: str, signed: bool = False) -> list[int]:
     """Four 16-bit lanes per word, element ``i`` in bits ``[16*(i%4)+15 : 16*(i%4)]``."""
-    words = [0] * ((len(values) + 3) // 4)
-    for i, v in enumerate(values):
-        words[i // 4] |= _fit(owner, f"{name}[{i}]", v, 16, signed) << (16 * (i % 4))
-    return words
+    lo, hi = (-(1 << 15), (1 << 15) - 1) if signed else (0, 0xFFFF)
+    try:
+        raw = np.asarray(values)
+        a = raw.astype(np.int64).reshape(-1)
+        ok = bool(raw.size == 0 or (raw.dtype.kind in "iu" and a.min() >= lo and a.max() <= hi))
+    except (OverflowError, TypeError, ValueError):
+        ok = False
+    if not ok:  # find the first offending element for the message
+        for i, v in enumerate(values):
+            _fit(owner, f"{name}[{i}]", v, 16, signed)
+    u = np.zeros(-(-a.size // 4) * 4, dtype=np.uint64)
+    u[: a.size] = (a & 0xFFFF).astype(np.uint64)
+    lanes = u.reshape(-1, 4)
+    words = lanes[:, 0] | lanes[:, 1] << np.uint64(16) | lanes[:, 2] << np.uint64(32) | lanes[:, 3] << np.uint64(48)
+    return [int(w) for w in words]
 
 
 def _unpack16(words: Sequence[int], n: int, signed: bool = False) -> tuple[int, ...]:
@@ -141,6 +154,17 @@ def _header(opcode: int, tag: int, owner: str) -> int:
 
 
 # ---- commands --------------------------------------------------------------------------
+
+def _base_problems(params: HwParams, **bases: int) -> list[str]:
+    """SPEC 5: every DRAM base of a command must be burst-aligned and below
+    ``2^dramAddrBits`` (checked on the base alone, used or not), else an error response."""
+    out = []
+    for name, base in bases.items():
+        if base % params.burst_bytes or base >> params.dram_addr_bits:
+            out.append(f"{name}={base:#x} is not a {params.burst_bytes}-byte aligned address below "
+                       f"2^{params.dram_addr_bits}")
+    return out
+
 
 @dataclass(frozen=True)
 class AttendCmd:
@@ -170,7 +194,13 @@ class AttendCmd:
     d: int | None = None
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "query", tuple(int(x) for x in self.query))
+        q = []
+        for i, x in enumerate(self.query):
+            try:
+                q.append(operator.index(x))
+            except TypeError:
+                raise CommandError(f"AttendCmd.query[{i}]: expected an integer, got {x!r}") from None
+        object.__setattr__(self, "query", tuple(q))
         if self.d is None:
             object.__setattr__(self, "d", len(self.query))
 
@@ -210,7 +240,8 @@ class AttendCmd:
             p.append(f"headId={self.head_id} not in 0..maxHeads-1={params.max_heads - 1}")
         if len(self.query) != self.d:
             p.append(f"query has {len(self.query)} elements, D={self.d}")
-        return p
+        return p + _base_problems(params, k_msb_base=self.k_msb_base, k_lsb_base=self.k_lsb_base,
+                                  v_base=self.v_base, tokens_base=self.tokens_base)
 
 
 @dataclass(frozen=True)
@@ -229,9 +260,8 @@ class TopkTokensCmd:
         return _with_last([w0, _fit(o, "tokens_base", self.tokens_base, 64)])
 
     def problems(self, params: HwParams) -> list[str]:
-        if self.n > params.max_tokens:
-            return [f"n={self.n} > maxTokens={params.max_tokens}"]
-        return []
+        p = [f"n={self.n} > maxTokens={params.max_tokens}"] if self.n > params.max_tokens else []
+        return p + _base_problems(params, tokens_base=self.tokens_base)
 
 
 @dataclass(frozen=True)
@@ -284,9 +314,8 @@ class ReadImportanceCmd:
         return _with_last([w0, _fit(o, "tokens_base", self.tokens_base, 64)])
 
     def problems(self, params: HwParams) -> list[str]:
-        if self.n > params.max_tokens:
-            return [f"n={self.n} > maxTokens={params.max_tokens}"]
-        return []
+        p = [f"n={self.n} > maxTokens={params.max_tokens}"] if self.n > params.max_tokens else []
+        return p + _base_problems(params, tokens_base=self.tokens_base)
 
 
 Command = Union[AttendCmd, TopkTokensCmd, TopkHeadsCmd, ClearCmd, ReadImportanceCmd]

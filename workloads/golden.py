@@ -11,6 +11,7 @@ Pure functions (the arithmetic of SPEC sections 2 and 3, usable by unit testbenc
 - :func:`topk_select` -- exact top-k positions by ``(key, -position)``, ascending.
 - :func:`attention_probs` -- pass 1, requantization decision, pass 2.
 - :func:`value_positions`, :func:`weighted_sum` -- local value pruning and ``P x V``.
+- :func:`head_importance_increment` -- ``sum_i |o_i| >> 16``.
 - :func:`attend` -- all of one ATTEND on arrays already gathered in position order.
 
 The stateful accelerator:
@@ -51,7 +52,8 @@ from workloads.params import HwParams
 
 __all__ = [
     "GoldenUndefined", "exp2_lut", "dot_scores", "softmax_fixed", "topk_select",
-    "attention_probs", "value_positions", "weighted_sum", "attend", "ProbResult",
+    "attention_probs", "value_positions", "weighted_sum", "head_importance_increment",
+    "attend", "ProbResult",
     "AttendResult", "AttendTraffic", "GoldenAccelerator", "NUM_TOKEN_IDS",
 ]
 

@@ -127,12 +127,17 @@ def unpack_rows(rows: np.ndarray, d: int, bits: int, signed: bool) -> np.ndarray
         return np.zeros((tokens, d), dtype=np.int64)
     if d * bits > r.shape[1] * 8:
         raise MemImageError(f"{d} elements of {bits} bits do not fit {r.shape[1]}-byte rows")
-    allbits = np.unpackbits(r, axis=1, bitorder="little")[:, : d * bits]
-    bitmat = allbits.reshape(tokens, d, bits).astype(np.int64)
-    u = (bitmat << np.arange(bits, dtype=np.int64)).sum(axis=2)
+    # Element i starts at bit i*bits: read the 3 bytes from byte (i*bits)//8 (an element of
+    # <= 16 bits spans at most 3 bytes) as one 24-bit little-endian value, shift, mask.
+    padded = np.zeros((tokens, r.shape[1] + 2), dtype=np.int64)
+    padded[:, : r.shape[1]] = r
+    start = np.arange(d, dtype=np.int64) * bits
+    byte, shift = start >> 3, start & 7
+    window = padded[:, byte] | (padded[:, byte + 1] << 8) | (padded[:, byte + 2] << 16)
+    u = (window >> shift) & ((1 << bits) - 1)
     if signed:
         u = np.where(u >= (1 << (bits - 1)), u - (1 << bits), u)
-    return u.astype(np.int64)
+    return u
 
 
 class MemoryImage:
@@ -264,14 +269,33 @@ class MemoryImage:
                   signed: bool) -> np.ndarray:
         """Read the rows of the given token ids of a plane: int64 ``[len(tokens), d]``."""
         self._check_aligned(base, "plane base")
-        toks = [int(t) for t in tokens]
+        toks = np.fromiter((int(t) for t in tokens), dtype=np.int64)
         s = self.stride(d, bits)
-        if s == 0:
-            return np.zeros((len(toks), d), dtype=np.int64)
-        raw = np.empty((len(toks), s), dtype=np.uint8)
-        for r, t in enumerate(toks):
-            raw[r] = np.frombuffer(self.read(base + t * s, s), dtype=np.uint8)
-        return unpack_rows(raw, d, bits, signed)
+        if s == 0 or toks.size == 0:
+            return np.zeros((toks.size, d), dtype=np.int64)
+        if toks.min() < 0:
+            raise MemImageError(f"negative token id {toks.min()}")
+        self._check_range(base + int(toks.min()) * s, s, "plane row")
+        self._check_range(base + int(toks.max()) * s, s, "plane row")
+        return unpack_rows(self._gather(base + toks * s, s), d, bits, signed)
+
+    def _gather(self, starts: np.ndarray, n: int) -> np.ndarray:
+        """uint8 ``[len(starts), n]``: ``n`` bytes from each start address (vectorized)."""
+        addr = starts[:, None] + np.arange(n, dtype=np.int64)
+        page, off = addr >> _PAGE_BITS, addr & (_PAGE - 1)
+        lo, hi = int(page.min()), int(page.max())
+        if lo == hi:  # the common case: the rows lie in one page
+            data = self._pages.get(lo)
+            return (np.frombuffer(data, dtype=np.uint8)[off] if data is not None
+                    else np.zeros(addr.shape, dtype=np.uint8))
+        out = np.zeros(addr.shape, dtype=np.uint8)
+        for pg in range(lo, hi + 1):
+            data = self._pages.get(pg)
+            if data is not None:
+                m = page == pg
+                if m.any():
+                    out[m] = np.frombuffer(data, dtype=np.uint8)[off[m]]
+        return out
 
     def read_plane(self, base: int, tokens: int, d: int, bits: int, signed: bool) -> np.ndarray:
         """Read rows ``0..tokens-1`` of a plane: int64 ``[tokens, d]``."""

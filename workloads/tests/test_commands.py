@@ -193,3 +193,12 @@ def test_stream_file(tmp_path: Path) -> None:
     with pytest.raises(CommandError, match="64-bit"):
         write_stream(tmp_path / "x.bin", [(-1, True)])
     assert not (tmp_path / "x.bin").exists()
+
+
+def test_non_integers_refused() -> None:
+    with pytest.raises(CommandError, match=r"query\[1\]: expected an integer"):
+        _attend(query=(1, 0.5)).encode()
+    with pytest.raises(CommandError, match="tag: expected an integer"):
+        ClearCmd(tag=1.0).encode()  # type: ignore[arg-type]
+    import numpy as np
+    assert ClearCmd(tag=np.int64(3)).encode() == ClearCmd(tag=3).encode()

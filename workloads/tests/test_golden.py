@@ -306,11 +306,22 @@ def test_stream_with_partial_packet() -> None:
     assert acc.execute(words[2:]) == ReadImportanceResp(2, ()).encode()
 
 
-def test_undefined_behaviour_is_refused() -> None:
+def test_bad_bases_get_error_responses() -> None:
+    """SPEC 5: a misaligned base, or one at or above 2^dramAddrBits, is an error response
+    (the RequestIntake checks every base of the packet, used or not)."""
     _, mem, *_ = _setup()
     acc = golden.GoldenAccelerator(P, mem)
-    with pytest.raises(golden.GoldenUndefined, match="not 32-byte"):
-        acc.run(TopkTokensCmd(1, 2, 1, 0x11))
+    assert acc.run(TopkTokensCmd(1, 2, 1, 0x11)) == ErrorResp(1, 2)
+    assert acc.run(ReadImportanceCmd(2, 2, 1 << 32)) == ErrorResp(2, 5)
+    assert acc.run(AttendCmd(tag=3, n=1, query=(1,), tokens_base=0, k_msb_base=0, k_lsb_base=16,
+                             v_base=0, k_msb_bits=8, v_bits=8, score_scale=1, score_shift=0)) == ErrorResp(3, 1)
+
+
+def test_undefined_behaviour_is_refused() -> None:
+    """A row beyond the address space (its base is valid): the DRAM model reports it; the
+    golden model refuses to predict a response."""
+    _, mem, *_ = _setup()
+    acc = golden.GoldenAccelerator(P, mem)
     with pytest.raises(golden.GoldenUndefined, match="address space"):
         acc.run(AttendCmd(tag=0, n=1, query=(1,), tokens_base=0, k_msb_base=2**32 - 32,
                           v_base=0, k_msb_bits=8, v_bits=8, score_scale=1, score_shift=0))
