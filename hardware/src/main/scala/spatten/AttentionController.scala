@@ -151,7 +151,7 @@ class AttentionController(p: SpAttenParams) extends Module {
 
   fetcher.io.rows.valid := false.B
   fetcher.io.rows.bits := 0.U
-  assembler.io.in <> fetcher.io.bursts
+  assembler.io.in <> fetcher.io.groups
   assembler.io.out.ready := false.B
   unpacker.io.in.valid := false.B
   unpacker.io.in.bits.row := assembler.io.out.bits
@@ -217,7 +217,7 @@ class AttentionController(p: SpAttenParams) extends Module {
   when(in("keys")) {
     fetcher.io.base := Mux(pass === 1.U, req.kMsbBase, req.kLsbBase)
     fetcher.io.rowBursts := rowBursts(keyBits)
-  }.elsewhen(in("values")) {
+  }.elsewhen(in("values") || in("probs")) {
     fetcher.io.base := req.vBase
     fetcher.io.rowBursts := rowBursts(req.vBits)
   }
@@ -343,14 +343,42 @@ class AttentionController(p: SpAttenParams) extends Module {
     }
   }
 
-  // ---------------- probabilities: buffer, importance, value top-k ----------------
+  // ---------------- probabilities, value fetch and P x V ----------------
+  // With M < N the probabilities go to the value top-k engine and the V rows of its
+  // selection are fetched in state values. With M = N every position is selected, so each
+  // p_j issues its V row at once and the value fetch overlaps the probability stream.
+  /** p of the V rows in flight, in order. */
+  val inflight = Module(new Queue(UInt(pBits.W), p.numChannels * p.maxInflight + 4))
+  inflight.io.enq.valid := false.B
+  inflight.io.enq.bits := 0.U
+  inflight.io.deq.ready := false.B
+  /** A value row position to issue: valid, position, p. */
+  val posValid = WireDefault(false.B)
+  val pos      = WireDefault(0.U(cntBits.W))
+  val posP     = WireDefault(0.U(pBits.W))
+  val t = tok(pos)
+  val valuePhase = in("probs") || in("values")
+  when(valuePhase) {
+    fetcher.io.rows.valid := posValid && inflight.io.enq.ready
+    fetcher.io.rows.bits := t
+    inflight.io.enq.valid := posValid && fetcher.io.rows.ready
+    inflight.io.enq.bits := posP
+  }
+  val posTaken = valuePhase && fetcher.io.rows.fire
+
   when(in("probs")) {
     valueTopk.io.cmd.valid := pruneValues && !cmdSent
     when(valueTopk.io.cmd.fire) { cmdSent := true.B }
-    val topkOk = !pruneValues || (cmdSent && valueTopk.io.in.ready)
-    softmax.io.probs.ready := topkOk
-    valueTopk.io.in.valid := pruneValues && cmdSent && softmax.io.probs.valid
     val j = softmax.io.probs.bits.idx
+    when(pruneValues) {
+      softmax.io.probs.ready := cmdSent && valueTopk.io.in.ready
+      valueTopk.io.in.valid := cmdSent && softmax.io.probs.valid
+    }.otherwise {
+      posValid := softmax.io.probs.valid
+      pos := j
+      posP := softmax.io.probs.bits.p
+      softmax.io.probs.ready := fetcher.io.rows.ready && inflight.io.enq.ready
+    }
     when(softmax.io.probs.fire) {
       pBuf(ix(j)) := softmax.io.probs.bits.p
       imp.io.tokAcc.valid := req.accum
@@ -363,27 +391,18 @@ class AttentionController(p: SpAttenParams) extends Module {
       }
     }
   }
-
-  // ---------------- value fetch and P x V ----------------
-  /** (p, position) of the rows in flight, in order. */
-  val inflight = Module(new Queue(UInt(pBits.W), p.numChannels * p.maxInflight + 4))
-  inflight.io.enq.valid := false.B
-  inflight.io.enq.bits := 0.U
-  inflight.io.deq.ready := false.B
-  when(in("values")) {
-    // positions: the engine's output, or 0..N-1 when nothing is pruned
-    val posValid = Mux(pruneValues, valueTopk.io.out.valid, issueCnt < n)
-    val pos = Mux(pruneValues, valueTopk.io.out.bits.position.pad(cntBits), issueCnt)
-    val t = tok(pos)
-    fetcher.io.rows.valid := posValid && inflight.io.enq.ready
-    fetcher.io.rows.bits := t
-    inflight.io.enq.valid := posValid && fetcher.io.rows.ready
-    inflight.io.enq.bits := pBuf(ix(pos))
-    valueTopk.io.out.ready := pruneValues && fetcher.io.rows.ready && inflight.io.enq.ready
-    when(fetcher.io.rows.fire) {
-      selBuf(ix(issueCnt)) := t
-      issueCnt := issueCnt + 1.U
-    }
+  when(in("values") && pruneValues) {
+    // the engine's selected positions, ascending
+    posValid := valueTopk.io.out.valid
+    pos := valueTopk.io.out.bits.position.pad(cntBits)
+    posP := pBuf(ix(pos))
+    valueTopk.io.out.ready := fetcher.io.rows.ready && inflight.io.enq.ready
+  }
+  when(posTaken) {
+    selBuf(ix(issueCnt)) := t
+    issueCnt := issueCnt + 1.U
+  }
+  when(in("values") || (in("probs") && !pruneValues)) {
     // rows -> unpack -> accumulator
     unpacker.io.in.valid := assembler.io.out.valid
     assembler.io.out.ready := unpacker.io.in.ready
@@ -539,8 +558,8 @@ class AttentionController(p: SpAttenParams) extends Module {
   io.status.keysIssued := Mux(in("keys"), issueCnt, 0.U)
   io.status.scoresDone := Mux(in("keys"), aux, 0.U)
   io.status.probsDone := Mux(in("probs"), aux, 0.U)
-  io.status.valuesIssued := Mux(in("values"), issueCnt, 0.U)
-  io.status.valuesDone := Mux(in("values"), doneCnt, 0.U)
+  io.status.valuesIssued := Mux(in("values") || in("probs"), issueCnt, 0.U)
+  io.status.valuesDone := Mux(in("values") || in("probs"), doneCnt, 0.U)
   io.status.requestsDone := requestsDone
   io.status.softmaxBusy := softmax.io.busy
   io.status.valueTopkPhase := valueTopk.io.status.phase
