@@ -77,7 +77,8 @@ class StimulusGenerator:
         self.error_rate = error_rate
         self.tag = 0
         kinds = ["extreme", "const", "levels", "full"] + ["random"] * max(0, layers - 4)
-        self.layers = [self._make_layer(k) for k in kinds[:max(layers, 4)]]
+        self.layers: list[Layer] = []
+        self.layers = [self._make_layer(k) for k in kinds[:layers]]
 
     # ---- the image ---------------------------------------------------------------------
     def _values(self, kind: str, shape: tuple[int, int], lo: int, hi: int) -> np.ndarray:
@@ -89,6 +90,23 @@ class StimulusGenerator:
         if kind == "levels":
             return self.np_rng.integers(max(lo, -1), min(hi, 1) + 1, size=shape).astype(np.int64)
         return self.np_rng.integers(lo, hi + 1, size=shape).astype(np.int64)
+
+    def make_layer(self, d: int, tokens: int, k_msb_bits: int, k_lsb_bits: int,
+                   v_bits: int) -> Layer:
+        """A random layer of the given shape, added to the image (and to the pool)."""
+        shape = (tokens, d)
+        k_msb = self._values("random", shape, *_signed_range(k_msb_bits))
+        k_lsb = (self._values("random", shape, 0, (1 << k_lsb_bits) - 1) if k_lsb_bits
+                 else np.zeros(shape, dtype=np.int64))
+        v = self._values("random", shape, *_signed_range(v_bits))
+        k_msb_base = self.mem.add_plane(k_msb, k_msb_bits, True)
+        k_lsb_base = (self.mem.add_plane(k_lsb, k_lsb_bits, False) if k_lsb_bits
+                      else self.mem.alloc(0))
+        v_base = self.mem.add_plane(v, v_bits, True)
+        layer = Layer("random", d, tokens, k_msb_bits, k_lsb_bits, v_bits, k_msb_base,
+                      k_lsb_base, v_base, k_msb, k_lsb)
+        self.layers.append(layer)
+        return layer
 
     def _make_layer(self, kind: str) -> Layer:
         r = self.rng

@@ -25,19 +25,19 @@ import cocotb
 import pyuvm
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, RisingEdge
-from pyuvm import ConfigDB, uvm_factory, uvm_test
+from pyuvm import ConfigDB, uvm_factory, uvm_sequence, uvm_test
 
 from pyverif.common.seed import reproduce_hint, rng_for, run_seed
 from pyverif.common.uvm import write_report
 from pyverif.common.watchdog import ProgressTimeout, Watchdog
-from pyverif.top.env import (CTRL_STATES, RandomRequestSequence, ResponseMonitor, TopEnv,
-                             make_generator)
-from pyverif.top.stimulus import Stimulus
+from pyverif.top.env import (CTRL_STATES, RandomRequestSequence, RequestItem, ResponseMonitor,
+                             TopEnv, TopScoreboard, make_generator)
+from pyverif.top.stimulus import Stimulus, StimulusGenerator
 from workloads.commands import Word, decode_command, CommandError
 from workloads.memimage import MemoryImage
 from workloads.params import HwParams, load
 
-__all__ = ["TopRandomTest", "TopRegression", "TopCorruptTest", "TopHangTest", "TopSmoke", "TopDpiTest"]
+__all__ = ["TopRandomTest", "TopRegression", "TopPerfTest", "TopCorruptTest", "TopHangTest", "TopSmoke", "TopDpiTest"]
 
 
 def _env_int(name: str, default: int) -> int:
@@ -156,7 +156,7 @@ class TopRandomTest(uvm_test):
         await RisingEdge(d.clock)
         self.configure()
         dog = self._start_watchdog()
-        seq = RandomRequestSequence("random")
+        seq = self.sequence()
         await seq.start(self.env.seqr)
         while self.env.monitor.packets < self.nreq:
             await RisingEdge(d.clock)
@@ -167,6 +167,10 @@ class TopRandomTest(uvm_test):
 
     def configure(self) -> None:
         """Hook for variants, called after reset."""
+
+    def sequence(self) -> uvm_sequence:
+        """The stimulus sequence (variants override)."""
+        return RandomRequestSequence("random")
 
 
 class _ReportingWatchdog(Watchdog):
@@ -246,6 +250,102 @@ class TopHangTest(TopRandomTest):
         stop = rng_for("hang").randint(20, 200)
         write_report("hang_setup", {"stop_after_responses": stop})
         self.env.dram.stop_after(stop)
+
+
+class PerfSequence(uvm_sequence):
+    """One ATTEND at a time (the next only after the previous response), for each shape
+    of ``SPATTEN_PERF``: ``N:D:kMsbBits:vBits:valueTopK[:kLsbBits:requant]`` items
+    separated by commas. Each request's cycle count and DRAM bursts are recorded."""
+
+    async def body(self) -> None:
+        gen = ConfigDB().get(None, "", "STIMULUS")
+        shapes = ConfigDB().get(None, "", "PERF_SHAPES")
+        monitor = ConfigDB().get(None, "", "MONITOR")
+        clock = cocotb.top.clock
+        for i, shape in enumerate(shapes):
+            n, d, kb, vb, vk = shape[:5]
+            lsb = shape[5] if len(shape) > 5 else 0
+            requant = bool(shape[6]) if len(shape) > 6 else False
+            layer = gen.make_layer(d, n, kb, lsb, vb)
+            stim = gen.attend(layer=layer, n=n, value_topk=vk, requant=requant,
+                              requant_threshold=(1 << 17) - 1)
+            item = RequestItem("perf", stim)
+            await self.start_item(item)
+            await self.finish_item(item)
+            while monitor.packets <= i:
+                await RisingEdge(clock)
+
+
+@pyuvm.test()
+class TopPerfTest(TopRandomTest):
+    """Cycles per ATTEND for the shapes of ``SPATTEN_PERF`` with an ideal memory agent
+    (fixed latency ``SPATTEN_DRAM_LAT``, one burst a cycle per channel, no stalls): the
+    report's ``perf`` rows give cycles and the DRAM bound ``bursts / numChannels``."""
+
+    def build_phase(self) -> None:
+        shapes = [tuple(int(x) for x in item.split(":"))
+                  for item in os.environ.get("SPATTEN_PERF", "64:16:8:8:0").split(",")]
+        os.environ["SPATTEN_NREQ"] = str(len(shapes))
+        uvm_factory().set_type_override_by_type(TopScoreboard, PerfScoreboard)
+        super().build_phase()
+        gen = StimulusGenerator(self.params, rng_for("perf"), layers=0)
+        ConfigDB().set(None, "*", "STIMULUS", gen)
+        ConfigDB().set(None, "*", "PERF_SHAPES", shapes)
+        ConfigDB().set(None, "*", "CMD_IDLE", 0.0)
+        ConfigDB().set(None, "*", "RESP_STALL", 0.0)
+        ConfigDB().set(None, "*", "DISABLE_COVERAGE_ERRORS", True)
+        self.nreq = len(shapes)
+
+    def connect_phase(self) -> None:
+        ConfigDB().set(None, "*", "MONITOR", self.env.monitor)
+
+    def sequence(self) -> uvm_sequence:
+        return PerfSequence("perf")
+
+    def configure(self) -> None:
+        dram = self.env.dram
+        lat = _env_int("SPATTEN_DRAM_LAT", 20)
+        dram.latency = (lat, lat)
+        dram.req_stall = 0.0
+        dram.resp_gap = 0.0
+        dram.queue_limit = 1 << 20
+
+
+
+class PerfScoreboard(TopScoreboard):
+    """The scoreboard, also recording per ATTEND the cycles field and the golden model's
+    DRAM bursts (written to the report as ``perf`` rows)."""
+
+    def build_phase(self) -> None:
+        super().build_phase()
+        self.rows: list[dict[str, int]] = []
+        self._pending: dict[str, int] | None = None
+
+    def predict(self, request: Stimulus) -> list[Word]:
+        expected = super().predict(request)
+        cmd = request.command
+        tr = self.golden.last_traffic
+        self._pending = {"n": cmd.n, "d": cmd.d or len(cmd.query), "k_msb_bits": cmd.k_msb_bits,
+                         "k_lsb_bits": cmd.k_lsb_bits, "v_bits": cmd.v_bits,
+                         "m": len(self.golden.last_attend.selected),
+                         "requantized": int(self.golden.last_attend.probs.requantized),
+                         "bursts": tr.total, "bursts_k": tr.k_msb + tr.k_lsb, "bursts_v": tr.v}
+        return expected
+
+    def compare(self, expected: list[Word], actual: list[Word]) -> bool:
+        ok = super().compare(expected, actual)
+        if self._pending is not None and len(actual) > 1:
+            row = dict(self._pending)
+            row["cycles"] = actual[1][0] >> 32
+            nch = ConfigDB().get(None, "", "PARAMS").num_channels
+            row["dram_bound"] = -(-row["bursts"] // nch)
+            self.rows.append(row)
+        return ok
+
+    def report_phase(self) -> None:
+        write_report("perf", {"rows": self.rows})
+        for r in self.rows:
+            self.logger.info(f"perf {r}")
 
 
 @pyuvm.test()
