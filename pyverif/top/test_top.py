@@ -95,7 +95,7 @@ def test_hang_is_reported_with_stage(tmp_path: Path) -> None:
     msg = rep["hang"]["message"]
     assert "no progress for 2000 cycles" in msg
     state = re.search(r"state=(\w+)", msg)
-    assert state and state.group(1) in ("list", "keys", "values"), msg
+    assert state and state.group(1) in ("list", "keys", "probs", "values"), msg
     assert "inflight=" in msg and "stopped=True" in msg, msg
 
 
