@@ -157,7 +157,7 @@ class TopCoverage(CoverageBase):
         "attend_n1", "attend_k1", "attend_k_all", "attend_p_tie_at_cut", "attend_max_magnitude",
         "requant_taken", "requant_not_taken", "msb_only_keys", "full_precision_keys",
         "op_attend", "op_topk_tokens", "op_topk_heads", "op_clear", "op_read_importance",
-        "op_error", "topk_k0", "topk_all")
+        "op_error", "topk_k0", "topk_all", "token_id_high")
     stream_bins = ("backpressure_cmd", "backpressure_resp")
     dram_bins = ("backpressure_dram_req", "dram_resp_idle")
 
@@ -190,6 +190,8 @@ class TopCoverage(CoverageBase):
         m = len(attend.selected)
         if n == 1:
             yield "attend_n1"
+        if cmd.accum_importance and max(self.golden_ids(stim)) >= 1 << 15:
+            yield "token_id_high"
         if m == 1 and n > 1:
             yield "attend_k1"
         if m == n and n > 1:
@@ -210,6 +212,13 @@ class TopCoverage(CoverageBase):
             yield "requant_taken"
         elif cmd.requant and cmd.k_lsb_bits > 0:
             yield "requant_not_taken"
+
+    @staticmethod
+    def golden_ids(stim: Stimulus) -> list[int]:
+        """The token ids of an ATTEND's list (read back from the image)."""
+        gen = ConfigDB().get(None, "", "STIMULUS")
+        cmd = stim.command
+        return gen.mem.read_tokens(cmd.tokens_base, cmd.n).tolist()
 
     def report_phase(self) -> None:
         counts = self.stream_counts

@@ -76,7 +76,8 @@ class StimulusGenerator:
         self.max_dim = min(max_dim or params.max_head_dim, params.max_head_dim)
         self.error_rate = error_rate
         self.tag = 0
-        kinds = ["extreme", "const", "levels", "full"] + ["random"] * max(0, layers - 4)
+        self.recent_lists: list[tuple[int, int]] = []  # (n, base) of recent ATTEND lists
+        kinds = ["extreme", "const", "levels", "full", "wide"] + ["random"] * max(0, layers - 5)
         self.layers: list[Layer] = []
         self.layers = [self._make_layer(k) for k in kinds[:layers]]
 
@@ -113,12 +114,22 @@ class StimulusGenerator:
         d = self.max_dim if kind in ("extreme", "full") else r.randint(1, self.max_dim)
         tokens = self.max_tokens if kind in ("extreme", "full") or r.random() < 0.4 \
             else r.randint(1, self.max_tokens)
-        if kind == "extreme":
+        if kind == "wide":
+            # every 16-bit token id has rows (importance is kept per id, all 2^16 of them);
+            # one burst a row keeps the planes at 2^16 bursts each
+            d = r.randint(1, min(self.max_dim, 16))
+            tokens = 1 << 16
+            msb = r.randint(1, 8 * self.p.burst_bytes // d // 2 or 1)
+            msb = min(msb, 16, 8 * self.p.burst_bytes // d)
+            lsb = r.randint(0, min(16 - msb, 8 * self.p.burst_bytes // d - msb))
+            vb = min(r.randint(1, 16), 8 * self.p.burst_bytes // d)
+            kind = "random"
+        elif kind == "extreme":
             msb, lsb, vb = 16, 0, 16
         elif kind == "full":
             msb, lsb, vb = r.randint(4, 12), 0, r.randint(1, 16)
             lsb = r.randint(1, 16 - msb)
-        else:
+        elif tokens != 1 << 16:
             msb = r.randint(1, 16)
             lsb = r.choice([0, r.randint(0, 16 - msb)])
             vb = r.randint(1, 16)
@@ -175,6 +186,8 @@ class StimulusGenerator:
         n = int(force.pop("n", n))
         ids = self._token_list(layer, n)
         base = self.mem.add_tokens(ids)
+        self.recent_lists.append((n, base))
+        del self.recent_lists[:-8]
         qbits = r.choice([16, 16, 8, 4, 12, r.randint(1, 16)])
         lo, hi = _signed_range(qbits)
         if layer.kind == "extreme":
@@ -206,6 +219,10 @@ class StimulusGenerator:
         return Stimulus(cmd.encode(), "ATTEND", cmd, layer)
 
     def _any_list(self) -> tuple[int, int]:
+        """A token list for TOPK_TOKENS / READ_IMPORTANCE: half the time one a recent
+        ATTEND used (ids with importance), else a fresh one."""
+        if self.recent_lists and self.rng.random() < 0.5:
+            return self.rng.choice(self.recent_lists)
         layer = self.rng.choice(self.layers)
         n = self.rng.randint(0, self.max_tokens)
         ids = self._token_list(layer, n) if n else np.zeros(0, dtype=np.int64)
