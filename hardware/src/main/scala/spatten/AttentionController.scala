@@ -160,7 +160,7 @@ class AttentionController(p: SpAttenParams) extends Module {
   unpacker.io.out.ready := false.B
   dot.io.query.valid := false.B
   dot.io.query.bits.q := req.query
-  dot.io.query.bits.d := req.d
+  dot.io.query.bits.d := low(req.d, p.dimBits) // D <= maxHeadDim: checked at the intake
   dot.io.keys.valid := false.B
   dot.io.keys.bits.k := unpacker.io.out.bits
   dot.io.keys.bits.last := false.B
@@ -187,7 +187,7 @@ class AttentionController(p: SpAttenParams) extends Module {
   rankTopk.io.in.bits.last := false.B
   rankTopk.io.count.ready := false.B
   rankTopk.io.out.ready := false.B
-  valueAcc.io.d := req.d
+  valueAcc.io.d := low(req.d, p.dimBits)
   valueAcc.io.rows.valid := false.B
   valueAcc.io.rows.bits.v := unpacker.io.out.bits
   valueAcc.io.rows.bits.p := 0.U
@@ -216,10 +216,10 @@ class AttentionController(p: SpAttenParams) extends Module {
   fetcher.io.rowBursts := 1.U
   when(in("keys")) {
     fetcher.io.base := Mux(pass === 1.U, req.kMsbBase, req.kLsbBase)
-    fetcher.io.rowBursts := rowBursts(keyBits)
+    fetcher.io.rowBursts := low(rowBursts(keyBits), fetcher.io.rowBursts.getWidth)
   }.elsewhen(in("values") || in("probs")) {
     fetcher.io.base := req.vBase
-    fetcher.io.rowBursts := rowBursts(req.vBits)
+    fetcher.io.rowBursts := low(rowBursts(req.vBits), fetcher.io.rowBursts.getWidth)
   }
 
   /** Does this command use token importance (and so need ids below maxTokens)? */
@@ -426,7 +426,7 @@ class AttentionController(p: SpAttenParams) extends Module {
       val hMax = ((BigInt(1) << p.headImportanceBits) - 1).U
       val amount = valueAcc.io.result.bits.headImp
       imp.io.headAcc.valid := req.accum
-      imp.io.headAcc.bits.amount := Mux(amount > hMax, hMax, amount)
+      imp.io.headAcc.bits.amount := Mux(amount > hMax, hMax, amount)(p.headImportanceBits - 1, 0)
       goto("respHeader")
     }
   }

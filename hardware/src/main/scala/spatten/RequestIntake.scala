@@ -131,10 +131,10 @@ class RequestIntake(p: SpAttenParams) extends Module {
           when(d === 0.U || d > p.maxHeadDim.U || msb === 0.U || msb > 16.U || lsb > 15.U ||
             (msb +& lsb) > 16.U || vb === 0.U || vb > 16.U) { req.error := true.B }
         }
-        is(2.U) { req.kMsbBase := w; badBase := !baseOk(w) }
-        is(3.U) { req.kLsbBase := w; badBase := !baseOk(w) }
-        is(4.U) { req.vBase := w; badBase := !baseOk(w) }
-        is(5.U) { req.listBase := w; badBase := !baseOk(w) }
+        is(2.U) { req.kMsbBase := w(p.dramAddrBits - 1, 0); badBase := !baseOk(w) }
+        is(3.U) { req.kLsbBase := w(p.dramAddrBits - 1, 0); badBase := !baseOk(w) }
+        is(4.U) { req.vBase := w(p.dramAddrBits - 1, 0); badBase := !baseOk(w) }
+        is(5.U) { req.listBase := w(p.dramAddrBits - 1, 0); badBase := !baseOk(w) }
       }
       when(wordIdx >= 6.U) {
         val qIdxBits = log2Ceil(p.maxHeadDim).max(1)
@@ -147,7 +147,7 @@ class RequestIntake(p: SpAttenParams) extends Module {
       }
       when(badBase) { req.error := true.B }
     }.elsewhen(wordIdx === 1.U) {
-      req.listBase := w
+      req.listBase := w(p.dramAddrBits - 1, 0)
       when(!baseOk(w)) { req.error := true.B }
     }
     when(io.cmd.bits.last) {
