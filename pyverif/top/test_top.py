@@ -99,9 +99,10 @@ def test_hang_is_reported_with_stage(tmp_path: Path) -> None:
     assert "inflight=" in msg and "stopped=True" in msg, msg
 
 
-def _dpi_stimulus(tmp_path: Path, preset: str, nreq: int, seed: int) -> dict[str, str]:
+def _dpi_stimulus(tmp_path: Path, preset: str, nreq: int, seed: int,
+                  max_tokens: int = 64) -> dict[str, str]:
     params = load(hwbuild.params_json(preset))
-    gen = StimulusGenerator(params, random.Random(seed), max_tokens=64, max_dim=16)
+    gen = StimulusGenerator(params, random.Random(seed), max_tokens=max_tokens)
     items = [gen.next() for _ in range(nreq)]
     image = gen.mem.save(tmp_path / "image.bin")
     stim = tmp_path / "stim.json"
@@ -131,6 +132,20 @@ def test_eighth_smoke(tmp_path: Path) -> None:
                        extra_env={**env, "SPATTEN_NREQ": "60", "SPATTEN_MAX_TOKENS": "160"})
     rep = json.loads(path.read_text())["TopSmoke"]
     assert rep["scoreboard"]["checked"] == 60 and rep["scoreboard"]["mismatches"] == 0
+
+
+@pytest.mark.slow
+def test_dpi_eighth_smoke(tmp_path: Path) -> None:
+    """SpAttenTop on the 1/8 preset with the DPI DRAM (two HBM2 channels)."""
+    seed = _seed()
+    path, env = _report(tmp_path)
+    env.update(_dpi_stimulus(tmp_path, "eighth", 40, seed, max_tokens=256))
+    hwbuild.run_cocotb("SpAttenTop", "eighth", MODULE, testcase="TopDpiTest", seed=seed, dpi=True,
+                       plusargs=[f"+dram_image={env['SPATTEN_IMAGE']}", "+dram_backend=builtin",
+                                 "+dram_quiet"],
+                       extra_env=env)
+    rep = json.loads(path.read_text())["TopDpiTest"]
+    assert rep["scoreboard"]["checked"] == 40 and rep["scoreboard"]["mismatches"] == 0
 
 
 @pytest.mark.slow
