@@ -33,6 +33,8 @@ object Elaborate {
     "TopKEngineWide" -> (p => new TopKEngine(p, scoreBits = p.headImportanceBits, capacity = p.maxHeads,
       comparators = math.max(p.topkParallelism, 1 << chisel3.util.log2Ceil(p.maxHeads)),
       moduleName = "TopKEngineWide")),
+    "SpAttenCore" -> (p => new SpAttenCore(p)),
+    "SpAttenTop" -> (p => new SpAttenTop(p)),
     "ValueAccumulator" -> (p => new ValueAccumulator(p)),
     "ValueAccumulatorLanes3" -> (p => new ValueAccumulator(p, 3))
   )

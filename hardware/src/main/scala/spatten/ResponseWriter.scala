@@ -1,0 +1,65 @@
+package spatten
+
+import chisel3._
+import chisel3.util._
+
+/** One 16-bit id for the packed id list of a response. */
+class PackedId extends Bundle {
+  val id   = UInt(16.W)
+  /** The final id of the response. */
+  val last = Bool()
+}
+
+/** Builds the response stream (SPEC.md section 5) from two sources: whole words (`words`:
+  * headers, o_i, importance values) and ids (`ids`), which it packs four to a word, lane
+  * `i` in bits `[16 i + 15 : 16 i]`, unused lanes zero, a word leaving when four ids are in
+  * it or the id carries `last` (that word then carries `last`). `selIds` picks the source
+  * (the controller switches it only between packets parts; a partial id word is never left
+  * behind because the final id is marked `last`).
+  *
+  * The output goes through a two-entry queue, so the response stream's `valid`, `data`
+  * and `last` come from registers and one word a cycle leaves under no back-pressure.
+  *
+  * @param p the hardware parameters
+  */
+class ResponseWriter(p: SpAttenParams) extends Module {
+  val io = IO(new Bundle {
+    val words  = Flipped(Decoupled(new WordStream(p)))
+    val ids    = Flipped(Decoupled(new PackedId))
+    val selIds = Input(Bool())
+    val out    = Decoupled(new WordStream(p))
+    /** Words sent on `out` since reset (wraps). */
+    val sent   = Output(UInt(32.W))
+  })
+
+  val q = Module(new Queue(new WordStream(p), 2))
+  io.out <> q.io.deq
+
+  val lanes = Reg(Vec(4, UInt(16.W)))
+  val fill  = RegInit(0.U(3.W))
+
+  val idWordDone = fill === 3.U || io.ids.bits.last
+  val packed = Wire(new WordStream(p))
+  packed.data := VecInit((0 until 4).map { i =>
+    Mux(fill === i.U, io.ids.bits.id, Mux(i.U < fill, lanes(i), 0.U))
+  }).asUInt
+  packed.last := io.ids.bits.last
+
+  q.io.enq.valid := Mux(io.selIds, io.ids.valid && idWordDone, io.words.valid)
+  q.io.enq.bits  := Mux(io.selIds, packed, io.words.bits)
+  io.words.ready := !io.selIds && q.io.enq.ready
+  io.ids.ready   := io.selIds && (!idWordDone || q.io.enq.ready)
+
+  when(io.ids.fire) {
+    when(idWordDone) {
+      fill := 0.U
+    }.otherwise {
+      lanes(fill(1, 0)) := io.ids.bits.id
+      fill := fill + 1.U
+    }
+  }
+
+  val sentCnt = RegInit(0.U(32.W))
+  when(io.out.fire) { sentCnt := sentCnt + 1.U }
+  io.sent := sentCnt
+}

