@@ -41,7 +41,7 @@ from workloads.spatten.export import kv_bytes_ratio, run_sequence  # noqa: E402
 from workloads.spatten.policy import Policy, PolicyError, load_policy  # noqa: E402
 from workloads.text import DEFAULT_TEXT, TextError, load_tokens  # noqa: E402
 
-DEFAULT_POLICIES = ("dense", "spatten-default", "spatten-paper", "sink-recent-heavy", "spatten-heads")
+DEFAULT_POLICIES = ("dense", "spatten-default", "spatten-kv30", "spatten-heads", "sink-recent-heavy", "spatten-paper")
 
 
 def eval_causal(lm, ids: torch.Tensor, pol: Policy, context: int, n_eval: int, bar) -> dict[str, float]:

@@ -107,7 +107,7 @@ def test_pruned_tokens_never_reappear_and_counts_follow_schedule(kind: str) -> N
 
 
 def test_schedule_ramp_shape() -> None:
-    pol = load_policy("spatten-default")
+    pol = _policy(token_pruning={"enabled": True, "schedule": {"start": 0.1, "end": 0.5, "final_keep": 0.3}})
     ratios = [pol.token_pruning.schedule.ratio(layer, 30) for layer in range(30)]
     assert ratios[:3] == [1.0, 1.0, 1.0]  # start 0.1 of 30 layers: layers 0..2 dense
     assert all(a >= b for a, b in zip(ratios, ratios[1:], strict=False))  # non-increasing ramp
