@@ -106,6 +106,8 @@ def generate(
         "n_kv_heads": geo["n_kv_heads"],
         "head_dim": geo["head_dim"],
         "causal": causal,
+        "softmax_scale": run.state.softmax_scale.get(0, float(geo["head_dim"]) ** -0.5),
+        "softmax_scale_per_layer": [run.state.softmax_scale[i] for i in sorted(run.state.softmax_scale)],
         "context": context,
         "steps": steps,
         "policy": pol.name,

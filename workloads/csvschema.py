@@ -42,7 +42,7 @@ Tensors for functional runs (``<stem>.npz`` beside ``<stem>.csv``, numpy ``savez
 
 | key | shape, dtype | content |
 |---|---|---|
-| meta | 0-d str | JSON: model, model_type, n_layers, n_heads, n_kv_heads, head_dim, context, steps, policy, text, command, dtypes |
+| meta | 0-d str | JSON: model, model_type, n_layers, n_heads, n_kv_heads, head_dim, causal, softmax_scale (layer 0), softmax_scale_per_layer, context, steps, policy, policy_file, text, command, dtypes |
 | row_kv_head | [R] int32 | K/V head of CSV data row r (file order) |
 | row_position | [R] int32 | absolute token position of the query of row r |
 | q | [R, D] float32 | query row after RoPE, unquantized |

@@ -121,6 +121,7 @@ def spatten_attention_forward(
         raise ValueError(f"SpAtten attention tracks one sequence: batch size must be 1, got {bsz}")
     if scaling is None:
         scaling = dim**-0.5
+    state.softmax_scale[module._spatten_layer] = float(scaling)  # type: ignore[attr-defined]
     if layer == 0:
         state.begin_call(tk, tq)
     elif state.length != tk:

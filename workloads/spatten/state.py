@@ -65,6 +65,7 @@ class SpAttenState:
     alive_heads: list[torch.Tensor] = field(default_factory=list)  # per layer, bool [H], this call
     records: list[LayerRecord] = field(default_factory=list)
     last_kv: dict[int, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
+    softmax_scale: dict[int, float] = field(default_factory=dict)  # per layer, as the model passed it
     call_query_len: int = 0
 
     def reset(self) -> None:

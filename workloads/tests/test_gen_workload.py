@@ -53,6 +53,7 @@ def _check_tensors(csv_path: Path, causal: bool, n_layers: int, n_kv: int, t_tot
     assert z["kept_ids"].dtype == np.int32 and z["kept_offsets"].dtype == np.int32
     assert z["k"].shape == (n_layers, n_kv, t_total, d) == z["v"].shape
     assert z["k"].dtype == np.dtype(meta["dtypes"]["k"])
+    assert meta["softmax_scale_per_layer"] == [d**-0.5] * n_layers == [meta["softmax_scale"]] * n_layers
     groups = meta["n_heads"] // meta["n_kv_heads"]
     for i, row in enumerate(wl.rows):
         ids = z["kept_ids"][z["kept_offsets"][i] : z["kept_offsets"][i + 1]]
