@@ -61,7 +61,11 @@ def test_run_tiny_workload_end_to_end(tmp_path: Path) -> None:
     assert by["k_msb"] == 32 * sum(r.key_fetch_num for r in _rows())
     assert by["v"] <= 32 * sum(r.value_fetch_num for r in _rows())
     assert 0 < s["requant_rate"] < 1
-    assert s["cycles"] > 0 and s["dense"]["cycles"] > s["cycles"]
+    # On the tiny preset (N ~ 40, one channel) the run is compute-bound, so pruning cuts
+    # traffic but not necessarily cycles; the DRAM-bound claims are the eighth preset's.
+    assert s["cycles"] > 0 and s["dense"]["cycles"] > 0
+    dense_bytes = 2 * 32 * sum(r.sentence_length_L for r in _rows())  # 16-bit K and V rows: 32 B each
+    assert s["dense"]["dram_bytes"] == dense_bytes + 32 * sum(-(-2 * r.sentence_length_L // 32) for r in _rows())
     assert s["dram_reduction"] > 1
     for f in ("summary.md", "summary.txt", "per_layer_cycles.png", "traffic.png", "roofline.png"):
         assert (out / f).is_file(), f
