@@ -14,6 +14,7 @@ rebuilds nothing: each directory is complete exactly when its ``.done`` stamp ex
     hwbuild.run_cocotb("TopKEngine", "tiny", "pyverif.topk.tb_topk", seed=1)
 
 Environment variables: ``SPATTEN_BUILD_DIR`` (default ``<repo>/build``),
+``SPATTEN_TOOLCHAIN`` (sbt launcher and caches, default ``~/.cache/spatten/toolchain``),
 ``WAVES=1`` (waveforms for cocotb runs), ``SPATTEN_VERBOSE=1`` (echo tool output).
 """
 
@@ -35,7 +36,8 @@ from typing import Iterable, Iterator, Sequence
 
 ROOT = Path(__file__).resolve().parents[1]
 BUILD_DIR = Path(os.environ.get("SPATTEN_BUILD_DIR", ROOT / "build"))
-TOOLCHAIN = ROOT / ".toolchain"
+TOOLCHAIN = Path(os.environ.get("SPATTEN_TOOLCHAIN") or
+                 Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "spatten" / "toolchain")
 SBT_VERSION = "1.12.14"
 SETUP_HINT = "run `bash tools/setup.sh` (it installs everything from the package registries)"
 

@@ -10,7 +10,9 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="$ROOT/.venv"
-TOOLCHAIN="$ROOT/.toolchain"
+# The sbt launcher and the Maven artifacts it fetches (Chisel, firtool, Scala) are shared
+# by every checkout of the user, like pip's cache.
+TOOLCHAIN="${SPATTEN_TOOLCHAIN:-${XDG_CACHE_HOME:-$HOME/.cache}/spatten/toolchain}"
 SBT_VERSION="1.12.14"
 SBT_JAR="$TOOLCHAIN/sbt-launch-$SBT_VERSION.jar"
 MAVEN_CENTRAL="https://repo1.maven.org/maven2"
@@ -88,7 +90,7 @@ else
 fi
 
 if [ "$did_something" = 0 ]; then
-  say "everything is already set up (.venv, sbt $SBT_VERSION, Debian packages): nothing to do"
+  say "everything is already set up (.venv, sbt $SBT_VERSION in $TOOLCHAIN, Debian packages): nothing to do"
 else
   say "setup complete"
 fi
