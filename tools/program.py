@@ -195,7 +195,9 @@ def build(rows: Sequence[Row], params: HwParams, *, tensors: dict | None = None,
         k_all = tensors["k"]
         v_all = tensors["v"]
         meta = json.loads(str(tensors["meta"]))
-        softmax_scale = float(meta.get("softmax_scale", 0.0)) or 1.0 / math.sqrt(int(meta["head_dim"]))
+        default_scale = float(meta.get("softmax_scale", 0.0)) or 1.0 / math.sqrt(int(meta["head_dim"]))
+        per_layer = meta.get("softmax_scale_per_layer")
+        per_layer = json.loads(per_layer) if isinstance(per_layer, str) else per_layer
         row_kv_head = tensors["row_kv_head"]
         kept_offsets = tensors["kept_offsets"]
         kept_ids = tensors["kept_ids"]
@@ -270,7 +272,7 @@ def build(rows: Sequence[Row], params: HwParams, *, tensors: dict | None = None,
         k_msb_base, k_lsb_base, v_base, s_k, s_v = planes.get(r.layer, kvh, msb, lsb, vbits)
         qq = quant.quantize_query(q_float, qbits)
         if functional:
-            c = quant.score_unit(qq.scale, s_k, softmax_scale)
+            c = quant.score_unit(qq.scale, s_k, float(per_layer[r.layer]) if per_layer else default_scale)
         else:
             # The synthetic keys already carry the logit spread: q.k / sqrt(D) ~ N(0, 3^2).
             c = quant.score_unit(qq.scale, s_k, 1.0 / math.sqrt(r.d))
