@@ -51,6 +51,9 @@ DEFAULT_DRAM_CONFIG = ROOT / "hardware" / "dpi" / "configs" / "hbm2.yaml"
 def main(workload: Path, preset: str, backend: str, dram_config: Path | None, limit: int | None,
          step: int | None, out: Path | None, dense: bool, check: bool, seed: int) -> None:
     """Simulate WORKLOAD (a workload CSV; tensors beside it as <name>.npz are used when present)."""
+    import torch
+
+    torch.set_num_threads(1)  # the float checks are small; threads only contend with the simulator
     from tools import hwbuild, program, report
     from tools.simulate import progress, check_against_hardware, load_rows, simulate
     from workloads.csvschema import WorkloadError

@@ -161,7 +161,8 @@ class _Planes:
         self.image = image
         self.source = source
         self.cache: dict[tuple, tuple[int, int, int, float, float]] = {}
-        self.arrays: dict[tuple, tuple[quant.QuantKey, np.ndarray]] = {}
+        # the keys as pass 1 and pass 2 see them, and the values, as float64 (exact)
+        self.arrays: dict[tuple, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
 
     def get(self, layer: int, kvh: int, msb: int, lsb: int, vbits: int) -> tuple[int, int, int, float, float]:
         """(k_msb_base, k_lsb_base, v_base, s_k, s_v)."""
@@ -174,7 +175,8 @@ class _Planes:
             k_lsb_base = self.image.add_plane(qk.lsb, lsb, False) if lsb > 0 else 0
             v_base = self.image.add_plane(qv.values, vbits, True)
             self.cache[key] = (k_msb_base, k_lsb_base, v_base, qk.scale, qv.scale)
-            self.arrays[key] = (qk, qv.values)
+            self.arrays[key] = (qk.msb_only.astype(np.float64), qk.full.astype(np.float64),
+                                np.asarray(qv.values, dtype=np.float64))
         return self.cache[key]
 
 
@@ -321,17 +323,18 @@ def build(rows: Sequence[Row], params: HwParams, *, tensors: dict | None = None,
     return prog
 
 
-def _float_check(arrays: tuple[quant.QuantKey, np.ndarray], ids: Sequence[int], q_int: np.ndarray, res,
+def _float_check(arrays: tuple[np.ndarray, np.ndarray, np.ndarray], ids: Sequence[int], q_int: np.ndarray, res,
                  lsb_bits: int, score_scale: int, score_shift: int, s_v: float,
                  out_ref: np.ndarray | None) -> FloatCheck:
     """Compare one golden ATTEND (bit-exact with the RTL) with the float reference."""
     from workloads import reference
 
-    qk, v_all = arrays
+    k_pass1, k_full, v_all = arrays
     toks = np.asarray(ids, dtype=np.int64)
-    k = qk.full[toks] if res.probs.requantized else qk.msb_only[toks]
+    k = (k_full if res.probs.requantized else k_pass1)[toks]
     v = v_all[toks]
-    _, o_ref = reference.attend_dequantized(q_int, k, v, res.selected, score_scale, score_shift)
+    _, o_ref = reference.attend_dequantized(np.asarray(q_int, dtype=np.float64), k, v, res.selected,
+                                            score_scale, score_shift)
     o_hw = np.asarray(res.out, dtype=np.float64) / 65536.0
     err = float(np.max(np.abs(o_hw - o_ref.numpy()))) if o_hw.size else 0.0
     vmax = float(np.abs(v[res.selected]).max()) if len(res.selected) else 0.0
