@@ -26,9 +26,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,6 +37,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from workloads import golden, quant, reference  # noqa: E402
+from workloads.fileio import write_atomic  # noqa: E402
 from workloads.params import HwParams, from_dict, load  # noqa: E402
 
 
@@ -147,10 +146,7 @@ def _row(name: str, x: np.ndarray) -> str:
 
 
 def _atomic_json(path: Path, obj: object) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        json.dump(obj, f, indent=2)
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(obj, indent=2))
 
 
 def _resolve_params(params_path: str | None, preset: str) -> HwParams:

@@ -9,27 +9,14 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import tempfile
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
 
 from tools.program import Program, bytes_by_kind
+from workloads.fileio import atomic_output, write_atomic
 
-
-def write_atomic(path: Path, data: str | bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data.encode() if isinstance(data, str) else data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 @dataclass
@@ -216,10 +203,9 @@ def plots(s: dict, out: Path) -> list[Path]:
 
     def save(fig, name: str) -> None:
         fig.tight_layout()
-        tmp = out / f".{name}.tmp.png"
-        fig.savefig(tmp, dpi=110)
+        with atomic_output(out / name) as fh:
+            fig.savefig(fh, dpi=110, format="png")
         plt.close(fig)
-        os.replace(tmp, out / name)
         made.append(out / name)
 
     layers = list(s["per_layer"].keys())

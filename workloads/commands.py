@@ -44,15 +44,14 @@ other bit zero). The file size is a multiple of 16. C++ reads it as
 from __future__ import annotations
 
 import operator
-import os
 import struct
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence, Union
 
 import numpy as np
 
+from workloads.fileio import atomic_output
 from workloads.params import HwParams
 
 __all__ = [
@@ -558,19 +557,12 @@ def compare_responses(expected: Sequence[Word], actual: Sequence[Word]) -> list[
 def write_stream(path: str | Path, words: Iterable[Word]) -> Path:
     """Write a word stream file (format in the module docstring) atomically."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            for i, (data, last) in enumerate(words):
-                data = int(data)
-                if not 0 <= data <= _U64:
-                    raise CommandError(f"{path}: word {i} = {data} is not a 64-bit value")
-                f.write(_STREAM_RECORD.pack(data, 1 if last else 0))
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_output(path) as f:
+        for i, (data, last) in enumerate(words):
+            data = int(data)
+            if not 0 <= data <= _U64:
+                raise CommandError(f"{path}: word {i} = {data} is not a 64-bit value")
+            f.write(_STREAM_RECORD.pack(data, 1 if last else 0))
     return path
 
 

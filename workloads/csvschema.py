@@ -59,9 +59,10 @@ import csv
 import io
 import math
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from workloads.fileio import write_atomic
 
 COLUMNS: tuple[str, ...] = (
     "iteration_id",
@@ -291,21 +292,8 @@ def format_workload(rows: list[WorkloadRow], config_name: str) -> str:
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, target)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    """Write ``data`` to ``path`` atomically (:func:`workloads.fileio.write_atomic`)."""
+    write_atomic(path, data)
 
 
 def write_workload(path: str | os.PathLike[str], rows: list[WorkloadRow], config_name: str) -> None:

@@ -43,7 +43,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from workloads.commands import (
-    OP_ATTEND, AttendCmd, AttendResp, ClearCmd, ClearResp, Command, CommandError, ErrorResp,
+    AttendCmd, AttendResp, ClearCmd, ClearResp, Command, CommandError, ErrorResp,
     ReadImportanceCmd, ReadImportanceResp, Response, TopkHeadsCmd, TopkResp, TopkTokensCmd,
     Word, decode_command, decode_response, split_packets,
 )

@@ -40,13 +40,12 @@ All errors raise :class:`MemImageError` (a ``ValueError``) saying what was expec
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
 
+from workloads.fileio import atomic_output
 from workloads.params import HwParams
 
 __all__ = [
@@ -335,23 +334,16 @@ class MemoryImage:
         """Write the image file (format in the module docstring) atomically."""
         path = Path(path)
         size = self.size
-        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                for page in sorted(self._pages):
-                    start = page << _PAGE_BITS
-                    if start >= size:
-                        continue
-                    data = self._pages[page][: size - start]
-                    if any(data):
-                        f.seek(start)
-                        f.write(data)
-                f.truncate(size)
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        with atomic_output(path) as f:
+            for page in sorted(self._pages):
+                start = page << _PAGE_BITS
+                if start >= size:
+                    continue
+                data = self._pages[page][: size - start]
+                if any(data):
+                    f.seek(start)
+                    f.write(data)
+            f.truncate(size)
         return path
 
     @classmethod
