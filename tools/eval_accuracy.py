@@ -150,6 +150,30 @@ def plot(results: list[dict[str, object]], causal: bool, title: str) -> bytes:
     return buf.getvalue()
 
 
+def _merge(paths: tuple[Path, ...], out: Path, command: str) -> None:
+    """Combine earlier runs' JSON into one table and plot (policies in order, first run wins)."""
+    runs = [json.loads(p.read_text()) for p in paths]
+    first = runs[0]
+    for p, r in zip(paths, runs, strict=True):
+        if (r["model"], r["text"], r["setting"]) != (first["model"], first["text"], first["setting"]):
+            raise click.ClickException(f"{p}: model, text or setting differ from {paths[0]}")
+    seen: dict[str, dict[str, object]] = {}
+    for r in runs:
+        for res in r["results"]:
+            seen.setdefault(str(res["policy"]), res)
+    results = list(seen.values())
+    causal = "ppl" in results[0]
+    header = {**first, "command": command + "\n" + "\n".join(str(r["command"]) for r in runs),
+              "seconds": sum(float(r["seconds"]) for r in runs)}
+    header.pop("results", None)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(out.with_suffix(".json"), json.dumps({**header, "results": results}, indent=1).encode())
+    atomic_write_bytes(out.with_suffix(".png"), plot(results, causal, f"{first['model']}: {first['setting']}"))
+    md = render(results, causal, header)
+    atomic_write_bytes(out.with_suffix(".md"), md.encode())
+    click.echo(md)
+
+
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--model", required=True, help="HF id (cache only), local dir, .gguf file, or smollm2-135m / minilm-l6.")
 @click.option("--text", default=DEFAULT_TEXT, show_default=True, help="Text file, or dataset:<name>[:<config>[:<split>]].")
@@ -160,12 +184,17 @@ def plot(results: list[dict[str, object]], causal: bool, title: str) -> bytes:
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Output stem: writes .md, .json, .png.")
 @click.option("--jobs", default=1, show_default=True, help="Policies evaluated in parallel (one process and thread each).")
 @click.option("--threads", default=1, show_default=True, help="torch threads per process.")
+@click.option("--merge", "merge", multiple=True, type=click.Path(exists=True, path_type=Path),
+              help="Instead of evaluating, merge the .json of earlier runs (same model, text and setting).")
 def main(
     model: str, text: str, context: int, eval_tokens: int, windows: int, policies: tuple[str, ...], out: Path,
-    jobs: int, threads: int,
+    jobs: int, threads: int, merge: tuple[Path, ...],
 ) -> None:
     """Perplexity (or output similarity) and K/V bytes of SpAtten policies vs dense."""
     command = "python tools/eval_accuracy.py " + " ".join(sys.argv[1:])
+    if merge:
+        _merge(merge, out, command)
+        return
     torch.set_num_threads(threads)
     t0 = time.perf_counter()
     try:
