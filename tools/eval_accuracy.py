@@ -41,7 +41,10 @@ from workloads.spatten.export import kv_bytes_ratio, run_sequence  # noqa: E402
 from workloads.spatten.policy import Policy, PolicyError, load_policy  # noqa: E402
 from workloads.text import DEFAULT_TEXT, TextError, load_tokens  # noqa: E402
 
-DEFAULT_POLICIES = ("dense", "spatten-default", "spatten-kv30", "spatten-heads", "sink-recent-heavy", "spatten-paper")
+DEFAULT_POLICIES = (
+    "dense", "progressive-quant", "spatten-default", "spatten-balanced", "spatten-heads", "spatten-kv30",
+    "sink-recent-heavy", "spatten-paper",
+)
 
 
 def eval_causal(lm, ids: torch.Tensor, pol: Policy, context: int, n_eval: int, bar) -> dict[str, float]:
@@ -137,8 +140,10 @@ def plot(results: list[dict[str, object]], causal: bool, title: str) -> bytes:
     xs = [float(r["kv_fraction"]) * 100 for r in results]
     ys = [float(r[key]) * (100 if causal else 1) for r in results]
     ax.scatter(xs, ys)
-    for x, y, r in zip(xs, ys, results, strict=True):
-        ax.annotate(str(r["policy"]), (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    for i, (x, y, r) in enumerate(zip(xs, ys, results, strict=True)):
+        ax.annotate(str(r["policy"]), (x, y), textcoords="offset points", xytext=(4, 4 + 9 * (i % 3)), fontsize=7)
+    if causal and max(ys) > 50:
+        ax.set_yscale("symlog", linthresh=2.0)  # keep small increases readable beside outliers
     ax.set_xlabel("K/V bytes fetched, % of dense (16-bit, all tokens)")
     ax.set_ylabel("perplexity increase vs dense (%)" if causal else "cosine similarity to dense")
     ax.set_title(title, fontsize=9)
