@@ -67,33 +67,58 @@ def check_against_hardware(path: Path, rows, params) -> None:
                 f"choose a larger --preset")
 
 
+class Simulation:
+    """One program running on the native simulator, in the background.
+
+    ``Simulation(...)`` writes the memory image and command stream and starts the
+    simulator; ``result()`` waits for it, reads its outputs and compares every response
+    with the golden model's. Two can run at once (the sparse run and the dense baseline).
+    """
+
+    def __init__(self, exe: Path, prog, workdir: Path, backend: str, dram_config: Path, label: str,
+                 check: bool, stall_percent: int = 0) -> None:
+        from workloads.commands import write_stream
+
+        self.prog, self.workdir, self.label, self.check = prog, workdir, label, check
+        workdir.mkdir(parents=True, exist_ok=True)
+        image = workdir / "memory.bin"
+        cmds = workdir / "commands.bin"
+        self.resp = workdir / "responses.bin"
+        self.log = workdir / "commands.csv"
+        self.stats = workdir / "dram_stats.json"
+        prog.image.save(image)
+        write_stream(cmds, prog.words)
+        click.echo(f"  {label}: simulating {len(prog.commands)} commands "
+                   f"({image.stat().st_size / (1 << 20):.1f} MiB memory image)", err=True)
+        argv = [str(exe), "--commands", str(cmds), "--responses", str(self.resp), "--log", str(self.log),
+                "--progress-every", str(max(1, len(prog.commands) // 10)), "--name", label,
+                f"+dram_backend={backend}", f"+dram_image={image}", f"+dram_stats={self.stats}",
+                f"+clock_mhz={prog.params.clock_mhz}", "+dram_quiet"]
+        if backend != "ideal":
+            argv.append(f"+dram_config={dram_config}")
+        if stall_percent:
+            argv += ["--stall-percent", str(stall_percent)]
+        self.t0 = time.monotonic()
+        self.proc = subprocess.Popen(argv)
+
+    def result(self):
+        self.proc.wait()
+        return _collect(self, time.monotonic() - self.t0)
+
+
 def simulate(exe: Path, prog, workdir: Path, backend: str, dram_config: Path, label: str,
              check: bool, stall_percent: int = 0):
-    """Run one program on the native simulator; compare every response."""
-    from tools.report import RunResult, read_log
-    from workloads.commands import compare_responses, read_stream, split_packets, write_stream
+    """Run one program on the native simulator and wait; compare every response."""
+    return Simulation(exe, prog, workdir, backend, dram_config, label, check, stall_percent).result()
 
-    workdir.mkdir(parents=True, exist_ok=True)
-    image = workdir / "memory.bin"
-    cmds = workdir / "commands.bin"
-    resp = workdir / "responses.bin"
-    log = workdir / "commands.csv"
-    stats = workdir / "dram_stats.json"
-    prog.image.save(image)
-    write_stream(cmds, prog.words)
-    click.echo(f"  {label}: simulating {len(prog.commands)} commands "
-               f"({image.stat().st_size / (1 << 20):.1f} MiB memory image)", err=True)
-    t0 = time.monotonic()
-    argv = [str(exe), "--commands", str(cmds), "--responses", str(resp), "--log", str(log),
-            "--progress-every", str(max(1, len(prog.commands) // 10)),
-            f"+dram_backend={backend}", f"+dram_image={image}", f"+dram_stats={stats}",
-            f"+clock_mhz={prog.params.clock_mhz}"]
-    if backend != "ideal":
-        argv.append(f"+dram_config={dram_config}")
-    if stall_percent:
-        argv += ["--stall-percent", str(stall_percent)]
-    proc = subprocess.run(argv)
-    wall = time.monotonic() - t0
+
+def _collect(sim: Simulation, wall: float):
+    from tools.report import RunResult, read_log
+    from workloads.commands import compare_responses, read_stream, split_packets
+
+    prog, label, check, log, stats, resp = sim.prog, sim.label, sim.check, sim.log, sim.stats, sim.resp
+    proc = sim.proc
+
     if proc.returncode != 0:
         raise click.ClickException(f"the simulator failed (exit {proc.returncode}); see the messages above")
     start, end = read_log(log)

@@ -2,7 +2,7 @@
 // collects its responses, and records when each command entered and each response left.
 //
 //   VSpAttenTop --commands cmds.bin --responses resp.bin --log cmds.csv
-//               [--max-idle N] [--progress-every N] [--stall-seed S --stall-percent P]
+//               [--max-idle N] [--progress-every N] [--name LABEL] [--stall-seed S --stall-percent P]
 //               +dram_backend=builtin +dram_config=... +dram_image=... +dram_stats=...
 //
 // Stream files: 16-byte records {uint64 data, uint64 flags (bit 0 = last)}, little-endian
@@ -64,7 +64,7 @@ void writeAtomically(const std::string& path, const std::string& content) {
 }
 
 struct Options {
-  std::string commands, responses, log;
+  std::string commands, responses, log, name = "sim";
   uint64_t maxIdle = 200000;
   uint64_t progressEvery = 0;
   uint32_t stallSeed = 0;
@@ -82,6 +82,7 @@ Options parse(int argc, char** argv) {
     if (a == "--commands") o.commands = next();
     else if (a == "--responses") o.responses = next();
     else if (a == "--log") o.log = next();
+    else if (a == "--name") o.name = next();
     else if (a == "--max-idle") o.maxIdle = std::stoull(next());
     else if (a == "--progress-every") o.progressEvery = std::stoull(next());
     else if (a == "--stall-seed") o.stallSeed = static_cast<uint32_t>(std::stoul(next()));
@@ -173,8 +174,8 @@ int main(int argc, char** argv) {
     }
     if (opt.progressEvery && respFire && top->io_resp_bits_last && respPacket % opt.progressEvery == 0) {
       const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      std::fprintf(stderr, "[sim] %zu/%zu commands done, %" PRIu64 " cycles, %.0f cycles/s\n", respPacket,
-                   numPackets, cycle, s > 0 ? cycle / s : 0.0);
+      std::fprintf(stderr, "[%s] %zu/%zu commands done, %" PRIu64 " cycles, %.0f cycles/s\n", opt.name.c_str(),
+                   respPacket, numPackets, cycle, s > 0 ? cycle / s : 0.0);
     }
   }
   top->final();
@@ -193,7 +194,7 @@ int main(int argc, char** argv) {
   std::string states = "state,cycles\n";
   for (const auto& [s, c] : stateCycles) states += std::to_string(s) + "," + std::to_string(c) + "\n";
   writeAtomically(opt.log + ".states", states);
-  std::fprintf(stderr, "[sim] %zu commands, %" PRIu64 " cycles in %.2f s (%.0f cycles/s)\n", numPackets, cycle,
-               secs, secs > 0 ? cycle / secs : 0.0);
+  std::fprintf(stderr, "[%s] %zu commands, %" PRIu64 " cycles in %.2f s (%.0f cycles/s)\n", opt.name.c_str(),
+               numPackets, cycle, secs, secs > 0 ? cycle / secs : 0.0);
   return 0;
 }

