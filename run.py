@@ -16,6 +16,7 @@ SpAtten line) and plots. Exit status: 0 when every response matched, 1 on a mism
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from pathlib import Path
@@ -91,6 +92,10 @@ def main(workload: Path, preset: str, backend: str, dram_config: Path | None, li
     sparse = sparse_sim.result()
     dense_res = dense_sim.result() if dense_sim else None
 
+    states = json.loads((hwbuild.elaborate("SpAttenTop", preset).dir / "ctrl_states.json").read_text())
+    for res in (sparse, dense_res):
+        if res is not None:
+            res.states = {(states[int(k)] if int(k) < len(states) else k): v for k, v in res.states.items()}
     s = report.summarize(workload, preset, backend, sparse, dense_res)
     s["run_wall_s"] = time.monotonic() - t_start
     files = report.write_all(s, params, out)

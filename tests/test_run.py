@@ -67,6 +67,9 @@ def test_run_tiny_workload_end_to_end(tmp_path: Path) -> None:
     dense_bytes = 2 * 32 * sum(r.sentence_length_L for r in _rows())  # 16-bit K and V rows: 32 B each
     assert s["dense"]["dram_bytes"] == dense_bytes + 32 * sum(-(-2 * r.sentence_length_L // 32) for r in _rows())
     assert s["dram_reduction"] > 1
+    # the per-stage breakdown names the controller's stages and covers every cycle
+    stages = s["controller_state_cycles"]
+    assert {"keys", "probs", "values"} <= set(stages) and sum(stages.values()) >= s["cycles"]
     for f in ("summary.md", "summary.txt", "per_layer_cycles.png", "traffic.png", "roofline.png"):
         assert (out / f).is_file(), f
     line = (out / "summary.txt").read_text().strip().split(",")

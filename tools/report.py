@@ -182,7 +182,7 @@ def table(s: dict) -> str:
                      f"{v['bytes'] * mb:>8.2f} {v['requests']:>9}")
     if s.get("controller_state_cycles"):
         lines.append("")
-        lines.append("controller state cycles: " + ", ".join(
+        lines.append("cycles by controller stage: " + ", ".join(
             f"{k} {v:,}" for k, v in sorted(s["controller_state_cycles"].items(), key=lambda kv: -kv[1])))
     return "\n".join(lines) + "\n"
 

@@ -13,7 +13,8 @@ import java.nio.file.{Files, StandardCopyOption}
   * }}}
   * The pseudo-top `params` writes only the parameter JSON: `params:<preset>:<file.json>`.
   * Each output directory receives the split SystemVerilog files, any BlackBox resources,
-  * `filelist.f` (the sources in compile order) and `params.json`. Called by
+  * `filelist.f` (the sources in compile order), `params.json` and `ctrl_states.json` (the
+  * controller's state names by number). Called by
   * `tools/hwbuild.py`, which caches the outputs by source hash; elaboration itself has no
   * side effects, only this entry point writes files.
   */
@@ -61,6 +62,8 @@ object Elaborate {
       .map(_.getName).sorted
     write(new File(tmp, "filelist.f"), svFiles.mkString("", "\n", "\n"))
     write(new File(tmp, "params.json"), params.toJson)
+    // The controller's states by number, for reports and hang messages (io_status_state).
+    write(new File(tmp, "ctrl_states.json"), CtrlState.names.map(n => s""""$n"""").mkString("[", ", ", "]\n"))
     deleteRecursively(outDir)
     Files.move(tmp.toPath, outDir.toPath, StandardCopyOption.ATOMIC_MOVE)
   }
