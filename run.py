@@ -49,8 +49,9 @@ DEFAULT_DRAM_CONFIG = ROOT / "hardware" / "dpi" / "configs" / "hbm2.yaml"
 @click.option("--check/--no-check", default=True, show_default=True,
               help="Compare every response with the golden model.")
 @click.option("--seed", type=int, default=1, show_default=True, help="Seed of synthetic data.")
+@click.option("--dram-trace", is_flag=True, help="Record the SpAtten run's DRAM requests to <out>/sparse/dram.trace.")
 def main(workload: Path, preset: str, backend: str, dram_config: Path | None, limit: int | None,
-         step: int | None, out: Path | None, dense: bool, check: bool, seed: int) -> None:
+         step: int | None, out: Path | None, dense: bool, check: bool, seed: int, dram_trace: bool) -> None:
     """Simulate WORKLOAD (a workload CSV; tensors beside it as <name>.npz are used when present)."""
     import torch
 
@@ -83,7 +84,8 @@ def main(workload: Path, preset: str, backend: str, dram_config: Path | None, li
     click.echo("[run] building the program (golden model on every request)", err=True)
     sparse_prog = program.build(rows, params, tensors=tensors, seed=seed, progress=progress("SpAtten"))
     # The sparse simulation runs in the background while the dense baseline is built.
-    sparse_sim = Simulation(exe, sparse_prog, out / "sparse", backend, dram_config, "SpAtten", check)
+    sparse_sim = Simulation(exe, sparse_prog, out / "sparse", backend, dram_config, "SpAtten", check,
+                            trace=dram_trace)
     dense_sim = None
     if dense:
         dense_prog = program.build(program.dense_rows(rows), params, tensors=None, seed=seed, dense=True,

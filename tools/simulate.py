@@ -76,7 +76,7 @@ class Simulation:
     """
 
     def __init__(self, exe: Path, prog, workdir: Path, backend: str, dram_config: Path, label: str,
-                 check: bool, stall_percent: int = 0) -> None:
+                 check: bool, stall_percent: int = 0, trace: bool = False) -> None:
         from workloads.commands import write_stream
 
         self.prog, self.workdir, self.label, self.check = prog, workdir, label, check
@@ -98,6 +98,8 @@ class Simulation:
             argv.append(f"+dram_config={dram_config}")
         if stall_percent:
             argv += ["--stall-percent", str(stall_percent)]
+        if trace:  # every DRAM request with its cycle, for hardware/dpi/compare_ramulator2.py --trace
+            argv.append(f"+dram_trace={workdir / 'dram.trace'}")
         self.t0 = time.monotonic()
         self.proc = subprocess.Popen(argv)
 

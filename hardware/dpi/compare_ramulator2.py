@@ -10,7 +10,9 @@ code (``DramPort``) with:
 2. sustained read bandwidth, sequential and random, 16 and 64 requests in flight;
 3. total cycles of a synthetic trace shaped like the accelerator's (per head: the key
    MSB rows of all tokens, a compute gap, then the value rows of the top quarter of
-   tokens; two channels, one request per cycle at most).
+   tokens; two channels, one request per cycle at most);
+4. total cycles of each trace recorded from a real accelerator run
+   (``run.py WORKLOAD --dram-trace`` writes ``<out>/sparse/dram.trace``), given with ``--trace``.
 
 Refresh: Ramulator2 2.0's AllBank refresh manager looks up a "rank" level, which its
 HBM2 device does not have, so it issues no refresh for HBM2. The built-in model does
@@ -132,6 +134,8 @@ def main() -> None:
     ap.add_argument("--tolerance", type=float, default=5.0, help="percent")
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--json", type=Path, default=None, help="also write the rows as JSON")
+    ap.add_argument("--trace", type=Path, action="append", default=[],
+                    help="also replay a trace recorded from an accelerator run (run.py --dram-trace); repeatable")
     a = ap.parse_args()
     ram_dir = (a.ramulator2 or build_ramulator2.ramulator2_dir()).resolve()
     if not build_ramulator2.has_checkout(ram_dir):
@@ -169,6 +173,12 @@ def main() -> None:
     vals = {key: replay(tool, backends[key], configs[key], ["--trace", str(trace), "--depth", "32"]) for key in configs}
     rows.append(Row(f"accelerator-shaped trace ({a.heads} heads x {a.tokens} tokens, 2 channels), total",
                     *(float(vals[key]["total_cycles"]) for key in configs), "cycles"))
+
+    # 4. Traces recorded from real accelerator runs.
+    for t in a.trace:
+        vals = {key: replay(tool, backends[key], configs[key], ["--trace", str(t), "--depth", "32"]) for key in configs}
+        rows.append(Row(f"recorded accelerator trace {t.name}, total", *(float(vals[key]["total_cycles"]) for key in configs),
+                        "cycles"))
 
     sha = build_ramulator2.commit_of(ram_dir)
     print(f"Built-in HBM2 model vs Ramulator2 {sha[:12]} (HBM2_8Gb, HBM2_2Gbps, FRFCFS, RoBaRaCoCh; "
