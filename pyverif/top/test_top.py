@@ -136,7 +136,11 @@ def test_eighth_smoke(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_dpi_eighth_smoke(tmp_path: Path) -> None:
-    """SpAttenTop on the 1/8 preset with the DPI DRAM (two HBM2 channels)."""
+    """SpAttenTop on the 1/8 preset with the DPI DRAM (two HBM2 channels).
+
+    Costly to build: g++ spent over 44 CPU-minutes on Verilator's VPI symbol table
+    (``Vtop__Syms__ctor__0__Slow.cpp``) of this cocotb build on the shared machine without
+    finishing; the native build of run.py has no VPI table."""
     seed = _seed()
     path, env = _report(tmp_path)
     env.update(_dpi_stimulus(tmp_path, "eighth", 40, seed, max_tokens=256))
