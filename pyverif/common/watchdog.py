@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 import cocotb
 from cocotb.handle import SimHandleBase
-from cocotb.triggers import RisingEdge
+from cocotb.triggers import ClockCycles, RisingEdge
 
 __all__ = ["ProgressTimeout", "Watchdog"]
 
@@ -25,6 +25,10 @@ class ProgressTimeout(AssertionError):
 
 class Watchdog:
     """Fails the test when no probe changes for ``limit`` cycles while armed."""
+
+    #: Cycles between two samples of the probes (a subclass may sample less often when
+    #: reading its probes every cycle would dominate the run time).
+    period: int = 1
 
     def __init__(self, clock: SimHandleBase, limit: int,
                  probes: dict[str, Callable[[], Any]],
@@ -60,8 +64,11 @@ class Watchdog:
         last_change = {name: 0 for name in self.probes}
         newest = 0
         while True:
-            await RisingEdge(self.clock)
-            self.cycle += 1
+            if self.period == 1:
+                await RisingEdge(self.clock)
+            else:
+                await ClockCycles(self.clock, self.period)
+            self.cycle += self.period
             for name, fn in self.probes.items():
                 v = fn()
                 if v != values[name]:

@@ -20,7 +20,10 @@ Components:
 
 from __future__ import annotations
 
+import json
+import os
 import random
+from pathlib import Path
 from typing import Any, Iterable
 
 import cocotb
@@ -39,14 +42,12 @@ from workloads.golden import GoldenAccelerator
 from workloads.params import HwParams
 
 __all__ = ["RequestItem", "RandomRequestSequence", "RequestDriver", "ResponseMonitor",
-           "TopScoreboard", "TopCoverage", "StallProbe", "TopEnv", "CTRL_STATES"]
+           "TopScoreboard", "TopCoverage", "StallProbe", "TopEnv", "ctrl_states"]
 
-#: Controller state names, in the order of ``CtrlState.names`` in
-#: ``hardware/src/main/scala/spatten/AttentionController.scala`` (a test checks this).
-CTRL_STATES: tuple[str, ...] = (
-    "idle", "loadQuery", "list", "keys", "summary", "probs", "values", "result",
-    "respHeader", "respWord1", "respO", "respIds", "tkScores", "tkCount", "tkIds",
-    "readImp", "clear", "respError")
+def ctrl_states() -> tuple[str, ...]:
+    """Controller state names by number, as the elaborator wrote them beside the
+    parameter JSON (``ctrl_states.json``, from ``CtrlState.names``)."""
+    return tuple(json.loads((Path(os.environ["SPATTEN_PARAMS"]).parent / "ctrl_states.json").read_text()))
 
 
 class RequestItem(uvm_sequence_item):

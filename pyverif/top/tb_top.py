@@ -29,8 +29,8 @@ from pyuvm import ConfigDB, uvm_factory, uvm_sequence, uvm_test
 
 from pyverif.common.seed import reproduce_hint, rng_for, run_seed
 from pyverif.common.uvm import write_report
-from pyverif.common.watchdog import ProgressTimeout, Watchdog
-from pyverif.top.env import (CTRL_STATES, RandomRequestSequence, RequestItem, ResponseMonitor,
+from pyverif.common.watchdog import Watchdog
+from pyverif.top.env import (ctrl_states, RandomRequestSequence, RequestItem, ResponseMonitor,
                              TopEnv, TopScoreboard, make_generator)
 from pyverif.top.stimulus import Stimulus, StimulusGenerator
 from workloads.commands import Word, decode_command, CommandError
@@ -103,7 +103,8 @@ class TopRandomTest(uvm_test):
     def _status(self) -> dict[str, str]:
         d = cocotb.top
         st = int(d.io_status_state.value)
-        name = CTRL_STATES[st] if st < len(CTRL_STATES) else f"#{st}"
+        names = ctrl_states()
+        name = names[st] if st < len(names) else f"#{st}"
         return {
             "controller": f"state={name} pass={int(d.io_status_pass.value)}",
             "fetcher": (f"issued={int(d.io_status_fetch_issued.value)} "
@@ -179,22 +180,6 @@ class _ReportingWatchdog(Watchdog):
     to the report file."""
 
     period = 16
-
-    async def _run(self) -> None:
-        values = {name: fn() for name, fn in self.probes.items()}
-        last_change = {name: 0 for name in self.probes}
-        newest = 0
-        while True:
-            await ClockCycles(self.clock, self.period)
-            self.cycle += self.period
-            for name, fn in self.probes.items():
-                v = fn()
-                if v != values[name]:
-                    values[name] = v
-                    last_change[name] = self.cycle
-                    newest = self.cycle
-            if self.armed and self.cycle - newest >= self.limit:
-                raise ProgressTimeout(self._report(last_change, values))
 
     def _report(self, last_change: dict[str, int], values: dict[str, object]) -> str:
         msg = super()._report(last_change, values) + f"\n  {reproduce_hint()}"

