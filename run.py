@@ -97,7 +97,7 @@ def main(workload: Path, preset: str, backend: str, dram_config: Path | None, li
     states = json.loads((hwbuild.elaborate("SpAttenTop", preset).dir / "ctrl_states.json").read_text())
     for res in (sparse, dense_res):
         if res is not None:
-            res.states = {(states[int(k)] if int(k) < len(states) else k): v for k, v in res.states.items()}
+            report.name_states(res, states)
     s = report.summarize(workload, preset, backend, sparse, dense_res)
     s["run_wall_s"] = time.monotonic() - t_start
     files = report.write_all(s, params, out)

@@ -69,7 +69,8 @@ def test_run_tiny_workload_end_to_end(tmp_path: Path) -> None:
     assert s["dram_reduction"] > 1
     # the per-stage breakdown names the controller's stages and covers every cycle
     stages = s["controller_state_cycles"]
-    assert {"keys", "probs", "values"} <= set(stages) and sum(stages.values()) >= s["cycles"]
+    assert {"keys", "summary"} <= set(stages["front"]) and {"probs", "values", "respIds"} <= set(stages["back"])
+    assert sum(stages["front"].values()) >= s["cycles"] and sum(stages["back"].values()) >= s["cycles"]
     for f in ("summary.md", "summary.txt", "per_layer_cycles.png", "traffic.png", "roofline.png"):
         assert (out / f).is_file(), f
     line = (out / "summary.txt").read_text().strip().split(",")

@@ -273,6 +273,15 @@ def _cocotb_build_dir(rtl: Rtl, waves: bool, dpi: bool) -> tuple[Path, DpiSource
     return BUILD_DIR / "sim" / f"{rtl.top}-{rtl.preset}{'-dpi' if dpi else ''}{'-waves' if waves else ''}-{key}", dpis
 
 
+def _without_opt(flags: Sequence[str]) -> list[str]:
+    """``flags`` without optimization levels: ``-CFLAGS`` reaches every compile, including
+    Verilator's large run-once constructors (``__Slow`` files, compiled with ``OPT_SLOW``,
+    no optimization), where ``-O2`` costs many minutes of g++ (the symbol-table constructor
+    of a ``--public-flat-rw`` model); the hot code and the DPI and harness sources get their
+    level from ``OPT_FAST``."""
+    return [f for f in flags if not f.startswith("-O")]
+
+
 def _verilator_warning_args() -> list[str]:
     # firtool's output is lint-clean for Verilator except for these, which it produces by
     # design (unused bits of wide buses, declaration order of generated wires).
@@ -288,11 +297,11 @@ def build_cocotb(top: str, preset: str, waves: bool = False, dpi: bool = False) 
     with _locked(build_dir):
         if not (build_dir / ".done").is_file():
             shutil.rmtree(build_dir, ignore_errors=True)
-            args = _verilator_warning_args() + ["--x-assign", "0", "--x-initial", "0", "-O2"]
+            args = _verilator_warning_args() + ["--assert", "--x-assign", "0", "--x-initial", "0", "-O2"]
             if dpis:
                 args += [str(f) for f in dpis.files]
-                if dpis.cflags:
-                    args += ["-CFLAGS", " ".join(dpis.cflags)]
+                if _without_opt(dpis.cflags):
+                    args += ["-CFLAGS", " ".join(_without_opt(dpis.cflags))]
                 if dpis.ldflags:
                     args += ["-LDFLAGS", " ".join(dpis.ldflags)]
             log(f"verilating {top} ({preset}{', DPI' if dpi else ''}{', waves' if waves else ''}) "
@@ -411,9 +420,9 @@ def build_native(top: str, preset: str, harness: Sequence[Path], dpi: bool = Tru
         if not (out / ".done").is_file():
             shutil.rmtree(out, ignore_errors=True)
             out.mkdir(parents=True)
-            all_cflags = ["-O2", "-std=c++17"] + list(cflags) + (dpis.cflags if dpis else [])
+            all_cflags = _without_opt(["-std=c++17"] + list(cflags) + (dpis.cflags if dpis else []))
             cmd = [str(verilator_root() / "bin" / "verilator"), "--cc", "--exe", "--build",
-                   "-j", "2", "-O3", "--x-assign", "0", "--x-initial", "0",
+                   "-j", "2", "-O3", "--assert", "--x-assign", "0", "--x-initial", "0",
                    "--top-module", top, "-Mdir", str(out), "-o", exe.name,
                    *_verilator_warning_args(), "-CFLAGS", " ".join(all_cflags),
                    *(["-LDFLAGS", " ".join(dpis.ldflags)] if dpis and dpis.ldflags else []),
@@ -421,8 +430,9 @@ def build_native(top: str, preset: str, harness: Sequence[Path], dpi: bool = Tru
                    *([str(f) for f in dpis.files] if dpis else [])]
             log(f"building the native simulator of {top} ({preset}) (verilator, a few minutes the first time)")
             env = tool_env()
-            # Verilator compiles the model's hot code with OPT_FAST (-Os by default); -O2
-            # simulates faster.
+            # Verilator compiles the model's hot code, the harness and the DPI sources with
+            # OPT_FAST (-Os by default); -O2 simulates faster. The run-once code keeps
+            # OPT_SLOW (no optimization; see _without_opt).
             env["MAKEFLAGS"] += " OPT_FAST=-O2"
             _run(cmd, out.parent / f"{out.name}.build.log", f"Verilator native build of {top} ({preset})", env=env)
             (out / ".done").write_text("ok\n")

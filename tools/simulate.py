@@ -130,8 +130,8 @@ def _collect(sim: Simulation, wall: float):
     states_file = Path(str(log) + ".states")
     if states_file.is_file():
         for line in states_file.read_text().splitlines()[1:]:
-            k, v = line.split(",")
-            res.states[k] = int(v)
+            unit, k, v = line.split(",")
+            res.states.setdefault(unit, {})[int(k)] = int(v)
     if check:
         packets, rest = split_packets(read_stream(resp))
         if rest or len(packets) != len(prog.expected):

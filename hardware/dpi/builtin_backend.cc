@@ -41,6 +41,10 @@ BackendStats BuiltinBackend::stats() const {
     s.latencySum += x.latencySum;
     s.latencyMax = std::max(s.latencyMax, x.latencyMax);
   }
+  // Every pseudo-channel returns one burst per max(nBL, nCCDS) cycles at best (RD -> RD).
+  const Timing& t = cfg_.timing;
+  s.peakBurstsPerCycle = static_cast<double>(cfg_.org.channels) * cfg_.org.pseudoChannels /
+                         std::max(t.nBL, std::max(t.nCCDS, 1));
   return s;
 }
 

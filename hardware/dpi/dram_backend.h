@@ -21,6 +21,9 @@ struct BackendStats {
   int64_t dramCycles = 0;       ///< DRAM cycles simulated
   double latencySum = 0;        ///< DRAM cycles from send() to completion, summed
   int64_t latencyMax = 0;
+  /// The most bursts the DRAM can return per DRAM cycle (its data buses at full rate, no
+  /// refresh, no row misses); negative when the backend does not know it.
+  double peakBurstsPerCycle = -1;
 };
 
 /// A timing model of the DRAM behind one accelerator port.

@@ -53,7 +53,14 @@ void channelJson(std::ostringstream& o, const PortStats& p, const RunInfo& run, 
     << ", \"max_latency_dram_cycles\": " << d.latencyMax << ", \"cycles\": " << p.accelCycles
     << ", \"busy_cycles\": " << p.busyCycles << ", \"dram_cycles\": " << d.dramCycles
     << ", \"busy_dram_cycles\": " << d.busyCycles << ", \"data_bus_cycles\": " << num(d.dataBusCycles)
-    << ", \"bandwidth_GBps\": " << real(gbps) << "}";
+    << ", \"bandwidth_GBps\": " << real(gbps) << ", \"peak_GBps\": ";
+  if (d.peakBurstsPerCycle < 0) {
+    o << "null";
+  } else {  // bursts per DRAM cycle -> GB/s (bytes per ns)
+    const double periodPs = run.dramClockPs > 0 ? run.dramClockPs : 1e6 / run.clockMhz;
+    o << real(d.peakBurstsPerCycle * run.burstBytes * 1000.0 / periodPs);
+  }
+  o << "}";
 }
 
 }  // namespace
@@ -69,6 +76,7 @@ std::string statsJson(const RunInfo& run, const std::vector<PortStats>& channels
   total.backend = run.backend;
   total.dram.rowHits = total.dram.rowMisses = total.dram.rowConflicts = total.dram.refreshes = 0;
   total.dram.dataBusCycles = 0;
+  total.dram.peakBurstsPerCycle = 0;
   for (size_t i = 0; i < channels.size(); ++i) {
     const PortStats& p = channels[i];
     channelJson(o, p, run, "    ");
@@ -90,6 +98,8 @@ std::string statsJson(const RunInfo& run, const std::vector<PortStats>& channels
     total.dram.latencyMax = std::max(total.dram.latencyMax, p.dram.latencyMax);
     total.dram.dramCycles = std::max(total.dram.dramCycles, p.dram.dramCycles);
     total.dram.busyCycles = std::max(total.dram.busyCycles, p.dram.busyCycles);
+    total.dram.peakBurstsPerCycle = (total.dram.peakBurstsPerCycle < 0 || p.dram.peakBurstsPerCycle < 0)
+                                        ? -1 : total.dram.peakBurstsPerCycle + p.dram.peakBurstsPerCycle;
   }
   o << "  ],\n  \"total\":\n";
   channelJson(o, total, run, "    ");

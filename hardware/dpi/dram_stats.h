@@ -23,7 +23,8 @@ struct RunInfo {
 /// One JSON object: run info, "channels": [per-channel objects], and "total".
 /// Per channel: reads, bytes, row_hits, row_misses, row_conflicts, refreshes (null
 /// when the backend does not report them), avg/max latency in accelerator cycles and
-/// in DRAM cycles, busy cycles (both clocks), data-bus cycles, bandwidth in GB/s.
+/// in DRAM cycles, busy cycles (both clocks), data-bus cycles, bandwidth in GB/s, and the
+/// DRAM's peak bandwidth in GB/s (null when the backend does not know it).
 std::string statsJson(const RunInfo& run, const std::vector<PortStats>& channels);
 
 /// Writes `text` to `path` atomically (temporary file + rename). Throws DramError.

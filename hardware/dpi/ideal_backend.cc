@@ -7,6 +7,7 @@
 namespace spatten::dram {
 
 IdealBackend::IdealBackend(int latency) : latency_(latency) {
+  stats_.peakBurstsPerCycle = 1.0;  // one request a cycle, like the port
   if (latency < 1) throw DramError("ideal backend: +ideal_latency must be >= 1, got " + std::to_string(latency));
 }
 

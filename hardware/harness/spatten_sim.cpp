@@ -8,7 +8,8 @@
 // Stream files: 16-byte records {uint64 data, uint64 flags (bit 0 = last)}, little-endian
 // (workloads/commands.py write_stream/read_stream). Plusargs go to the DPI DRAM model.
 // The log has one line per command: index, opcode, first-word cycle, response-last cycle,
-// response words. Per-cycle controller-state counts go to <log>.states (state,cycles).
+// response words. Per-cycle controller-state counts go to <log>.states (unit,state,cycles;
+// unit front or back, the two pipeline stages of AttentionController).
 // Exit status: 0 when every command got its response; 2 on bad arguments or files;
 // 3 when the accelerator stops making progress (the message names the stalled stage).
 
@@ -113,7 +114,7 @@ int main(int argc, char** argv) {
   std::vector<uint64_t> startCycle(numPackets, 0), endCycle(numPackets, 0), respWords(numPackets, 0);
   std::vector<Record> resp;
   resp.reserve(cmds.size() * 4);
-  std::map<unsigned, uint64_t> stateCycles;
+  std::map<unsigned, uint64_t> stateCycles, backStateCycles;
   std::mt19937 rng(opt.stallSeed);
 
   // Reset.
@@ -145,6 +146,7 @@ int main(int argc, char** argv) {
     const bool cmdFire = top->io_cmd_valid && top->io_cmd_ready;
     const bool respFire = top->io_resp_valid && top->io_resp_ready;
     stateCycles[top->io_status_state]++;
+    backStateCycles[top->io_status_backState]++;
     if (cmdFire) {
       if (w == packetStart[cmdPacket]) startCycle[cmdPacket] = cycle;
       if (cmds[w].flags & 1) ++cmdPacket;
@@ -165,10 +167,11 @@ int main(int argc, char** argv) {
       char buf[512];
       std::snprintf(buf, sizeof buf,
                     "no progress for %" PRIu64 " cycles at cycle %" PRIu64 ": %zu of %zu commands sent, %zu "
-                    "responses received%s; controller state %u (%s)",
+                    "responses received%s; front-end state %u, back-end state %u (%s)",
                     opt.maxIdle, cycle, cmdPacket, numPackets, respPacket,
                     respInPacket ? " (one partly)" : "", static_cast<unsigned>(top->io_status_state),
-                    "see io_status_state in AttentionController.scala");
+                    static_cast<unsigned>(top->io_status_backState),
+                    "names in ctrl_states.json beside the RTL: CtrlState and BackState in AttentionController.scala");
       top->final();
       fail(3, buf);
     }
@@ -191,8 +194,9 @@ int main(int argc, char** argv) {
     log += line;
   }
   writeAtomically(opt.log, log);
-  std::string states = "state,cycles\n";
-  for (const auto& [s, c] : stateCycles) states += std::to_string(s) + "," + std::to_string(c) + "\n";
+  std::string states = "unit,state,cycles\n";
+  for (const auto& [s, c] : stateCycles) states += "front," + std::to_string(s) + "," + std::to_string(c) + "\n";
+  for (const auto& [s, c] : backStateCycles) states += "back," + std::to_string(s) + "," + std::to_string(c) + "\n";
   writeAtomically(opt.log + ".states", states);
   std::fprintf(stderr, "[%s] %zu commands, %" PRIu64 " cycles in %.2f s (%.0f cycles/s)\n", opt.name.c_str(),
                numPackets, cycle, secs, secs > 0 ? cycle / secs : 0.0);

@@ -44,10 +44,12 @@ from workloads.params import HwParams
 __all__ = ["RequestItem", "RandomRequestSequence", "RequestDriver", "ResponseMonitor",
            "TopScoreboard", "TopCoverage", "StallProbe", "TopEnv", "ctrl_states"]
 
-def ctrl_states() -> tuple[str, ...]:
-    """Controller state names by number, as the elaborator wrote them beside the
-    parameter JSON (``ctrl_states.json``, from ``CtrlState.names``)."""
-    return tuple(json.loads((Path(os.environ["SPATTEN_PARAMS"]).parent / "ctrl_states.json").read_text()))
+def ctrl_states() -> dict[str, tuple[str, ...]]:
+    """Controller state names by number, per pipeline stage (``front``, ``back``), as the
+    elaborator wrote them beside the parameter JSON (``ctrl_states.json``, from
+    ``CtrlState.names`` and ``BackState.names``)."""
+    names = json.loads((Path(os.environ["SPATTEN_PARAMS"]).parent / "ctrl_states.json").read_text())
+    return {unit: tuple(v) for unit, v in names.items()}
 
 
 class RequestItem(uvm_sequence_item):

@@ -102,14 +102,20 @@ class TopRandomTest(uvm_test):
 
     def _status(self) -> dict[str, str]:
         d = cocotb.top
-        st = int(d.io_status_state.value)
         names = ctrl_states()
-        name = names[st] if st < len(names) else f"#{st}"
+
+        def name(unit: str, st: int) -> str:
+            return names[unit][st] if st < len(names[unit]) else f"#{st}"
+
+        def fetch(prefix: str) -> str:
+            return (f"issued={int(getattr(d, prefix + '_issued').value)} "
+                    f"delivered={int(getattr(d, prefix + '_delivered').value)} "
+                    f"inflight={int(getattr(d, prefix + '_inflight').value)}")
         return {
-            "controller": f"state={name} pass={int(d.io_status_pass.value)}",
-            "fetcher": (f"issued={int(d.io_status_fetch_issued.value)} "
-                        f"delivered={int(d.io_status_fetch_delivered.value)} "
-                        f"inflight={int(d.io_status_fetch_inflight.value)}"),
+            "controller": (f"state={name('front', int(d.io_status_state.value))} "
+                           f"back={name('back', int(d.io_status_backState.value))} "
+                           f"pass={int(d.io_status_pass.value)}"),
+            "fetcher": f"keys: {fetch('io_status_fetch')}; values: {fetch('io_status_valueFetch')}",
             "datapath": (f"keysIssued={int(d.io_status_keysIssued.value)} "
                          f"scoresDone={int(d.io_status_scoresDone.value)} "
                          f"probsDone={int(d.io_status_probsDone.value)} "
@@ -129,9 +135,10 @@ class TopRandomTest(uvm_test):
         probes = {
             "cmd words": lambda: env.driver.source.sent,
             "resp words": lambda: env.monitor.sink.received,
-            "controller state": lambda: int(d.io_status_state.value),
-            "fetch issued": lambda: int(d.io_status_fetch_issued.value),
-            "fetch delivered": lambda: int(d.io_status_fetch_delivered.value),
+            "controller state": lambda: (int(d.io_status_state.value), int(d.io_status_backState.value)),
+            "fetch issued": lambda: (int(d.io_status_fetch_issued.value), int(d.io_status_valueFetch_issued.value)),
+            "fetch delivered": lambda: (int(d.io_status_fetch_delivered.value),
+                                        int(d.io_status_valueFetch_delivered.value)),
             "scores": lambda: int(d.io_status_scoresDone.value),
             "probs": lambda: int(d.io_status_probsDone.value),
             "values": lambda: int(d.io_status_valuesDone.value),

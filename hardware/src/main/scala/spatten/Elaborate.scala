@@ -14,7 +14,7 @@ import java.nio.file.{Files, StandardCopyOption}
   * The pseudo-top `params` writes only the parameter JSON: `params:<preset>:<file.json>`.
   * Each output directory receives the split SystemVerilog files, any BlackBox resources,
   * `filelist.f` (the sources in compile order), `params.json` and `ctrl_states.json` (the
-  * controller's state names by number). Called by
+  * controller's front- and back-end state names by number). Called by
   * `tools/hwbuild.py`, which caches the outputs by source hash; elaboration itself has no
   * side effects, only this entry point writes files.
   */
@@ -27,6 +27,9 @@ object Elaborate {
     "DotProductArrayLanes3" -> (p => new DotProductArray(p, 3)),
     "KeyCombine" -> (p => new KeyCombine(p)),
     "PlaneUnpacker" -> (p => new PlaneUnpacker(p)),
+    "RowFetcher" -> (p => new RowFetcher(p)),
+    // Test top: two RowFetchers behind one DramArbiter (pyverif/fetch).
+    "FetchPair" -> (p => new FetchPair(p)),
     "SimDramChannel" -> (p => new SimDramChannel(p, 0)),
     "Softmax" -> (p => new Softmax(p)),
     "TopKEngine" -> (p => new TopKEngine(p)),
@@ -43,7 +46,9 @@ object Elaborate {
   val firtoolOpts: Array[String] = Array(
     "-disable-all-randomization",
     "-strip-debug-info",
-    "-default-layer-specialization=disable",
+    // Layers (the Verification layer holds every `assert`) are emitted inline, so the
+    // simulations check the RTL's own assertions (Verilator runs them with --assert).
+    "-default-layer-specialization=enable",
     "--lowering-options=disallowLocalVariables,locationInfoStyle=none"
   )
 
@@ -63,7 +68,9 @@ object Elaborate {
     write(new File(tmp, "filelist.f"), svFiles.mkString("", "\n", "\n"))
     write(new File(tmp, "params.json"), params.toJson)
     // The controller's states by number, for reports and hang messages (io_status_state).
-    write(new File(tmp, "ctrl_states.json"), CtrlState.names.map(n => s""""$n"""").mkString("[", ", ", "]\n"))
+    def names(ns: Seq[String]): String = ns.map(n => s""""$n"""").mkString("[", ", ", "]")
+    write(new File(tmp, "ctrl_states.json"),
+      s"""{"front": ${names(CtrlState.names)}, "back": ${names(BackState.names)}}\n""")
     deleteRecursively(outDir)
     Files.move(tmp.toPath, outDir.toPath, StandardCopyOption.ATOMIC_MOVE)
   }

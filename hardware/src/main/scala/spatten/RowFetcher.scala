@@ -12,6 +12,15 @@ class FetchedGroup(p: SpAttenParams) extends Bundle {
   val lastOfRow = Bool()
 }
 
+/** One row to fetch: `rowBursts` (1..maxRowBursts; 0 fetches nothing) whole bursts from
+  * byte address `base + index * rowBursts * burstBytes`. */
+class FetchRow(p: SpAttenParams) extends Bundle {
+  /** A token id, or for a linear fetch (a token list) a burst number. */
+  val index     = UInt(p.tokenBits.W)
+  val base      = UInt(p.dramAddrBits.W)
+  val rowBursts = UInt(RowFetcher.rowBurstBits(p).W)
+}
+
 /** Progress counters of a [[RowFetcher]], for testbenches that must name a stalled stage. */
 class FetcherStatus(p: SpAttenParams) extends Bundle {
   /** Requests issued to DRAM since reset (wraps). */
@@ -24,10 +33,10 @@ class FetcherStatus(p: SpAttenParams) extends Bundle {
 
 /** The multi-channel DRAM read engine shared by the token-list, key and value fetches.
   *
-  * Rows are named by an index stream (`rows`: a token id, or for a linear fetch a burst
-  * number); row `r` occupies `rowBursts` whole bursts from byte address
-  * `base + r * rowBursts * burstBytes` (SPEC.md section 4: plane rows start on a burst and
-  * the stride is whole bursts). Every burst goes to its channel
+  * Rows come as a stream of [[FetchRow]]s, each with its own plane base and size (so one
+  * engine can interleave rows of different planes); row `r` occupies `rowBursts` whole
+  * bursts from byte address `base + r * rowBursts * burstBytes` (SPEC.md section 4: plane
+  * rows start on a burst and the stride is whole bursts). Every burst goes to its channel
   * `(addr / burstBytes) % numChannels`.
   *
   * Micro-architecture, `W = min(numChannels, maxRowBursts)` bursts wide:
@@ -46,18 +55,15 @@ class FetcherStatus(p: SpAttenParams) extends Bundle {
   * (rows of at least `W` bursts) as long as each channel's round trip stays below about
   * `maxInflight` cycles per burst it delivers.
   *
-  * `base` and `rowBursts` (1..maxRowBursts) must stay stable while rows are in flight;
   * `idle` says that every issued request has been delivered and no row is being issued.
   *
   * @param p the hardware parameters
   */
 class RowFetcher(p: SpAttenParams) extends Module {
-  private val rowBurstBits = log2Ceil(p.maxRowBursts + 1).max(1)
+  private val rowBurstBits = RowFetcher.rowBurstBits(p)
   val width: Int = RowFetcher.width(p)
   val io = IO(new Bundle {
-    val base      = Input(UInt(p.dramAddrBits.W))
-    val rowBursts = Input(UInt(rowBurstBits.W))
-    val rows      = Flipped(Decoupled(UInt(p.tokenBits.W)))
+    val rows      = Flipped(Decoupled(new FetchRow(p)))
     val groups    = Decoupled(new FetchedGroup(p))
     val dram      = Vec(p.numChannels, new DramReadPort(p))
     val idle      = Output(Bool())
@@ -79,10 +85,11 @@ class RowFetcher(p: SpAttenParams) extends Module {
   val rowValid = RegInit(false.B)
   val rowAddr  = Reg(UInt(burstAddrBits.W)) // burst number of the row's first burst
   val burstIdx = Reg(UInt(rowBurstBits.W))
+  val rowLen   = Reg(UInt(rowBurstBits.W))
 
   val curBurst  = rowAddr + burstIdx
   val c0        = if (chBits == 0) 0.U else curBurst(chBits - 1, 0)
-  val remaining = io.rowBursts - burstIdx
+  val remaining = rowLen - burstIdx
   val k         = Mux(remaining > width.U, width.U, remaining)(cntBits - 1, 0)
   val lastGroup = remaining <= width.U
 
@@ -117,8 +124,10 @@ class RowFetcher(p: SpAttenParams) extends Module {
   when(issue) { burstIdx := burstIdx + k }
   when(issue && lastGroup) { rowValid := false.B }
   when(io.rows.fire) {
-    rowValid := io.rowBursts =/= 0.U
-    rowAddr  := (io.base >> burstLsb) + io.rows.bits * io.rowBursts
+    val r = io.rows.bits
+    rowValid := r.rowBursts =/= 0.U
+    rowAddr  := (r.base >> burstLsb) + r.index * r.rowBursts
+    rowLen   := r.rowBursts
     burstIdx := 0.U
   }
 
@@ -157,4 +166,7 @@ object RowFetcher {
   /** Bursts a [[RowFetcher]] issues and delivers a cycle: consecutive bursts of a row lie
     * on distinct channels, and a row has at most `maxRowBursts`. */
   def width(p: SpAttenParams): Int = math.min(p.numChannels, p.maxRowBursts)
+
+  /** Width of a row's burst count (0..maxRowBursts). */
+  def rowBurstBits(p: SpAttenParams): Int = log2Ceil(p.maxRowBursts + 1).max(1)
 }

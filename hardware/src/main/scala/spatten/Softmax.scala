@@ -31,14 +31,23 @@ class SoftmaxProb(params: SpAttenParams) extends Bundle {
   val last = Bool()
 }
 
+/** Starts the probability stream of a finished pass: its score bank, `N` and `R`
+  * (as its summary gave them). */
+class SoftmaxStreamCmd(p: SpAttenParams) extends Bundle {
+  val bank  = UInt(1.W)
+  val n     = UInt(p.tokenIdxBits.W)
+  val recip = UInt(Softmax.recipBits(p).W)
+}
+
 /** The fixed-point base-2 softmax of SPEC.md section 2, step 2, over up to `maxTokens`
-  * scores.
+  * scores, with two score banks so that one request's probabilities stream out while the
+  * next request's scores come in.
   *
-  * Phases of one pass:
-  *  1. collect: `scores` accepted one a cycle into a buffer of `maxTokens` entries while
-  *     the maximum `m` is tracked; `cfg` is sampled with the first score. The pass ends
-  *     with the beat that has `last`. Scores beyond `maxTokens` are dropped (the
-  *     controller never sends them: N <= maxTokens is checked at the command).
+  * The pass side (one pass at a time):
+  *  1. collect: `scores` accepted one a cycle into bank `bank` (sampled, with `cfg`, at the
+  *     first score) while the maximum `m` is tracked. The pass ends with the beat that has
+  *     `last`. Scores beyond `maxTokens` are dropped (the controller never sends them:
+  *     N <= maxTokens is checked at the command).
   *  2. exponent: every buffered score is read back, `d_j = m - s_j`,
   *     `t_j = (d_j * scoreScale) >> scoreShift`, `e_j = 0` if `t_j >= 2^13` else
   *     `EXP2LUT[t_j & 255] >> (t_j >> 8)`, written back over `s_j`; `E` and
@@ -47,26 +56,31 @@ class SoftmaxProb(params: SpAttenParams) extends Bundle {
   *  3. reciprocal: `R = floor(2^48 / E)` by [[Reciprocal]] (2 quotient bits a cycle,
   *     25 cycles).
   *  4. summary: one beat on `summary`: `pmax = (max_j e_j * R) >> 32`, `E`, `R`, `N`.
-  *  5. stream: `p_j = (e_j * R) >> 32` for `j = 0..N-1` on `probs`, `last` on the final
-  *     one, one a cycle under back-pressure.
+  *     Taking it ends the pass; the bank keeps the `e_j`.
   *
-  * Discard: a one-cycle `discard` pulse while the summary is offered (state summary,
-  * whether or not it is taken that cycle) or while the probabilities stream drops the
-  * rest of the pass and returns to idle (used to drop pass 1 when requantization
-  * follows). `discard` at other times is ignored. `busy` is high from the first score
-  * to the end of the pass.
+  * The stream side, independent of the pass side: a `stream` command names a bank holding
+  * a finished pass, with its `N` (at least 1: the pass's own count) and `R`; `p_j = (e_j * R) >> 32` for `j = 0..N-1` leave
+  * on `probs`, `last` on the final one, one a cycle under back-pressure. A pass whose
+  * summary was taken and that is not streamed (pass 1 followed by requantization) is
+  * simply overwritten by a later pass.
+  *
+  * The user keeps the two sides on different banks (a pass must not collect into the bank
+  * being streamed); a simulation assertion checks it. `busy` is high from the first score
+  * to the summary taken; `streaming` while a stream runs.
   *
   * Latency for N scores after the last score: about N + 2 (exponent) + 26 (reciprocal)
   * + 1 cycles to the summary.
   */
 class Softmax(p: SpAttenParams) extends Module {
   val io = IO(new Bundle {
-    val cfg     = Input(new SoftmaxConfig)
-    val scores  = Flipped(Decoupled(new SoftmaxScore(p)))
-    val summary = Decoupled(new SoftmaxSummary(p))
-    val probs   = Decoupled(new SoftmaxProb(p))
-    val discard = Input(Bool())
-    val busy    = Output(Bool())
+    val cfg       = Input(new SoftmaxConfig)
+    val bank      = Input(UInt(1.W))
+    val scores    = Flipped(Decoupled(new SoftmaxScore(p)))
+    val summary   = Decoupled(new SoftmaxSummary(p))
+    val stream    = Flipped(Decoupled(new SoftmaxStreamCmd(p)))
+    val probs     = Decoupled(new SoftmaxProb(p))
+    val busy      = Output(Bool())
+    val streaming = Output(Bool())
   })
 
   private val scoreBits = DotProductArray.scoreBits(p)
@@ -75,28 +89,48 @@ class Softmax(p: SpAttenParams) extends Module {
   private val cntBits   = p.tokenIdxBits
   private val tIntLimit = 5 + p.expLutFracBits // t >= 2^13 saturates
 
-  val sIdle :: sCollect :: sExp :: sDiv :: sSummary :: sStream :: Nil = Enum(6)
+  val sIdle :: sCollect :: sExp :: sDiv :: sSummary :: Nil = Enum(5)
   val state = RegInit(sIdle)
 
-  val buf     = SyncReadMem(p.maxTokens, UInt(scoreBits.W)) // s_j, then e_j
   val cfg     = Reg(new SoftmaxConfig)
+  val bank    = RegInit(0.U(1.W))       // the pass side's bank
   val count   = Reg(UInt(cntBits.W))   // scores received / N
   val maxS    = Reg(SInt(scoreBits.W))
   val sumE    = Reg(UInt(Softmax.sumEBits(p).W))
   val maxE    = Reg(UInt(eBits.W))
   val recip   = Reg(UInt(Softmax.recipBits(p).W))
 
+  // stream side
+  val streaming = RegInit(false.B)
+  val sBank     = RegInit(0.U(1.W))
+  val sCount    = Reg(UInt(cntBits.W))
+  val sRecip    = Reg(UInt(Softmax.recipBits(p).W))
+
   io.busy := state =/= sIdle
+  io.streaming := streaming
+
+  // ---- the two banks: s_j, then e_j ----
+  val bufs = Seq.fill(2)(SyncReadMem(p.maxTokens, UInt(scoreBits.W)))
+  val passRead   = WireDefault(0.U(idxBits.W))
+  val streamRead = WireDefault(0.U(idxBits.W))
+  val writeEn    = WireDefault(false.B)
+  val writeBank  = WireDefault(bank)
+  val writeAddr  = WireDefault(0.U(idxBits.W))
+  val writeData  = WireDefault(0.U(scoreBits.W))
+  val rd = bufs.zipWithIndex.map { case (m, b) =>
+    val passOwns = state === sExp && bank === b.U
+    val data = m.read(Mux(passOwns, passRead, streamRead))
+    when(writeEn && writeBank === b.U) { m.write(writeAddr, writeData) }
+    data
+  }
+  val passData   = Mux(bank === 1.U, rd(1), rd(0))
+  val streamData = Mux(sBank === 1.U, rd(1), rd(0))
+  assert(!(streaming && state =/= sIdle && bank === sBank), "Softmax: a pass uses the bank being streamed")
+  assert(!(io.scores.fire && state === sIdle && io.bank === Mux(io.stream.fire, io.stream.bits.bank, sBank) &&
+    (streaming || io.stream.fire)), "Softmax: a pass starts in the bank being streamed")
 
   // ---- 1. collect ----
   io.scores.ready := state === sIdle || state === sCollect
-  val readAddr = Wire(UInt(idxBits.W))
-  readAddr := 0.U
-  val readData = buf.read(readAddr)
-  val writeEn   = WireDefault(false.B)
-  val writeAddr = WireDefault(0.U(idxBits.W))
-  val writeData = WireDefault(0.U(scoreBits.W))
-  when(writeEn) { buf.write(writeAddr, writeData) }
 
   // exponent-phase pipeline registers (declared here: reset on a new pass)
   val expIssue   = Reg(UInt(cntBits.W))
@@ -109,9 +143,13 @@ class Softmax(p: SpAttenParams) extends Module {
 
   when(io.scores.fire) {
     val first = state === sIdle
-    when(first) { cfg := io.cfg }
+    when(first) {
+      cfg := io.cfg
+      bank := io.bank
+    }
     when(count < p.maxTokens.U || first) {
       writeEn := true.B
+      writeBank := Mux(first, io.bank, bank)
       writeAddr := Mux(first, 0.U, count(idxBits - 1, 0))
       writeData := io.scores.bits.s.asUInt
     }
@@ -133,12 +171,12 @@ class Softmax(p: SpAttenParams) extends Module {
   when(state === sExp) {
     // stage A: issue the read of score expIssue
     val issue = expIssue < count
-    readAddr := expIssue(idxBits - 1, 0)
+    passRead := expIssue(idxBits - 1, 0)
     a1Valid := issue
     a1Idx := expIssue(idxBits - 1, 0)
     when(issue) { expIssue := expIssue + 1.U }
     // stage B: t from the score read last cycle
-    val d = (maxS.pad(scoreBits + 1) - readData.asSInt.pad(scoreBits + 1)).asUInt(scoreBits - 1, 0)
+    val d = (maxS.pad(scoreBits + 1) - passData.asSInt.pad(scoreBits + 1)).asUInt(scoreBits - 1, 0)
     val t = (d * cfg.scoreScale) >> cfg.scoreShift
     a2Valid := a1Valid
     a2Idx := a1Idx
@@ -169,47 +207,47 @@ class Softmax(p: SpAttenParams) extends Module {
     state := sSummary
   }
 
-  // ---- 4./5. summary, stream ----
+  // ---- 4. summary ----
   val shiftOut = 2 * p.probFracBits // (e * R) >> 32
-  def prob(e: UInt): UInt = ((e(eBits - 1, 0) * recip) >> shiftOut)(eBits - 1, 0)
+  def prob(e: UInt, r: UInt): UInt = ((e(eBits - 1, 0) * r) >> shiftOut)(eBits - 1, 0)
 
   io.summary.valid := state === sSummary
-  io.summary.bits.pmax := prob(maxE)
+  io.summary.bits.pmax := prob(maxE, recip)
   io.summary.bits.sumE := sumE
   io.summary.bits.recip := recip
   io.summary.bits.n := count
+  when(io.summary.fire) { state := sIdle }
 
+  // ---- 5. stream ----
   val outValid = RegInit(false.B)
   val outIdx   = Reg(UInt(idxBits.W))
   val nextIdx  = Reg(UInt(cntBits.W))
   val advance  = !outValid || io.probs.ready
-  when(state === sStream) {
-    // the read issued this cycle returns next cycle, for the index then in the output
-    readAddr := Mux(advance, nextIdx(idxBits - 1, 0), outIdx)
-    when(advance) {
-      outValid := nextIdx < count
-      when(nextIdx < count) {
-        outIdx := nextIdx(idxBits - 1, 0)
-        nextIdx := nextIdx + 1.U
-      }
-      when(outValid && nextIdx === count) { state := sIdle } // the last beat was taken
-    }
-  }
-  io.probs.valid := outValid
-  io.probs.bits.p := prob(readData)
-  io.probs.bits.idx := outIdx
-  io.probs.bits.last := outIdx === count - 1.U
-
-  when(io.summary.fire) {
-    state := sStream
+  io.stream.ready := !streaming
+  when(io.stream.fire) {
+    streaming := true.B
+    sBank := io.stream.bits.bank
+    sCount := io.stream.bits.n
+    sRecip := io.stream.bits.recip
     nextIdx := 0.U
     outValid := false.B
   }
-
-  when(io.discard && (state === sSummary || state === sStream)) {
-    state := sIdle
-    outValid := false.B
+  when(streaming) {
+    // the read issued this cycle returns next cycle, for the index then in the output
+    streamRead := Mux(advance, nextIdx(idxBits - 1, 0), outIdx)
+    when(advance) {
+      outValid := nextIdx < sCount
+      when(nextIdx < sCount) {
+        outIdx := nextIdx(idxBits - 1, 0)
+        nextIdx := nextIdx + 1.U
+      }
+      when(outValid && nextIdx === sCount) { streaming := false.B } // the last beat was taken
+    }
   }
+  io.probs.valid := outValid
+  io.probs.bits.p := prob(streamData, sRecip)
+  io.probs.bits.idx := outIdx
+  io.probs.bits.last := outIdx === sCount - 1.U
 }
 
 object Softmax {
