@@ -97,11 +97,17 @@ class SoftmaxCoverage(CoverageBase):
     summary was pending), ``scoresWait`` (a pass's first score offered while the previous
     pass was still computing), ``streamWaits`` (a stream command offered while the
     previous stream ran), ``lateStream`` (streamed after the next pass's summary),
-    ``noStreamBankReused`` (the pass after a non-streamed one collected into its bank)."""
+    ``noStreamBankReused`` (the pass after a non-streamed one collected into its bank).
+    The running-maximum bins cover the collect-time exponents: ``maxFirst`` (the maximum
+    at position 0: nothing to recompute), ``maxLast`` (first reached at N-1: everything
+    before it recomputed), ``maxRisesOften`` (the running maximum rose at least 4 times)
+    and ``maxRisesBackToBack`` (it rose at two consecutive positions, while the first
+    one's exponent was still in the pipeline)."""
 
     bins = ("n1", "nCapacity", "allEqual", "extremeScores", "saturated", "shift0", "scale0",
             "lutEntry255", "streamed", "noStream", "noStreamBankReused", "bank0", "bank1",
-            "overlap", "overlapCompute", "scoresWait", "streamWaits", "lateStream")
+            "overlap", "overlapCompute", "scoresWait", "streamWaits", "lateStream",
+            "maxFirst", "maxLast", "maxRisesOften", "maxRisesBackToBack")
 
     def sample(self, item: SoftmaxItem) -> Iterable[str]:
         s, n = item.scores, len(item.scores)
@@ -114,6 +120,14 @@ class SoftmaxCoverage(CoverageBase):
                 "streamed": item.mode == "stream", "noStream": item.mode == "noStream",
                 "lateStream": item.mode == "stream" and item.late,
                 "bank0": item.bank == 0, "bank1": item.bank == 1}
+        rises, best = [], None
+        for j, x in enumerate(s):
+            if best is None or x > best:
+                rises.append(j)
+                best = x
+        cond.update({"maxFirst": n > 1 and rises[-1] == 0, "maxLast": n > 1 and rises[-1] == n - 1,
+                     "maxRisesOften": len(rises) >= 5,
+                     "maxRisesBackToBack": any(b - a == 1 for a, b in zip(rises[1:], rises[2:]))})
         return [b for b, c in cond.items() if c] + sorted(item.flags)
 
 
@@ -128,6 +142,15 @@ def draw_scores(rng, n: int, dmax: int, kind: str) -> list[int]:
     if kind == "narrow":
         base = rng.randint(smin // 2, smax // 2)
         return [base + rng.randint(-300, 300) for _ in range(n)]
+    if kind == "rising":   # strictly increasing: the running maximum rises at every position
+        out, x = [], rng.randint(smin // 2, 0)
+        for _ in range(n):
+            x += rng.randint(1, 1 << 12)
+            out.append(x)
+        return out
+    if kind == "sink":     # the maximum first (an attention sink), the rest well below
+        rest = [rng.randint(smin // 4, 0) for _ in range(n - 1)]
+        return [max(rest, default=0) + rng.randint(1, 1 << 12)] + rest
     if kind == "ties":
         vals = [rng.randint(-1000, 1000) for _ in range(3)]
         return [rng.choice(vals) for _ in range(n)]
@@ -235,7 +258,7 @@ class SoftmaxRandomTest(UnitTest):
             fs = range(r * per + 1, min(256, (r + 1) * per + 1))
             return SoftmaxItem(r, [0] + [-f for f in fs], 1, 0, "stream", p)
         n = rng.choice([1, cap, rng.randint(1, 16), rng.randint(1, cap)])
-        scores = draw_scores(rng, n, dmax, rng.choice(["random", "equal", "extreme", "narrow", "ties"]))
+        scores = draw_scores(rng, n, dmax, rng.choice(["random", "equal", "extreme", "narrow", "ties", "rising", "sink"]))
         scale = rng.choice([0, 0xFFFF, rng.randint(0, 0xFFFF), 369])
         shift = rng.choice([0, 63, rng.randint(0, 63), rng.randint(20, 40)])
         mode = rng.choice(["stream", "stream", "noStream"])

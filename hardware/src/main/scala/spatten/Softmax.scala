@@ -40,36 +40,47 @@ class SoftmaxStreamCmd(p: SpAttenParams) extends Bundle {
 }
 
 /** The fixed-point base-2 softmax of SPEC.md section 2, step 2, over up to `maxTokens`
-  * scores, with two score banks so that one request's probabilities stream out while the
-  * next request's scores come in.
+  * scores, with two banks so that one request's probabilities stream out while the next
+  * request's scores come in.
   *
   * The pass side (one pass at a time):
   *  1. collect: `scores` accepted one a cycle into bank `bank` (sampled, with `cfg`, at the
-  *     first score) while the maximum `m` is tracked. The pass ends with the beat that has
-  *     `last`. Scores beyond `maxTokens` are dropped (the controller never sends them:
-  *     N <= maxTokens is checked at the command).
-  *  2. exponent: every buffered score is read back, `d_j = m - s_j`,
-  *     `t_j = (d_j * scoreScale) >> scoreShift`, `e_j = 0` if `t_j >= 2^13` else
-  *     `EXP2LUT[t_j & 255] >> (t_j >> 8)`, written back over `s_j`; `E` and
-  *     `max_j e_j` accumulate. The 256-entry table is built at elaboration from the
-  *     SPEC formula `round_half_up(2^16 * 2^(-f/256))`. One score a cycle, 2 stages.
+  *     first score) while the running maximum is tracked, and each score's exponent is
+  *     computed at once against the running maximum *including it*:
+  *     `d_j = m_j - s_j`, `t_j = (d_j * scoreScale) >> scoreShift`, `e_j = 0` if
+  *     `t_j >= 2^13` else `EXP2LUT[t_j & 255] >> (t_j >> 8)`. Let `k` be the position where
+  *     the final maximum `m` first appeared: every `e_j` with `j >= k` was computed against
+  *     `m` and is final, and `E` and `max_j e_j` of those accumulate as they come (they
+  *     restart whenever the running maximum rises). The 256-entry table is built at
+  *     elaboration from the SPEC formula `round_half_up(2^16 * 2^(-f/256))`. The pass ends
+  *     with the beat that has `last`. Scores beyond `maxTokens` are dropped (the controller
+  *     never sends them: N <= maxTokens is checked at the command).
+  *  2. exponent: only the stale prefix `j < k` is read back and recomputed against `m`,
+  *     [[Softmax.lanes]] scores a cycle (the banks hold that many to a row), adding to `E`
+  *     and `max_j e_j`. With the maximum at the first position (an attention sink, common
+  *     in language models) this takes no cycles; at worst N / lanes.
   *  3. reciprocal: `R = floor(2^48 / E)` by [[Reciprocal]] (2 quotient bits a cycle,
   *     25 cycles).
   *  4. summary: one beat on `summary`: `pmax = (max_j e_j * R) >> 32`, `E`, `R`, `N`.
   *     Taking it ends the pass; the bank keeps the `e_j`.
   *
+  * The results equal those of computing every `e_j` after the maximum is known, bit for
+  * bit (the same formula on the same `d_j`).
+  *
   * The stream side, independent of the pass side: a `stream` command names a bank holding
-  * a finished pass, with its `N` (at least 1: the pass's own count) and `R`; `p_j = (e_j * R) >> 32` for `j = 0..N-1` leave
-  * on `probs`, `last` on the final one, one a cycle under back-pressure. A pass whose
-  * summary was taken and that is not streamed (pass 1 followed by requantization) is
-  * simply overwritten by a later pass.
+  * a finished pass, with its `N` (at least 1: the pass's own count) and `R`;
+  * `p_j = (e_j * R) >> 32` for `j = 0..N-1` leave on `probs`, `last` on the final one, one
+  * a cycle under back-pressure. A pass whose summary was taken and that is not streamed
+  * (pass 1 followed by requantization) is simply overwritten by a later pass.
   *
-  * The user keeps the two sides on different banks (a pass must not collect into the bank
-  * being streamed); a simulation assertion checks it. `busy` is high from the first score
-  * to the summary taken; `streaming` while a stream runs.
+  * Each bank is a score memory (written by collect, read by the exponent phase) and an
+  * exponent memory (written by the pass side, read by the stream side). The user keeps the
+  * two sides on different banks (a pass must not collect into the bank being streamed);
+  * a simulation assertion checks it. `busy` is high from the first score to the summary
+  * taken; `streaming` while a stream runs.
   *
-  * Latency for N scores after the last score: about N + 2 (exponent) + 26 (reciprocal)
-  * + 1 cycles to the summary.
+  * Latency from the last score to the summary: `ceil(k / lanes)` + 4 + 26 (reciprocal)
+  * + 1 cycles.
   */
 class Softmax(p: SpAttenParams) extends Module {
   val io = IO(new Bundle {
@@ -96,8 +107,11 @@ class Softmax(p: SpAttenParams) extends Module {
   val bank    = RegInit(0.U(1.W))       // the pass side's bank
   val count   = Reg(UInt(cntBits.W))   // scores received / N
   val maxS    = Reg(SInt(scoreBits.W))
+  val maxPos  = Reg(UInt(idxBits.W))    // k: where the running maximum first appeared
   val sumE    = Reg(UInt(Softmax.sumEBits(p).W))
   val maxE    = Reg(UInt(eBits.W))
+  val accValid = RegInit(false.B)       // sumE / maxE hold the final e_j of positions >= accPos
+  val accPos  = Reg(UInt(idxBits.W))
   val recip   = Reg(UInt(Softmax.recipBits(p).W))
 
   // stream side
@@ -109,89 +123,165 @@ class Softmax(p: SpAttenParams) extends Module {
   io.busy := state =/= sIdle
   io.streaming := streaming
 
-  // ---- the two banks: s_j, then e_j ----
-  val bufs = Seq.fill(2)(SyncReadMem(p.maxTokens, UInt(scoreBits.W)))
-  val passRead   = WireDefault(0.U(idxBits.W))
-  val streamRead = WireDefault(0.U(idxBits.W))
-  val writeEn    = WireDefault(false.B)
-  val writeBank  = WireDefault(bank)
-  val writeAddr  = WireDefault(0.U(idxBits.W))
-  val writeData  = WireDefault(0.U(scoreBits.W))
-  val rd = bufs.zipWithIndex.map { case (m, b) =>
-    val passOwns = state === sExp && bank === b.U
-    val data = m.read(Mux(passOwns, passRead, streamRead))
-    when(writeEn && writeBank === b.U) { m.write(writeAddr, writeData) }
-    data
+  // ---- the two banks: scores s_j and exponents e_j, L = Softmax.lanes to a row ----
+  private val L        = Softmax.lanes
+  private val laneBits = log2Ceil(L)
+  private val rows     = (p.maxTokens + L - 1) / L
+  private val rowBits  = log2Ceil(rows).max(1)
+  def rowOf(j: UInt): UInt = (j >> laneBits)(rowBits - 1, 0)
+  def laneOf(j: UInt): UInt = j(laneBits - 1, 0)
+  def oneLane(j: UInt): Seq[Bool] = (0 until L).map(i => laneOf(j) === i.U)
+
+  val sBufs = Seq.fill(2)(SyncReadMem(rows, Vec(L, UInt(scoreBits.W))))
+  val eBufs = Seq.fill(2)(SyncReadMem(rows, Vec(L, UInt(eBits.W))))
+  val scoreRead  = WireDefault(0.U(rowBits.W))
+  val streamRead = WireDefault(0.U(rowBits.W))
+  val sWriteEn   = WireDefault(false.B)
+  val sWriteBank = WireDefault(bank)
+  val sWriteIdx  = WireDefault(0.U(idxBits.W))
+  val eWriteEn   = WireDefault(false.B)
+  val eWriteRow  = WireDefault(0.U(rowBits.W))
+  val eWriteData = WireDefault(VecInit(Seq.fill(L)(0.U(eBits.W))))
+  val eWriteMask = WireDefault(VecInit(Seq.fill(L)(false.B)))
+  val sRd = sBufs.zipWithIndex.map { case (m, b) =>
+    when(sWriteEn && sWriteBank === b.U) {
+      m.write(rowOf(sWriteIdx), VecInit(Seq.fill(L)(io.scores.bits.s.asUInt)), oneLane(sWriteIdx))
+    }
+    m.read(scoreRead)
   }
-  val passData   = Mux(bank === 1.U, rd(1), rd(0))
-  val streamData = Mux(sBank === 1.U, rd(1), rd(0))
+  val eRd = eBufs.zipWithIndex.map { case (m, b) =>
+    when(eWriteEn && bank === b.U) { m.write(eWriteRow, eWriteData, eWriteMask) }
+    m.read(streamRead)
+  }
+  val passScores = Mux(bank === 1.U, sRd(1), sRd(0))
+  val streamRow  = Mux(sBank === 1.U, eRd(1), eRd(0))
   assert(!(streaming && state =/= sIdle && bank === sBank), "Softmax: a pass uses the bank being streamed")
   assert(!(io.scores.fire && state === sIdle && io.bank === Mux(io.stream.fire, io.stream.bits.bank, sBank) &&
     (streaming || io.stream.fire)), "Softmax: a pass starts in the bank being streamed")
 
+  // ---- exponents: t = ((m - s) * scale) >> shift, then e from the table ----
+  val lut = VecInit(Softmax.exp2Table(p).map(_.U(eBits.W)))
+  /** (t's low bits, saturated) of score `s` against maximum `m`. */
+  def tOf(m: SInt, s: SInt, c: SoftmaxConfig): (UInt, Bool) = {
+    val d = (m.pad(scoreBits + 1) - s.pad(scoreBits + 1)).asUInt(scoreBits - 1, 0)
+    val t = (d * c.scoreScale) >> c.scoreShift
+    (t(tIntLimit - 1, 0), (t >> tIntLimit).orR)
+  }
+  def eOf(t: UInt, sat: Bool): UInt =
+    Mux(sat, 0.U, lut(t(p.expLutFracBits - 1, 0)) >> t(tIntLimit - 1, p.expLutFracBits))
+
+  // ---- collect pipeline: one score a cycle against the running maximum ----
+  val in0Valid = WireDefault(false.B)
+  val in0Idx   = WireDefault(0.U(idxBits.W))
+  val in0S     = WireDefault(0.S(scoreBits.W))
+  val in0M     = WireDefault(0.S(scoreBits.W))
+  val in0Pos   = WireDefault(0.U(idxBits.W))
+  // stage 1: t
+  val p1Valid = RegInit(false.B)
+  val p1Idx   = Reg(UInt(idxBits.W))
+  val p1T     = Reg(UInt(tIntLimit.W))
+  val p1Sat   = Reg(Bool())
+  val p1Pos   = Reg(UInt(idxBits.W))
+  // the first score of a pass uses the configuration sampled with it
+  val (t0, sat0) = tOf(in0M, in0S, Mux(state === sIdle, io.cfg, cfg))
+  p1Valid := in0Valid
+  p1Idx := in0Idx
+  p1T := t0
+  p1Sat := sat0
+  p1Pos := in0Pos
+  // stage 2: e, written to the exponent memory; accumulated when final
+  val e = eOf(p1T, p1Sat)
+  when(p1Valid) {
+    eWriteEn := true.B
+    eWriteRow := rowOf(p1Idx)
+    eWriteData := VecInit(Seq.fill(L)(e))
+    eWriteMask := VecInit(oneLane(p1Idx))
+    when(accValid && accPos === p1Pos) {
+      sumE := sumE + e
+      maxE := Mux(e > maxE, e, maxE)
+    }.elsewhen(p1Pos === maxPos) {
+      // the first e_j against a new running maximum (the maximum's own): restart
+      sumE := e
+      maxE := e
+      accValid := true.B
+      accPos := p1Pos
+    }
+    // otherwise computed against a maximum that has since risen: recomputed later
+  }
+
+  // ---- recompute pipeline: L stale scores a cycle against the final maximum ----
+  val expRow   = Reg(UInt(cntBits.W))   // next row to read
+  val a1Valid  = RegInit(false.B)       // the read of row a1Row is in flight (data next cycle)
+  val a1Row    = Reg(UInt(rowBits.W))
+  val r1Valid  = RegInit(false.B)
+  val r1Row    = Reg(UInt(rowBits.W))
+  val r1T      = Reg(Vec(L, UInt(tIntLimit.W)))
+  val r1Sat    = Reg(Vec(L, Bool()))
+  val r1Mask   = Reg(Vec(L, Bool()))
+  r1Valid := false.B
+  when(a1Valid) {
+    r1Valid := true.B
+    r1Row := a1Row
+    for (i <- 0 until L) {
+      val (ti, si) = tOf(maxS, passScores(i).asSInt, cfg)
+      r1T(i) := ti
+      r1Sat(i) := si
+      r1Mask(i) := Cat(a1Row, i.U(laneBits.W)) < maxPos // only the stale prefix
+    }
+  }
+  when(r1Valid) {
+    val es = VecInit((0 until L).map(i => Mux(r1Mask(i), eOf(r1T(i), r1Sat(i)), 0.U)))
+    eWriteEn := true.B
+    eWriteRow := r1Row
+    eWriteData := es
+    eWriteMask := r1Mask
+    sumE := sumE + es.reduceTree(_ +& _)
+    val m = es.reduceTree((x, y) => Mux(x > y, x, y))
+    maxE := Mux(m > maxE, m, maxE)
+  }
+  assert(!(p1Valid && r1Valid), "Softmax: both exponent pipelines write in one cycle")
+
   // ---- 1. collect ----
   io.scores.ready := state === sIdle || state === sCollect
-
-  // exponent-phase pipeline registers (declared here: reset on a new pass)
-  val expIssue   = Reg(UInt(cntBits.W))
-  val a1Valid    = RegInit(false.B)  // the read of a1Idx is in flight (data next cycle)
-  val a1Idx      = Reg(UInt(idxBits.W))
-  val a2Valid    = RegInit(false.B)  // t computed for a2Idx
-  val a2Idx      = Reg(UInt(idxBits.W))
-  val a2T        = Reg(UInt(tIntLimit.W))
-  val a2Sat      = Reg(Bool())
-
   when(io.scores.fire) {
     val first = state === sIdle
+    val j = Mux(first, 0.U, count(idxBits - 1, 0))
+    val s = io.scores.bits.s
+    val rise = first || s > maxS
     when(first) {
       cfg := io.cfg
       bank := io.bank
+      accValid := false.B
     }
-    when(count < p.maxTokens.U || first) {
-      writeEn := true.B
-      writeBank := Mux(first, io.bank, bank)
-      writeAddr := Mux(first, 0.U, count(idxBits - 1, 0))
-      writeData := io.scores.bits.s.asUInt
+    val inRange = count < p.maxTokens.U || first
+    when(inRange) {
+      sWriteEn := true.B
+      sWriteBank := Mux(first, io.bank, bank)
+      sWriteIdx := j
+      in0Valid := true.B
+      in0Idx := j
+      in0S := s
+      in0M := Mux(rise, s, maxS)
+      in0Pos := Mux(rise, j, maxPos)
     }
-    val newCount = Mux(first, 1.U, Mux(count < p.maxTokens.U, count + 1.U, count))
-    count := newCount
-    maxS := Mux(first || io.scores.bits.s > maxS, io.scores.bits.s, maxS)
+    when(rise && inRange) {
+      maxS := s
+      maxPos := j
+    }
+    count := Mux(first, 1.U, Mux(count < p.maxTokens.U, count + 1.U, count))
     state := Mux(io.scores.bits.last, sExp, sCollect)
-    when(io.scores.bits.last) {
-      expIssue := 0.U
-      a1Valid := false.B
-      a2Valid := false.B
-      sumE := 0.U
-      maxE := 0.U
-    }
+    when(io.scores.bits.last) { expRow := 0.U; a1Valid := false.B }
   }
 
-  // ---- 2. exponent ----
-  val lut = VecInit(Softmax.exp2Table(p).map(_.U(eBits.W)))
+  // ---- 2. exponent: the stale prefix j < maxPos, L a cycle ----
   when(state === sExp) {
-    // stage A: issue the read of score expIssue
-    val issue = expIssue < count
-    passRead := expIssue(idxBits - 1, 0)
+    // rows holding positions below maxPos; the collect pipeline (one stage) empties first
+    val issue = (expRow << laneBits) < maxPos && !p1Valid
+    scoreRead := expRow(rowBits - 1, 0)
     a1Valid := issue
-    a1Idx := expIssue(idxBits - 1, 0)
-    when(issue) { expIssue := expIssue + 1.U }
-    // stage B: t from the score read last cycle
-    val d = (maxS.pad(scoreBits + 1) - passData.asSInt.pad(scoreBits + 1)).asUInt(scoreBits - 1, 0)
-    val t = (d * cfg.scoreScale) >> cfg.scoreShift
-    a2Valid := a1Valid
-    a2Idx := a1Idx
-    a2T := t(tIntLimit - 1, 0)
-    a2Sat := (t >> tIntLimit).orR
-    // stage C: e from t, written back over the score
-    val e = Mux(a2Sat, 0.U, lut(a2T(p.expLutFracBits - 1, 0)) >> a2T(tIntLimit - 1, p.expLutFracBits))
-    when(a2Valid) {
-      writeEn := true.B
-      writeAddr := a2Idx
-      writeData := e
-      sumE := sumE + e
-      maxE := Mux(e > maxE, e, maxE)
-    }
-    when(!issue && !a1Valid && a2Valid && a2Idx === count - 1.U) { state := sDiv }
+    a1Row := expRow(rowBits - 1, 0)
+    when(issue) { expRow := expRow + 1.U }
+    when(!issue && !a1Valid && !r1Valid && !p1Valid) { state := sDiv }
   }
 
   // ---- 3. reciprocal ----
@@ -234,7 +324,7 @@ class Softmax(p: SpAttenParams) extends Module {
   }
   when(streaming) {
     // the read issued this cycle returns next cycle, for the index then in the output
-    streamRead := Mux(advance, nextIdx(idxBits - 1, 0), outIdx)
+    streamRead := rowOf(Mux(advance, nextIdx(idxBits - 1, 0), outIdx))
     when(advance) {
       outValid := nextIdx < sCount
       when(nextIdx < sCount) {
@@ -245,12 +335,16 @@ class Softmax(p: SpAttenParams) extends Module {
     }
   }
   io.probs.valid := outValid
-  io.probs.bits.p := prob(streamData, sRecip)
+  io.probs.bits.p := prob(streamRow(laneOf(outIdx)), sRecip)
   io.probs.bits.idx := outIdx
   io.probs.bits.last := outIdx === sCount - 1.U
 }
 
 object Softmax {
+  /** Scores per row of the bank memories: the stale-prefix recomputation handles this many
+    * a cycle. */
+  val lanes: Int = 4
+
   /** Bits of `E = sum_j e_j <= maxTokens * 2^16`. */
   def sumEBits(p: SpAttenParams): Int = log2Ceil(p.maxTokens.toLong * (1L << p.probFracBits) + 1)
 

@@ -98,7 +98,7 @@ object SpAttenParams {
     * 2 HBM2 channels, top-k parallelism 16), sized for 1k-2k-token contexts. */
   val eighth: SpAttenParams = SpAttenParams(
     preset = "eighth", maxHeadDim = 64, maxTokens = 2048, maxHeads = 32, dotLanes = 64,
-    numChannels = 2, topkParallelism = 16, maxInflight = 32)
+    numChannels = 2, topkParallelism = 16, maxInflight = 64)
 
   /** The paper's configuration: 512 multipliers, 16 HBM2 channels, 1 GHz. */
   val paper: SpAttenParams = SpAttenParams(
