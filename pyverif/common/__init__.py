@@ -6,4 +6,6 @@
   random idle / back-pressure insertion.
 - :mod:`pyverif.common.watchdog`: a progress watchdog that names what stopped moving.
 - :mod:`pyverif.common.uvm`: pyuvm base classes (scoreboard, coverage, report file).
+- :mod:`pyverif.common.negative`: the shared "a wrong model is caught" check of the
+  pytest entry points.
 """

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from pyverif.common.negative import expect_scoreboard_failure
 from tools import hwbuild
 
 TB = "pyverif.fetch.tb_fetch"
@@ -63,10 +64,4 @@ def test_fetch_scoreboard_catches_wrong_model(tmp_path: Path) -> None:
     """Negative test: with a model that reads the neighbouring token's row swapped in by a
     factory override, the run must fail in the scoreboard with mismatches (not a hang or
     a crash)."""
-    report = tmp_path / "report.json"
-    with pytest.raises(AssertionError, match="FetchBrokenModelTest"):
-        hwbuild.run_cocotb("RowFetcher", "tiny", TB, testcase="FetchBrokenModelTest",
-                           extra_env={"SPATTEN_TB_REPORT": str(report)})
-    data = json.loads(report.read_text())["FetchBrokenModelTest"]["scoreboard"]
-    assert data["mismatches"] > 0 and data["unanswered"] == 0, data
-    assert all("expected" in m for m in data["first"]), data
+    expect_scoreboard_failure("RowFetcher", "tiny", TB, "FetchBrokenModelTest", tmp_path)

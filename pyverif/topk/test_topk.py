@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from pyverif.common.negative import expect_scoreboard_failure
 from tools import hwbuild
 
 TB = "pyverif.topk.tb_topk"
@@ -47,13 +48,7 @@ def test_topk_wide_one_row(tmp_path: Path) -> None:
 def test_topk_scoreboard_catches_wrong_model(tmp_path: Path) -> None:
     """Negative test: with a tie-flipping model swapped in by a factory override the run
     must fail, and fail in the scoreboard with mismatches (not a hang or a crash)."""
-    report = tmp_path / "report.json"
-    with pytest.raises(AssertionError, match="TopKBrokenModelTest"):
-        hwbuild.run_cocotb("TopKEngine", "tiny", TB, testcase="TopKBrokenModelTest",
-                           extra_env={"SPATTEN_TB_REPORT": str(report)})
-    data = json.loads(report.read_text())["TopKBrokenModelTest"]["scoreboard"]
-    assert data["mismatches"] > 0 and data["unanswered"] == 0, data
-    assert all("expected" in m for m in data["first"]), data
+    expect_scoreboard_failure("TopKEngine", "tiny", TB, "TopKBrokenModelTest", tmp_path)
 
 
 def test_topk_watchdog_names_stalled_stream() -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from pyverif.common.negative import expect_scoreboard_failure
 from tools import hwbuild
 
 PRESET = "tiny"
@@ -64,9 +65,4 @@ def test_unit(tmp_path: Path, top: str, module: str, testcase: str, coverage: bo
 def test_scoreboard_catches_wrong_model(tmp_path: Path, top: str, module: str, testcase: str) -> None:
     """Negative test: with a wrong reference model swapped in, the run must fail in the
     scoreboard with mismatches (not a hang or a crash)."""
-    report = tmp_path / "report.json"
-    with pytest.raises(AssertionError, match=testcase):
-        hwbuild.run_cocotb(top, PRESET, module, testcase=testcase,
-                           extra_env={"SPATTEN_TB_REPORT": str(report)})
-    data = json.loads(report.read_text())[testcase]["scoreboard"]
-    assert data["mismatches"] > 0 and data["unanswered"] == 0, data
+    expect_scoreboard_failure(top, PRESET, module, testcase, tmp_path)
