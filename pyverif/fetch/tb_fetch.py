@@ -294,13 +294,17 @@ class FetchBfm:
         self.reset_done.set()
 
     async def _blocker(self, sink: StreamSink, rng: random.Random) -> None:
-        """Now and then hold ``groups`` blocked for a while (the fetcher's credits run out)."""
+        """Now and then hold ``groups`` blocked for a while (the fetcher's credits run out:
+        a window lasts long enough for ``maxInflight`` requests a channel to be issued)."""
         k = self.knobs
+        cap = self.p.max_inflight
+        first = rng.randint(30, 200)  # one window early in every run, then at random
         while k.block_prob > 0:
             await RisingEdge(self.dut.clock)
-            if rng.random() < k.block_prob:
+            first -= 1
+            if first == 0 or rng.random() < k.block_prob:
                 sink.stall_prob = 1.0
-                await ClockCycles(self.dut.clock, rng.randint(20, 150))
+                await ClockCycles(self.dut.clock, rng.randint(cap, 4 * cap + 100))
                 sink.stall_prob = k.stall_prob
 
     def expect_row(self, item: FetchRowItem) -> None:
