@@ -50,8 +50,12 @@ DEFAULT_DRAM_CONFIG = ROOT / "hardware" / "dpi" / "configs" / "hbm2.yaml"
               help="Compare every response with the golden model.")
 @click.option("--seed", type=int, default=1, show_default=True, help="Seed of synthetic data.")
 @click.option("--dram-trace", is_flag=True, help="Record the SpAtten run's DRAM requests to <out>/sparse/dram.trace.")
+@click.option("--waves", is_flag=True,
+              help="Record every signal of the SpAtten run to <out>/sparse/waves.vcd (a separate simulator build "
+                   "with tracing; large and slow: use with --limit or --step).")
 def main(workload: Path, preset: str, backend: str, dram_config: Path | None, limit: int | None,
-         step: int | None, out: Path | None, dense: bool, check: bool, seed: int, dram_trace: bool) -> None:
+         step: int | None, out: Path | None, dense: bool, check: bool, seed: int, dram_trace: bool,
+         waves: bool) -> None:
     """Simulate WORKLOAD (a workload CSV; tensors beside it as <name>.npz are used when present)."""
     import torch
 
@@ -79,13 +83,18 @@ def main(workload: Path, preset: str, backend: str, dram_config: Path | None, li
 
     params = load_params(hwbuild.params_json(preset))
     check_against_hardware(workload, rows, params)
-    exe = hwbuild.build_native("SpAttenTop", preset, [ROOT / "hardware" / "harness" / "spatten_sim.cpp"])
+    harness = [ROOT / "hardware" / "harness" / "spatten_sim.cpp"]
+    exe = hwbuild.build_native("SpAttenTop", preset, harness)
+    if waves and limit is None and step is None:
+        click.echo("[run] warning: --waves over the whole workload makes a very large file; "
+                   "consider --limit or --step", err=True)
+    wave_exe = hwbuild.build_native("SpAttenTop", preset, harness, waves=True) if waves else exe
 
     click.echo("[run] building the program (golden model on every request)", err=True)
     sparse_prog = program.build(rows, params, tensors=tensors, seed=seed, progress=progress("SpAtten"))
     # The sparse simulation runs in the background while the dense baseline is built.
-    sparse_sim = Simulation(exe, sparse_prog, out / "sparse", backend, dram_config, "SpAtten", check,
-                            trace=dram_trace)
+    sparse_sim = Simulation(wave_exe, sparse_prog, out / "sparse", backend, dram_config, "SpAtten", check,
+                            trace=dram_trace, waves=waves)
     dense_sim = None
     if dense:
         dense_prog = program.build(program.dense_rows(rows), params, tensors=None, seed=seed, dense=True,

@@ -77,6 +77,28 @@ def test_run_tiny_workload_end_to_end(tmp_path: Path) -> None:
     assert line[0] == str(csv) and int(line[1]) == s["cycles"]
 
 
+def test_run_waves(tmp_path: Path) -> None:
+    """--waves: a traced build records every signal of the SpAtten run; the VCD covers
+    every simulated cycle (two dumps a cycle) and holds the accelerator's ports."""
+    csv = tmp_path / "tiny.csv"
+    write_workload(csv, _rows(), "tests/test_run.py tiny workload")
+    out = tmp_path / "out"
+    proc = _run([str(csv), "--preset", "tiny", "--out", str(out), "--limit", "2", "--no-dense", "--waves"])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    s = json.loads((out / "summary.json").read_text())
+    assert s["mismatches"] == 0 and s["checked_responses"] == 4  # CLEAR, 2 ATTENDs, the TOPK after head 1
+    vcd = out / "sparse" / "waves.vcd"
+    assert vcd.is_file() and not (out / "sparse" / "waves.vcd.tmp").exists()
+    text = vcd.read_text()
+    assert "$enddefinitions" in text
+    for sig in ("io_resp_valid", "io_status_state", "io_status_backState"):
+        assert f" {sig} " in text, sig
+    stamps = [int(line[1:]) for line in text.splitlines() if line.startswith("#")]
+    # the log's cycle count: last response end + 1 cycles simulated after reset
+    log_end = max(int(line.split(",")[3]) for line in (out / "sparse" / "commands.csv").read_text().splitlines()[1:])
+    assert stamps and max(stamps) >= 2 * log_end
+
+
 @pytest.mark.parametrize("mutate, expect", [
     (lambda t: t.replace("key_fetch_num,", "key_fetch_nom,", 1), "key_fetch_num"),
     (lambda t: t.replace(",40,40,6,", ",40,4x0,6,", 1), ":2: key_fetch_num"),

@@ -405,14 +405,18 @@ def run_cocotb(top: str, preset: str, test_module: str, testcase: str | Sequence
 
 
 def build_native(top: str, preset: str, harness: Sequence[Path], dpi: bool = True,
-                 cflags: Sequence[str] = (), name: str = "sim") -> Path:
+                 cflags: Sequence[str] = (), name: str = "sim", waves: bool = False) -> Path:
     """Build (once) a native Verilator executable of ``top`` with a C++ harness.
 
-    Returns the executable. Cached by the RTL, harness, DPI sources and flags.
+    ``waves`` builds with VCD tracing (``VM_TRACE``; slower, so a separate build named
+    ``<name>-waves``). Returns the executable. Cached by the RTL, harness, DPI sources and
+    flags.
     """
     rtl = elaborate(top, preset)
     dpis = dpi_sources() if dpi else None
-    hkey = _hash_files(list(harness), " ".join(cflags))
+    if waves:
+        name += "-waves"
+    hkey = _hash_files(list(harness), " ".join(cflags) + ("|trace" if waves else ""))
     key = hashlib.sha256(f"{rtl.key}|{hkey}|{dpis.key if dpis else '-'}".encode()).hexdigest()[:12]
     out = BUILD_DIR / "native" / f"{top}-{preset}-{name}-{key}"
     exe = out / f"V{top}"
@@ -423,6 +427,7 @@ def build_native(top: str, preset: str, harness: Sequence[Path], dpi: bool = Tru
             all_cflags = _without_opt(["-std=c++17"] + list(cflags) + (dpis.cflags if dpis else []))
             cmd = [str(verilator_root() / "bin" / "verilator"), "--cc", "--exe", "--build",
                    "-j", "2", "-O3", "--assert", "--x-assign", "0", "--x-initial", "0",
+                   *(["--trace"] if waves else []),
                    "--top-module", top, "-Mdir", str(out), "-o", exe.name,
                    *_verilator_warning_args(), "-CFLAGS", " ".join(all_cflags),
                    *(["-LDFLAGS", " ".join(dpis.ldflags)] if dpis and dpis.ldflags else []),

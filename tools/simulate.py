@@ -76,7 +76,7 @@ class Simulation:
     """
 
     def __init__(self, exe: Path, prog, workdir: Path, backend: str, dram_config: Path, label: str,
-                 check: bool, stall_percent: int = 0, trace: bool = False) -> None:
+                 check: bool, stall_percent: int = 0, trace: bool = False, waves: bool = False) -> None:
         from workloads.commands import write_stream
 
         self.prog, self.workdir, self.label, self.check = prog, workdir, label, check
@@ -100,6 +100,8 @@ class Simulation:
             argv += ["--stall-percent", str(stall_percent)]
         if trace:  # every DRAM request with its cycle, for hardware/dpi/compare_ramulator2.py --trace
             argv.append(f"+dram_trace={workdir / 'dram.trace'}")
+        if waves:  # every signal, every cycle (exe built with tracing)
+            argv += ["--waves", str(workdir / "waves.vcd")]
         self.t0 = time.monotonic()
         self.proc = subprocess.Popen(argv)
 

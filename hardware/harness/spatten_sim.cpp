@@ -3,6 +3,7 @@
 //
 //   VSpAttenTop --commands cmds.bin --responses resp.bin --log cmds.csv
 //               [--max-idle N] [--progress-every N] [--name LABEL] [--stall-seed S --stall-percent P]
+//               [--waves FILE.vcd]   (a simulator built with --trace: every signal, every cycle)
 //               +dram_backend=builtin +dram_config=... +dram_image=... +dram_stats=...
 //
 // Stream files: 16-byte records {uint64 data, uint64 flags (bit 0 = last)}, little-endian
@@ -27,6 +28,9 @@
 
 #include "VSpAttenTop.h"
 #include "verilated.h"
+#if VM_TRACE
+#include "verilated_vcd_c.h"
+#endif
 
 namespace {
 
@@ -65,7 +69,7 @@ void writeAtomically(const std::string& path, const std::string& content) {
 }
 
 struct Options {
-  std::string commands, responses, log, name = "sim";
+  std::string commands, responses, log, name = "sim", waves;
   uint64_t maxIdle = 200000;
   uint64_t progressEvery = 0;
   uint32_t stallSeed = 0;
@@ -88,6 +92,7 @@ Options parse(int argc, char** argv) {
     else if (a == "--progress-every") o.progressEvery = std::stoull(next());
     else if (a == "--stall-seed") o.stallSeed = static_cast<uint32_t>(std::stoul(next()));
     else if (a == "--stall-percent") o.stallPercent = static_cast<unsigned>(std::stoul(next()));
+    else if (a == "--waves") o.waves = next();
     else if (!a.empty() && a[0] == '+') continue;  // plusargs for the DPI model
     else fail(2, "unknown option " + a);
   }
@@ -110,6 +115,28 @@ int main(int argc, char** argv) {
   auto ctx = std::make_unique<VerilatedContext>();
   ctx->commandArgs(argc, argv);
   auto top = std::make_unique<VSpAttenTop>(ctx.get(), "TOP");
+#if VM_TRACE
+  std::unique_ptr<VerilatedVcdC> vcd;
+  if (!opt.waves.empty()) {
+    ctx->traceEverOn(true);
+    vcd = std::make_unique<VerilatedVcdC>();
+    top->trace(vcd.get(), 99);
+    vcd->open((opt.waves + ".tmp").c_str());  // renamed when complete
+    if (!vcd->isOpen()) fail(2, "cannot write the waveform file " + opt.waves + ".tmp");
+  }
+  // A dump after every evaluation that follows a clock edge, at 2 time units a cycle.
+  uint64_t waveTime = 0;
+  auto dumpWaves = [&]() { if (vcd) vcd->dump(waveTime++); };
+  auto closeWaves = [&]() {
+    if (!vcd) return;
+    vcd->close();
+    if (std::rename((opt.waves + ".tmp").c_str(), opt.waves.c_str()) != 0) fail(2, "cannot rename to " + opt.waves);
+  };
+#else
+  if (!opt.waves.empty()) fail(2, "--waves needs a simulator built with tracing (run.py --waves builds one)");
+  auto dumpWaves = []() {};
+  auto closeWaves = []() {};
+#endif
 
   std::vector<uint64_t> startCycle(numPackets, 0), endCycle(numPackets, 0), respWords(numPackets, 0);
   std::vector<Record> resp;
@@ -161,7 +188,9 @@ int main(int argc, char** argv) {
     }
     if (cmdFire || respFire) lastProgress = cycle;
     top->clock = 1; top->eval();
+    dumpWaves();
     top->clock = 0; top->eval();
+    dumpWaves();
     ++cycle;
     if (cycle - lastProgress > opt.maxIdle) {
       char buf[512];
@@ -173,6 +202,7 @@ int main(int argc, char** argv) {
                     static_cast<unsigned>(top->io_status_backState),
                     "names in ctrl_states.json beside the RTL: CtrlState and BackState in AttentionController.scala");
       top->final();
+      closeWaves();  // the waves up to the hang are the point of recording them
       fail(3, buf);
     }
     if (opt.progressEvery && respFire && top->io_resp_bits_last && respPacket % opt.progressEvery == 0) {
@@ -182,6 +212,7 @@ int main(int argc, char** argv) {
     }
   }
   top->final();
+  closeWaves();
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 
   std::string out(reinterpret_cast<const char*>(resp.data()), resp.size() * sizeof(Record));
