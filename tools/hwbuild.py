@@ -246,6 +246,9 @@ class DpiSources:
     note: str = ""
 
 
+_NOTED: set[str] = set()
+
+
 def dpi_sources() -> DpiSources:
     """Resolve ``hardware/dpi/sources.txt`` with ``hardware/dpi/dpi_build.py`` (which also
     builds the Ramulator2 backend when a checkout is present, and says so when not)."""
@@ -262,7 +265,8 @@ def dpi_sources() -> DpiSources:
         assert spec.loader is not None
         spec.loader.exec_module(mod)
     s = mod.dpi_build_spec()
-    if s.note:
+    if s.note and s.note not in _NOTED:  # said once per process, not once per build
+        _NOTED.add(s.note)
         log(s.note)
     return DpiSources([Path(f) for f in s.sources], list(s.cflags), list(s.ldflags), s.fingerprint(), s.note)
 
