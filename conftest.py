@@ -8,8 +8,6 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
 
 def pytest_collection_finish(session) -> None:  # noqa: D401 - pytest hook
@@ -27,7 +25,7 @@ def pytest_collection_finish(session) -> None:  # noqa: D401 - pytest hook
             if tuple(pair) not in pairs:
                 pairs.append(tuple(pair))
     if pairs and not session.config.option.collectonly:
-        from tools import hwbuild
+        from spatten.sim import build as hwbuild
         try:
             hwbuild.elaborate_many(pairs)
         except hwbuild.BuildError as e:  # let the individual tests report it

@@ -6,7 +6,7 @@
 The workload is read and checked first (a malformed CSV is rejected before anything is
 built). Then the native Verilator simulator of ``SpAttenTop`` with the DPI DRAM model is
 built (cached under ``build/``), the workload's commands and memory image are made
-(``tools/program.py``), the accelerator runs over every request, every response is
+(``spatten.sim.program``), the accelerator runs over every request, every response is
 compared with the bit-exact golden model, a dense baseline of the same workload runs on
 the same hardware, and the report goes to ``--out`` (default ``results/<workload>/``):
 ``summary.json``, ``summary.md`` (the table, also printed), ``summary.txt`` (the original
@@ -16,7 +16,6 @@ SpAtten line) and plots. Exit status: 0 when every response matched, 1 on a mism
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from pathlib import Path
@@ -24,9 +23,13 @@ from pathlib import Path
 import click
 import numpy as np
 
+from spatten.contract.params import load_params
+from spatten.errors import EXIT_FAILURE, InputError, SpAttenError, exit_code
+from spatten.sim import build as hwbuild
+from spatten.sim import program, report
+from spatten.sim.simulate import Simulation, check_against_hardware, load_rows, name_states, progress
+
 ROOT = Path(__file__).resolve().parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
 PRESETS = ["tiny", "eighth", "paper"]
 DEFAULT_DRAM_CONFIG = ROOT / "hardware" / "dpi" / "configs" / "hbm2.yaml"
@@ -60,16 +63,21 @@ def main(workload: Path, preset: str, backend: str, dram_config: Path | None, li
     import torch
 
     torch.set_num_threads(1)  # the float checks are small; threads only contend with the simulator
-    from tools import hwbuild, program, report
-    from tools.simulate import Simulation, check_against_hardware, load_rows, progress
-    from workloads.csvschema import WorkloadError
-    from workloads.params import load as load_params
-
-    t_start = time.monotonic()
     try:
-        wl, rows = load_rows(workload, limit, step)
-    except WorkloadError as e:
-        raise click.ClickException(str(e)) from None
+        bad = _run(workload, preset, backend, dram_config, limit, step, out, dense, check, seed, dram_trace, waves)
+    except SpAttenError as e:
+        click.echo(f"[run] error: {e}", err=True)
+        sys.exit(exit_code(e))
+    if bad:
+        sys.exit(EXIT_FAILURE)
+
+
+def _run(workload: Path, preset: str, backend: str, dram_config: Path | None, limit: int | None,
+         step: int | None, out: Path | None, dense: bool, check: bool, seed: int, dram_trace: bool,
+         waves: bool) -> bool:
+    """The whole run; True when a response or a float check failed."""
+    t_start = time.monotonic()
+    wl, rows = load_rows(workload, limit, step)
     npz = workload.with_suffix(".npz")
     tensors = None
     if npz.is_file():
@@ -77,11 +85,14 @@ def main(workload: Path, preset: str, backend: str, dram_config: Path | None, li
     out = out or ROOT / "results" / workload.stem
     dram_config = dram_config or DEFAULT_DRAM_CONFIG
     if backend != "ideal" and not dram_config.is_file():
-        raise click.ClickException(f"DRAM config {dram_config} does not exist (see hardware/dpi/configs/)")
+        raise InputError(f"DRAM config {dram_config} does not exist (see hardware/dpi/configs/)")
     click.echo(f"[run] {workload}: {len(rows)} rows, {'functional (tensors)' if tensors else 'synthetic data'}; "
                f"preset {preset}, DRAM {backend}", err=True)
 
-    params = load_params(hwbuild.params_json(preset))
+    # One elaboration of SpAttenTop (cached): its parameters and state names, and the
+    # native builds below, all come from the same build directory.
+    rtl = hwbuild.elaborate("SpAttenTop", preset)
+    params = load_params(rtl.params_path)
     check_against_hardware(workload, rows, params)
     harness = [ROOT / "hardware" / "harness" / "spatten_sim.cpp"]
     exe = hwbuild.build_native("SpAttenTop", preset, harness)
@@ -103,10 +114,10 @@ def main(workload: Path, preset: str, backend: str, dram_config: Path | None, li
     sparse = sparse_sim.result()
     dense_res = dense_sim.result() if dense_sim else None
 
-    states = json.loads((hwbuild.elaborate("SpAttenTop", preset).dir / "ctrl_states.json").read_text())
+    states = rtl.states
     for res in (sparse, dense_res):
         if res is not None:
-            report.name_states(res, states)
+            name_states(res, states)
     s = report.summarize(workload, preset, backend, sparse, dense_res)
     s["run_wall_s"] = time.monotonic() - t_start
     files = report.write_all(s, params, out)
@@ -116,11 +127,12 @@ def main(workload: Path, preset: str, backend: str, dram_config: Path | None, li
     bad = sparse.mismatches + (dense_res.mismatches if dense_res else 0)
     if bad:
         click.echo(f"[run] FAILED: {bad} responses differ from the golden model", err=True)
-        sys.exit(1)
+        return True
     if sparse.float_error and sparse.float_error["violations"]:
         click.echo(f"[run] FAILED: {sparse.float_error['violations']} outputs exceed the float-reference "
                    f"tolerance", err=True)
-        sys.exit(1)
+        return True
+    return False
 
 
 if __name__ == "__main__":

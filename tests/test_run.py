@@ -124,7 +124,7 @@ def test_original_workload_format_parses_unchanged() -> None:
     seed = ROOT.parent / "shared" / "seed-workloads" / "summary-gpt2-small-wikitext2-per8.csv"
     if not seed.is_file():
         pytest.skip("../shared/seed-workloads is not present on this machine")
-    from tools.simulate import load_rows
+    from spatten.sim.simulate import load_rows
     wl, rows = load_rows(seed, None, None)
     assert len(rows) == 4608 and wl.config_name.startswith("configs/gpt2/")
     assert rows[0].key_fetch_num == 993 and rows[0].value_fetch_num == 204

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import resource
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -23,12 +22,10 @@ import click
 import torch
 
 REPO = Path(__file__).resolve().parent.parent
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
 
-from tools.gen_workload import generate  # noqa: E402
-from workloads.spatten.policy import DEFAULT_POLICY  # noqa: E402
-from workloads.text import DEFAULT_TEXT  # noqa: E402
+from tools.gen_workload import generate
+from workloads.spatten.policy import DEFAULT_POLICY
+from workloads.text import DEFAULT_TEXT
 
 
 def _cpu_s() -> float:

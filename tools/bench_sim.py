@@ -14,7 +14,6 @@ simulated cycle). Every response is checked against the golden model, as in run.
 
 from __future__ import annotations
 
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -22,13 +21,11 @@ from pathlib import Path
 import click
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
 
 def synthetic_rows(layers: int, heads: int, context: int, d: int = 64):
-    """One decode step of a GPT-2-small-like pruned workload (as ``tools.program.Row``)."""
-    from tools.program import Row
+    """One decode step of a GPT-2-small-like pruned workload (as ``spatten.sim.program.Row``)."""
+    from spatten.sim.program import Row
 
     rows, n = [], context
     for layer in range(layers):
@@ -52,9 +49,9 @@ def synthetic_rows(layers: int, heads: int, context: int, d: int = 64):
 @click.option("--context", default=1024, show_default=True)
 @click.option("--backends", default="builtin,ideal", show_default=True)
 def main(presets: str, layers: int, heads: int, context: int, backends: str) -> None:
-    from tools import hwbuild, program
-    from tools.simulate import simulate
-    from workloads.params import load as load_params
+    from spatten.sim import build as hwbuild, program
+    from spatten.sim.simulate import simulate
+    from spatten.contract.params import load_params
 
     results = []
     cfg = ROOT / "hardware" / "dpi" / "configs" / "hbm2.yaml"

@@ -32,14 +32,12 @@ import numpy as np
 import torch
 
 REPO = Path(__file__).resolve().parent.parent
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
 
-from workloads.csvschema import atomic_write_bytes  # noqa: E402
-from workloads.models import ModelError, load_model  # noqa: E402
-from workloads.spatten.export import kv_bytes_ratio, run_sequence  # noqa: E402
-from workloads.spatten.policy import Policy, PolicyError, load_policy  # noqa: E402
-from workloads.text import DEFAULT_TEXT, TextError, load_tokens  # noqa: E402
+from workloads.csvschema import atomic_write_bytes
+from workloads.models import ModelError, load_model
+from workloads.spatten.export import kv_bytes_ratio, run_sequence
+from workloads.spatten.policy import Policy, PolicyError, load_policy
+from workloads.text import DEFAULT_TEXT, TextError, load_tokens
 
 DEFAULT_POLICIES = (
     "dense", "progressive-quant", "spatten-default", "spatten-balanced", "spatten-heads", "spatten-kv30",

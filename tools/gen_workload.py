@@ -28,15 +28,13 @@ import numpy as np
 import torch
 
 REPO = Path(__file__).resolve().parent.parent
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
 
-from workloads.csvschema import atomic_write_bytes, format_workload  # noqa: E402
-from workloads.models import ModelError, load_model  # noqa: E402
-from workloads.spatten.export import build_workload, kv_bytes_ratio, run_sequence  # noqa: E402
-from workloads.spatten.hooks import model_geometry  # noqa: E402
-from workloads.spatten.policy import DEFAULT_POLICY, PolicyError, load_policy  # noqa: E402
-from workloads.text import DEFAULT_TEXT, TextError, load_tokens  # noqa: E402
+from workloads.csvschema import atomic_write_bytes, format_workload
+from workloads.models import ModelError, load_model
+from workloads.spatten.export import build_workload, kv_bytes_ratio, run_sequence
+from workloads.spatten.hooks import model_geometry
+from workloads.spatten.policy import DEFAULT_POLICY, PolicyError, load_policy
+from workloads.text import DEFAULT_TEXT, TextError, load_tokens
 
 OUT_DIR = REPO / "hardware" / "workloads"
 

@@ -3,11 +3,11 @@
 Draws random ATTEND requests (head dim, kept tokens, bit widths, value top-k,
 progressive quantization on/off, attention logits of realistic spread), runs the golden
 model's arithmetic on them and compares with the PyTorch float reference that applies the
-same pruning decisions (``workloads/reference.py``):
+same pruning decisions (``spatten/contract/reference.py``):
 
 - **fixed point**: golden vs float attention on the *same integers* with the score unit
   the hardware applies -- the error of the fixed-point softmax and accumulation alone,
-  checked against the bound ``workloads.reference.fixed_point_tolerance``;
+  checked against the bound ``spatten.contract.reference.fixed_point_tolerance``;
 - **quantized**: golden (dequantized) vs float attention on the *original floats* -- adds
   the quantization of q, K and V;
 - **selection**: how often the top-k value selection, or the requantization decision,
@@ -34,11 +34,9 @@ import click
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from workloads import golden, quant, reference  # noqa: E402
-from workloads.fileio import write_atomic  # noqa: E402
-from workloads.params import HwParams, from_dict, load  # noqa: E402
+from spatten.contract import golden, quant, reference
+from spatten.fileio import write_atomic
+from spatten.contract.params import HwParams, from_dict, load_params
 
 
 @dataclass
@@ -151,10 +149,10 @@ def _atomic_json(path: Path, obj: object) -> None:
 
 def _resolve_params(params_path: str | None, preset: str) -> HwParams:
     if params_path:
-        return load(params_path)
+        return load_params(params_path)
     try:
-        from tools import hwbuild
-        return load(hwbuild.params_json(preset))
+        from spatten.sim import build as hwbuild
+        return load_params(hwbuild.params_json(preset))
     except Exception as e:  # noqa: BLE001 - report why and continue with a stated fallback
         raise click.ClickException(
             f"could not get the parameter JSON of preset '{preset}' ({e}); "
@@ -169,7 +167,7 @@ def _resolve_params(params_path: str | None, preset: str) -> HwParams:
 @click.option("--params", "params_path", default=None, type=click.Path(exists=True, dir_okay=False),
               help="parameter JSON written by spatten.Elaborate (default: --preset via hwbuild)")
 @click.option("--preset", default="eighth", show_default=True,
-              help="preset whose JSON tools/hwbuild.py elaborates when --params is not given")
+              help="preset whose JSON spatten/sim/build.py elaborates when --params is not given")
 @click.option("--json", "json_out", default=None, type=click.Path(dir_okay=False),
               help="also write the statistics as JSON here")
 def main(n_req: int, seed: int, max_d: int, max_n: int, params_path: str | None, preset: str,
@@ -224,7 +222,7 @@ def main(n_req: int, seed: int, max_d: int, max_n: int, params_path: str | None,
                "  |o_rtl / 2^16 - o_float| <= max|v_sel| * (KAPPA + 2^-16 * ((2.5 + 2^-16) * M"
                " + 1.5 * (1 + KAPPA) * N)),\n"
                f"  KAPPA = 2^(1/256) - 1 = {reference.KAPPA:.6g}  "
-               "(derivation: workloads/reference.py, fixed_point_tolerance)\n"
+               "(derivation: spatten/contract/reference.py, fixed_point_tolerance)\n"
                f"  measured: worst error is {worst:.3f} of the bound "
                f"({'holds' if worst <= 1 else 'VIOLATED'} on all {n_req} requests).\n"
                "  The RTL must equal the golden model bit for bit; this bound is for RTL vs float.")

@@ -67,6 +67,17 @@ if ! stamp_ok "$VENV/.spatten-stamp" "$req_hash"; then
   did_something=1
 fi
 
+# ---- 2b. the project itself, editable (spatten, workloads, pyverif, tools import as
+# packages; nothing edits sys.path). Keyed on pyproject.toml, which lists the packages.
+proj_hash="$(sha256sum "$ROOT/pyproject.toml" | cut -c1-16)"
+if ! stamp_ok "$VENV/.spatten-project-stamp" "$proj_hash"; then
+  say "installing the project into .venv (editable)"
+  "$VENV/bin/pip" install -q --disable-pip-version-check --no-deps --no-build-isolation -e "$ROOT" \
+    || die "pip could not install the project (pip install --no-deps -e .)"
+  echo "$proj_hash" > "$VENV/.spatten-project-stamp"
+  did_something=1
+fi
+
 # ---- 3. sbt launcher from Maven Central -----------------------------------------
 if [ ! -f "$SBT_JAR" ]; then
   say "downloading the sbt launcher $SBT_VERSION from Maven Central"

@@ -62,7 +62,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from workloads.fileio import write_atomic
+from spatten.fileio import write_atomic
+from spatten.errors import InputError
 
 COLUMNS: tuple[str, ...] = (
     "iteration_id",
@@ -88,7 +89,7 @@ _BOOL_FIELDS = ("if_requant", "if_accumulate_importance", "if_rescale_previous_i
 _BIT_FIELDS = ("quant_key_bit", "quant_query_bit", "quant_value_bit")
 
 
-class WorkloadError(ValueError):
+class WorkloadError(InputError):
     """A malformed workload file; the message names the file, line and field."""
 
 
@@ -114,6 +115,11 @@ class WorkloadRow:
     if_topk: bool
     topk: int
     extra: dict[str, str] = field(default_factory=dict)
+    index: int = field(default=0, compare=False)
+    """Place among the file's data rows (it indexes the tensors of the ``.npz``); set by
+    :func:`read_workload`, else the caller's."""
+    line: int = field(default=0, compare=False)
+    """Line of the file the row came from (1 is the header; 0: not from a file)."""
 
     def kv_bytes(self) -> float:
         """K and V bytes this row fetches (MSBs, LSBs when requantized, kept V rows)."""
@@ -214,7 +220,7 @@ def _parse_row(path: str, line: int, rec: dict[str, str], extras: list[str]) -> 
         raise _err(path, line, "topk", f"if_topk is True: expected a count >= 1, got {topk}")
     if not v["if_topk"] and topk != -1:
         raise _err(path, line, "topk", f"if_topk is False: expected -1, got {topk}")
-    return WorkloadRow(**v, extra={name: rec[name] for name in extras})  # type: ignore[arg-type]
+    return WorkloadRow(**v, extra={name: rec[name] for name in extras}, line=line)  # type: ignore[arg-type]
 
 
 def read_workload(path: str | os.PathLike[str]) -> Workload:
@@ -256,7 +262,9 @@ def read_workload(path: str | os.PathLike[str]) -> Workload:
             continue
         if len(rec) != len(header):
             raise _err(p, line, "row", f"expected {len(header)} fields, got {len(rec)}")
-        rows.append(_parse_row(p, line, dict(zip(header, rec, strict=True)), extras))
+        row = _parse_row(p, line, dict(zip(header, rec, strict=True)), extras)
+        row.index = len(rows)
+        rows.append(row)
     if not rows:
         raise WorkloadError(f"{p}: no data rows")
     return Workload(path=p, rows=rows, config_name=config_name, extra_columns=extras)
@@ -292,7 +300,7 @@ def format_workload(rows: list[WorkloadRow], config_name: str) -> str:
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (:func:`workloads.fileio.write_atomic`)."""
+    """Write ``data`` to ``path`` atomically (:func:`spatten.fileio.write_atomic`)."""
     write_atomic(path, data)
 
 

@@ -2,7 +2,7 @@
 """How to compile the DPI DRAM's C++ into a simulator: sources and flags.
 
 ``hardware/dpi/sources.txt`` lists them; this module resolves it for the build driver
-(``tools/hwbuild.py``) and the tests:
+(``spatten/sim/build.py``) and the tests:
 
 >>> spec = dpi_build_spec()            # doctest: +SKIP
 >>> spec.sources, spec.cflags, spec.ldflags, spec.ramulator2, spec.note

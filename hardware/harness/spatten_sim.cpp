@@ -7,7 +7,7 @@
 //               +dram_backend=builtin +dram_config=... +dram_image=... +dram_stats=...
 //
 // Stream files: 16-byte records {uint64 data, uint64 flags (bit 0 = last)}, little-endian
-// (workloads/commands.py write_stream/read_stream). Plusargs go to the DPI DRAM model.
+// (spatten/contract/commands.py write_stream/read_stream). Plusargs go to the DPI DRAM model.
 // The log has one line per command: index, opcode, first-word cycle, response-last cycle,
 // response words. Per-cycle controller-state counts go to <log>.states (unit,state,cycles;
 // unit front or back, the two pipeline stages of AttentionController).

@@ -19,7 +19,7 @@ import pytest
 def expect_scoreboard_failure(top: str, preset: str, module: str, testcase: str, tmp_path: Path) -> dict:
     """Run ``testcase`` and check that it failed with scoreboard mismatches (and no request
     left unanswered); returns the scoreboard's report."""
-    from tools import hwbuild
+    from spatten.sim import build as hwbuild
 
     report = tmp_path / "report.json"
     with pytest.raises(AssertionError, match=testcase):

@@ -1,6 +1,6 @@
 """One seed per run, and independent random streams derived from it.
 
-The seed comes from ``SPATTEN_SEED`` (set by ``tools/hwbuild.py``) or, failing that,
+The seed comes from ``SPATTEN_SEED`` (set by ``spatten/sim/build.py``) or, failing that,
 from cocotb's own seed (``COCOTB_RANDOM_SEED`` / its time-based default). Every component
 draws from its own ``random.Random`` derived from ``(seed, name)``, so adding a component
 does not perturb the others' streams. Reproduce a failing run with the seed it printed.
@@ -8,20 +8,18 @@ does not perturb the others' streams. Reproduce a failing run with the seed it p
 
 from __future__ import annotations
 
-import os
 import random
+
+from spatten.sim.seed import env_seed
 
 __all__ = ["run_seed", "rng_for", "reproduce_hint"]
 
 
 def run_seed() -> int:
     """The seed of this run: ``SPATTEN_SEED`` if set, else cocotb's ``RANDOM_SEED``."""
-    text = os.environ.get("SPATTEN_SEED", "").strip()
-    if text:
-        try:
-            return int(text, 0)
-        except ValueError as exc:
-            raise ValueError(f"SPATTEN_SEED must be an integer, got {text!r}") from exc
+    seed = env_seed()
+    if seed is not None:
+        return seed
     import cocotb  # imported lazily: this module is also used outside a simulation
 
     return int(cocotb.RANDOM_SEED)

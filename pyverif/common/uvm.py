@@ -7,6 +7,7 @@
 - :class:`CoverageBase`: counts named bins from :meth:`CoverageBase.sample`; fails in
   ``report_phase`` when a bin was missed (unless ``DISABLE_COVERAGE_ERRORS`` is set in
   the ``ConfigDB``).
+- :func:`config`: a ``ConfigDB`` value with a default (the knobs tests set).
 - :func:`write_report`: when ``SPATTEN_TB_REPORT`` names a file, both merge a JSON
   summary into it (per test), so a pytest wrapper can assert *why* a run failed.
 """
@@ -25,7 +26,15 @@ from pyuvm import (ConfigDB, UVMConfigItemNotFound, uvm_root, uvm_scoreboard, uv
 
 from pyverif.common.seed import reproduce_hint
 
-__all__ = ["ScoreboardBase", "CoverageBase", "write_report", "current_test_name"]
+__all__ = ["ScoreboardBase", "CoverageBase", "write_report", "current_test_name", "config"]
+
+
+def config(key: str, default: Any) -> Any:
+    """``key`` from the pyuvm ``ConfigDB`` (set by a test), or ``default`` when no test set it."""
+    try:
+        return ConfigDB().get(None, "", key)
+    except UVMConfigItemNotFound:
+        return default
 
 
 def current_test_name() -> str:

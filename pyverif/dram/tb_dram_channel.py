@@ -15,7 +15,7 @@ import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, RisingEdge, with_timeout
 
-from pyverif.common.params import load_params
+from pyverif.common.params import hw_params
 from pyverif.common.seed import reproduce_hint, rng_for, run_seed
 from pyverif.common.stream import StreamSink, StreamSource
 
@@ -29,7 +29,7 @@ def expected_burst(image: bytes, addr: int, burst: int) -> int:
 @cocotb.test()
 async def dram_channel_returns_image_in_order(dut) -> None:
     """Every response equals the image's burst at the address of the matching request."""
-    p = load_params()
+    p = hw_params().to_dict()
     seed = run_seed()
     rng = rng_for("dram_channel", seed)
     burst, channels = p["burstBytes"], p["numChannels"]

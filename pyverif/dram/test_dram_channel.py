@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tools import hwbuild
+from spatten.sim import build as hwbuild
 
 TB = "pyverif.dram.tb_dram_channel"
 RTL_TOPS = [("SimDramChannel", "tiny")]

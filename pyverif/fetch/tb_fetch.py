@@ -37,34 +37,27 @@ import os
 import random
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Iterable
 
 import cocotb
 from cocotb.clock import Clock
 from cocotb.handle import SimHandleBase
 from cocotb.triggers import ClockCycles, Event, ReadOnly, RisingEdge
-from pyuvm import (ConfigDB, UVMConfigItemNotFound, test, uvm_agent, uvm_analysis_port, uvm_component,
+from pyuvm import (ConfigDB, test, uvm_agent, uvm_analysis_port, uvm_component,
                    uvm_driver, uvm_env, uvm_factory, uvm_monitor, uvm_sequence, uvm_sequence_item,
                    uvm_sequencer, uvm_test)
 
 from pyverif.common.params import hw_params
 from pyverif.common.seed import reproduce_hint, rng_for, run_seed
 from pyverif.common.stream import StreamSink, StreamSource
-from pyverif.common.uvm import CoverageBase, ScoreboardBase, write_report
+from pyverif.common.uvm import CoverageBase, ScoreboardBase, config, write_report
 from pyverif.common.watchdog import Watchdog
 from pyverif.top.memory_agent import DramAgent
-from workloads.memimage import MemoryImage
-from workloads.params import HwParams
+from spatten.contract.memimage import MemoryImage
+from spatten.contract.params import HwParams
 
 CLOCK_NS = 1
 INDEX_MAX = (1 << 16) - 1     # FetchRow.index is a 16-bit token id
-
-
-def _cfg(key: str, default: Any) -> Any:
-    try:
-        return ConfigDB().get(None, "", key)
-    except UVMConfigItemNotFound:
-        return default
 
 
 def width(p: HwParams) -> int:
@@ -81,7 +74,7 @@ def _hex(x: int) -> str:
 
 
 class FetchMemory:
-    """The DRAM contents: a :class:`workloads.memimage.MemoryImage` whose bursts get random
+    """The DRAM contents: a :class:`spatten.contract.memimage.MemoryImage` whose bursts get random
     bytes the first time a row covers them and are never rewritten (so a burst reads the
     same whenever it is requested), and the plane bases rows are drawn from: the bottom
     of memory, bases on odd bursts (rows that start off channel 0), random ones, and the
@@ -208,7 +201,7 @@ class FetchRandomSeq(uvm_sequence):
         rng = rng_for(f"rows{self.client}")
         corners = self.corners(bfm.mem)
         prev = None
-        for r in range(_cfg("ROWS", 400)):
+        for r in range(config("ROWS", 400)):
             item = FetchRowItem("row", self.client)
             await self.start_item(item)
             if r < len(corners):
@@ -226,7 +219,7 @@ class FetchStreamSeq(FetchRandomSeq):
     async def body(self) -> None:
         bfm: FetchBfm = ConfigDB().get(None, "", "BFM")
         base = bfm.mem.bases[1]
-        for r in range(_cfg("ROWS", 400)):
+        for r in range(config("ROWS", 400)):
             item = FetchRowItem("row", self.client, r, base, bfm.mem.max_row_bursts)
             await self.start_item(item)
             bfm.mem.touch(item)

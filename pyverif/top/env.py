@@ -10,7 +10,7 @@ Components:
 - :class:`ResponseMonitor`: takes ``io_resp`` words (random back-pressure), cuts them
   into packets at ``last`` and publishes each packet on ``ap``.
 - :class:`TopScoreboard`: predicts every response with
-  :class:`workloads.golden.GoldenAccelerator` (in request order) and compares every word
+  :class:`spatten.contract.golden.GoldenAccelerator` (in request order) and compares every word
   (only the ATTEND cycles field masked); feeds :class:`TopCoverage`.
 - :class:`TopCoverage`: functional bins (fails on a missed bin).
 - :class:`StallProbe`: counts back-pressure cycles on the command and response streams.
@@ -37,9 +37,9 @@ from pyverif.common.stream import StreamSink, StreamSource
 from pyverif.common.uvm import CoverageBase, ScoreboardBase
 from pyverif.top.memory_agent import DramAgent
 from pyverif.top.stimulus import Stimulus, StimulusGenerator
-from workloads.commands import (OP_ATTEND, AttendCmd, Word, compare_responses)
-from workloads.golden import GoldenAccelerator
-from workloads.params import HwParams
+from spatten.contract.commands import (OP_ATTEND, AttendCmd, Word, compare_responses)
+from spatten.contract.golden import GoldenAccelerator
+from spatten.contract.params import HwParams
 
 __all__ = ["RequestItem", "RandomRequestSequence", "RequestDriver", "ResponseMonitor",
            "TopScoreboard", "TopCoverage", "StallProbe", "TopEnv", "ctrl_states"]

@@ -1,7 +1,7 @@
 """A test-side responder for the accelerator's DRAM read ports (SPEC.md section 6).
 
 :class:`DramAgent` serves every channel of ``SpAttenCore``'s ``io_dram_<c>`` ports from a
-:class:`workloads.memimage.MemoryImage`: each accepted request (``req.valid && req.ready``
+:class:`spatten.contract.memimage.MemoryImage`: each accepted request (``req.valid && req.ready``
 at a rising edge) is checked (burst-aligned, in range, on its own channel), and its burst
 is returned in request order per channel after a random latency, with random idle cycles
 on the response and random back-pressure (``req.ready`` low) on the request. This is a
@@ -21,8 +21,8 @@ import cocotb
 from cocotb.handle import SimHandleBase
 from cocotb.triggers import RisingEdge
 
-from workloads.memimage import MemoryImage
-from workloads.params import HwParams
+from spatten.contract.memimage import MemoryImage
+from spatten.contract.params import HwParams
 
 __all__ = ["DramAgent", "DramProtocolError"]
 

@@ -1,7 +1,7 @@
 """Random, valid (and deliberately invalid) command streams over a real memory image.
 
 Pure Python (no simulator): :class:`StimulusGenerator` builds a
-:class:`workloads.memimage.MemoryImage` holding several "layers" -- K MSB, K LSB and V
+:class:`spatten.contract.memimage.MemoryImage` holding several "layers" -- K MSB, K LSB and V
 planes of random shapes and bit widths, some with special contents (constant rows for
 ties in ``p``, extreme values for the largest magnitudes, three-level values) -- and then
 hands out command packets one at a time: ATTEND with a fresh random token list (its ids
@@ -18,11 +18,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from workloads.commands import (AttendCmd, ClearCmd, ReadImportanceCmd, TopkHeadsCmd,
+from spatten.contract.commands import (AttendCmd, ClearCmd, ReadImportanceCmd, TopkHeadsCmd,
                                 TopkTokensCmd, Word)
-from workloads.golden import dot_scores
-from workloads.memimage import MemoryImage
-from workloads.params import HwParams
+from spatten.contract.golden import dot_scores
+from spatten.contract.memimage import MemoryImage
+from spatten.contract.params import HwParams
 
 __all__ = ["Layer", "Stimulus", "StimulusGenerator"]
 

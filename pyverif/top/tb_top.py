@@ -1,6 +1,6 @@
 """cocotb + pyuvm tests of the whole accelerator (run through ``pyverif/top/test_top.py``).
 
-Environment (besides ``SPATTEN_PARAMS`` / ``SPATTEN_SEED`` from ``tools/hwbuild.py``):
+Environment (besides ``SPATTEN_PARAMS`` / ``SPATTEN_SEED`` from ``spatten/sim/build.py``):
 
 - ``SPATTEN_NREQ``: number of random requests (default 200);
 - ``SPATTEN_MAX_TOKENS`` / ``SPATTEN_MAX_DIM``: caps on N and D of the stimulus (default:
@@ -27,15 +27,16 @@ from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, RisingEdge
 from pyuvm import ConfigDB, uvm_factory, uvm_sequence, uvm_test
 
+from pyverif.common.params import hw_params
 from pyverif.common.seed import reproduce_hint, rng_for, run_seed
 from pyverif.common.uvm import write_report
 from pyverif.common.watchdog import Watchdog
 from pyverif.top.env import (ctrl_states, RandomRequestSequence, RequestItem, ResponseMonitor,
                              TopEnv, TopScoreboard, make_generator)
 from pyverif.top.stimulus import Stimulus, StimulusGenerator
-from workloads.commands import Word, decode_command, CommandError
-from workloads.memimage import MemoryImage
-from workloads.params import HwParams, load
+from spatten.contract.commands import Word, decode_command, CommandError
+from spatten.contract.memimage import MemoryImage
+from spatten.contract.params import HwParams
 
 __all__ = ["TopRandomTest", "TopRegression", "TopPerfTest", "TopCorruptTest", "TopHangTest", "TopSmoke", "TopDpiTest"]
 
@@ -81,7 +82,7 @@ class TopRandomTest(uvm_test):
     watchdog_cycles = 20000
 
     def build_phase(self) -> None:
-        self.params = load(os.environ["SPATTEN_PARAMS"])
+        self.params = hw_params()
         ConfigDB().set(None, "*", "PARAMS", self.params)
         stim, image = os.environ.get("SPATTEN_STIM"), os.environ.get("SPATTEN_IMAGE")
         if stim and image:

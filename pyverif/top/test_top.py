@@ -21,9 +21,10 @@ from pathlib import Path
 
 import pytest
 
-from tools import hwbuild
 from pyverif.top.stimulus import StimulusGenerator
-from workloads.params import load
+from spatten.contract.params import load_params
+from spatten.sim import build as hwbuild
+from spatten.sim.seed import run_seed
 
 ROOT = Path(__file__).resolve().parents[2]
 MODULE = "pyverif.top.tb_top"
@@ -31,11 +32,6 @@ MODULE = "pyverif.top.tb_top"
 #: run in CI; the slow tests elaborate their own).
 RTL_TOPS = [("SpAttenCore", "tiny"), ("SpAttenTop", "tiny"), ("SpAttenCore", "eighth"),
             ("SpAttenTop", "eighth"), ("SpAttenTop", "paper")]
-
-
-def _seed() -> int:
-    text = os.environ.get("SPATTEN_SEED", "").strip()
-    return int(text, 0) if text else random.SystemRandom().randrange(1, 1 << 24)
 
 
 def _report(tmp_path: Path) -> tuple[Path, dict[str, str]]:
@@ -47,7 +43,7 @@ def test_regression_tiny(tmp_path: Path) -> None:
     """SPATTEN_NREQ (default 2000) random requests on the tiny preset, all words checked."""
     nreq = os.environ.get("SPATTEN_NREQ", "2000")
     path, env = _report(tmp_path)
-    hwbuild.run_cocotb("SpAttenCore", "tiny", MODULE, testcase="TopRegression", seed=_seed(),
+    hwbuild.run_cocotb("SpAttenCore", "tiny", MODULE, testcase="TopRegression", seed=run_seed(),
                        extra_env={**env, "SPATTEN_NREQ": nreq})
     rep = json.loads(path.read_text())["TopRegression"]
     assert rep["scoreboard"]["checked"] == int(nreq) and rep["scoreboard"]["mismatches"] == 0
@@ -58,7 +54,7 @@ def test_corrupted_response_is_caught(tmp_path: Path) -> None:
     """Negative: a monitor that flips one response bit must make the scoreboard fail."""
     path, env = _report(tmp_path)
     with pytest.raises(AssertionError, match="TopCorruptTest"):
-        hwbuild.run_cocotb("SpAttenCore", "tiny", MODULE, testcase="TopCorruptTest", seed=_seed(),
+        hwbuild.run_cocotb("SpAttenCore", "tiny", MODULE, testcase="TopCorruptTest", seed=run_seed(),
                            extra_env={**env, "SPATTEN_NREQ": "20"})
     rep = json.loads(path.read_text())["TopCorruptTest"]
     assert "corruption" in rep, "the corrupting monitor never ran"
@@ -72,7 +68,7 @@ def test_hang_is_reported_with_stage(tmp_path: Path) -> None:
     bound, naming the controller state and the fetcher's counts."""
     path, env = _report(tmp_path)
     with pytest.raises(AssertionError, match="TopHangTest"):
-        hwbuild.run_cocotb("SpAttenCore", "tiny", MODULE, testcase="TopHangTest", seed=_seed(),
+        hwbuild.run_cocotb("SpAttenCore", "tiny", MODULE, testcase="TopHangTest", seed=run_seed(),
                            extra_env={**env, "SPATTEN_NREQ": "30"})
     rep = json.loads(path.read_text())["TopHangTest"]
     msg = rep["hang"]["message"]
@@ -87,7 +83,7 @@ def test_hang_is_reported_with_stage(tmp_path: Path) -> None:
 
 def _dpi_stimulus(tmp_path: Path, preset: str, nreq: int, seed: int,
                   max_tokens: int = 64) -> dict[str, str]:
-    params = load(hwbuild.params_json(preset))
+    params = load_params(hwbuild.params_json(preset))
     gen = StimulusGenerator(params, random.Random(seed), max_tokens=max_tokens)
     items = [gen.next() for _ in range(nreq)]
     image = gen.mem.save(tmp_path / "image.bin")
@@ -100,7 +96,7 @@ def _dpi_stimulus(tmp_path: Path, preset: str, nreq: int, seed: int,
 def _run_dpi(tmp_path: Path, preset: str, nreq: int, **stimulus) -> None:
     """SpAttenTop with the DPI DRAM (builtin HBM2 backend) on a memory image file: every
     response checked against the golden model."""
-    seed = _seed()
+    seed = run_seed()
     path, env = _report(tmp_path)
     env.update(_dpi_stimulus(tmp_path, preset, nreq, seed, **stimulus))
     hwbuild.run_cocotb("SpAttenTop", preset, MODULE, testcase="TopDpiTest", seed=seed, dpi=True,
@@ -124,7 +120,7 @@ def test_eighth_smoke(tmp_path: Path) -> None:
     hash) and about 5 s to run the 60 requests."""
     nreq = 60
     path, env = _report(tmp_path)
-    hwbuild.run_cocotb("SpAttenCore", "eighth", MODULE, testcase="TopSmoke", seed=_seed(),
+    hwbuild.run_cocotb("SpAttenCore", "eighth", MODULE, testcase="TopSmoke", seed=run_seed(),
                        extra_env={**env, "SPATTEN_NREQ": str(nreq), "SPATTEN_MAX_TOKENS": "160"})
     rep = json.loads(path.read_text())["TopSmoke"]
     sb = rep["scoreboard"]
@@ -139,7 +135,7 @@ def test_dpi_eighth_smoke(tmp_path: Path) -> None:
 
     Cost on a 2-core machine: about 70-105 s to build, 4 s to run. (It once took over 44
     CPU-minutes: -O2 reached Verilator's run-once VPI symbol-table code through -CFLAGS;
-    tools/hwbuild.py keeps optimization levels out of -CFLAGS.)"""
+    spatten/sim/build.py keeps optimization levels out of -CFLAGS.)"""
     _run_dpi(tmp_path, "eighth", 40, max_tokens=256)
 
 

@@ -3,7 +3,7 @@
 Layers: :class:`TopKRequest` items made by sequences -> :class:`TopKDriver` (``cmd`` and
 ``in`` streams, random idle cycles) -> DUT -> :class:`TopKMonitor` (``count`` and ``out``
 streams, random back-pressure) -> :class:`TopKScoreboard` (reference:
-``workloads.golden.topk_select``) and :class:`TopKCoverage`.
+``spatten.contract.golden.topk_select``) and :class:`TopKCoverage`.
 
 Tests (run them through ``pyverif/topk/test_topk.py``):
 
@@ -23,31 +23,24 @@ from __future__ import annotations
 import os
 import random
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Iterable
 
 import cocotb
 from cocotb.clock import Clock
 from cocotb.handle import SimHandleBase
 from cocotb.triggers import ClockCycles, Event, RisingEdge
-from pyuvm import (ConfigDB, UVMConfigItemNotFound, test, uvm_analysis_port, uvm_driver, uvm_env,
+from pyuvm import (ConfigDB, test, uvm_analysis_port, uvm_driver, uvm_env,
                    uvm_factory, uvm_monitor, uvm_sequence, uvm_sequence_item, uvm_sequencer,
                    uvm_test)
 
 from pyverif.common.params import hw_params
 from pyverif.common.seed import reproduce_hint, rng_for, run_seed
 from pyverif.common.stream import StreamSink, StreamSource
-from pyverif.common.uvm import CoverageBase, ScoreboardBase, write_report
+from pyverif.common.uvm import CoverageBase, ScoreboardBase, config, write_report
 from pyverif.common.watchdog import Watchdog
-from workloads.golden import topk_select
+from spatten.contract.golden import topk_select
 
 CLOCK_NS = 2
-
-
-def _cfg(key: str, default: Any) -> Any:
-    try:
-        return ConfigDB().get(None, "", key)
-    except UVMConfigItemNotFound:
-        return default
 
 
 # ------------------------------------------------------------------------------ items
@@ -126,8 +119,8 @@ class TopKCornerSeq(uvm_sequence):
     all-equal, maximum-value, duplicate-heavy and sorted scores."""
 
     async def body(self) -> None:
-        cap = _cfg("CAPACITY", 64)
-        top = (1 << _cfg("SCORE_BITS", 17)) - 1
+        cap = config("CAPACITY", 64)
+        top = (1 << config("SCORE_BITS", 17)) - 1
         rng = rng_for("corner-seq")
         cases: list[tuple[int, list[int]]] = []
         for k in (0, 1, 2, 0xFFFF):
@@ -151,10 +144,10 @@ class TopKRandomSeq(uvm_sequence):
     """``TOPK_REQUESTS`` random requests (see :meth:`TopKRequest.randomize`)."""
 
     async def body(self) -> None:
-        cap = _cfg("CAPACITY", 64)
-        bits = _cfg("SCORE_BITS", 17)
+        cap = config("CAPACITY", 64)
+        bits = config("SCORE_BITS", 17)
         rng = rng_for("random-seq")
-        for _ in range(_cfg("TOPK_REQUESTS", 1000)):
+        for _ in range(config("TOPK_REQUESTS", 1000)):
             item = TopKRequest("random")
             await self.start_item(item)
             item.randomize(rng, cap, bits)
@@ -174,11 +167,11 @@ class TopKPerfSeq(uvm_sequence):
     """Distinct random scores at the sizes in ``PERF_SIZES``, k = n/4 and k = n/2."""
 
     async def body(self) -> None:
-        top = (1 << _cfg("SCORE_BITS", 17)) - 1
+        top = (1 << config("SCORE_BITS", 17)) - 1
         rng = rng_for("perf-seq")
-        for n in _cfg("PERF_SIZES", [64]):
+        for n in config("PERF_SIZES", [64]):
             for k in (max(1, n // 4), max(1, n // 2)):
-                for _ in range(_cfg("PERF_REPEATS", 4)):
+                for _ in range(config("PERF_REPEATS", 4)):
                     item = TopKRequest("perf", k, rng.sample(range(top + 1), n))
                     await self.start_item(item)
                     await self.finish_item(item)
@@ -272,14 +265,14 @@ class TopKMonitor(uvm_monitor):
 
 
 class TopKScoreboard(ScoreboardBase):
-    """Compares every response with ``workloads.golden.topk_select``."""
+    """Compares every response with ``spatten.contract.golden.topk_select``."""
 
     def select(self, scores: list[int], k: int) -> list[int]:
         """Selected positions, ascending (the reference model)."""
         return [int(j) for j in topk_select(scores, k)]
 
     def predict(self, request: TopKRequest) -> TopKResponse:
-        scores = request.scores[:_cfg("CAPACITY", 64)]   # the engine drops the rest
+        scores = request.scores[:config("CAPACITY", 64)]   # the engine drops the rest
         sel = self.select(scores, request.k)
         return TopKResponse(count=len(sel), items=[(j, request.scores[j]) for j in sel],
                             lasts=[i == len(sel) - 1 for i in range(len(sel))])
@@ -305,8 +298,8 @@ class TopKCoverage(CoverageBase):
             "duplicates", "all_equal", "max_scores", "tie_at_threshold")
 
     def sample(self, item: TopKRequest) -> Iterable[str]:
-        cap = _cfg("CAPACITY", 64)
-        top = (1 << _cfg("SCORE_BITS", 17)) - 1
+        cap = config("CAPACITY", 64)
+        top = (1 << config("SCORE_BITS", 17)) - 1
         hit = ["overflow"] if len(item.scores) > cap else []
         s, k = item.scores[:cap], item.k
         n = len(s)

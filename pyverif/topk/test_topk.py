@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from pyverif.common.negative import expect_scoreboard_failure
-from tools import hwbuild
+from spatten.sim import build as hwbuild
 
 TB = "pyverif.topk.tb_topk"
 #: Elaborated up front by the repository's conftest.py (one sbt run for all tops).

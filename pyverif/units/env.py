@@ -1,7 +1,7 @@
 """The pyuvm skeleton shared by the compute-unit testbenches.
 
 Each unit's testbench (``tb_*.py``) defines a scoreboard (a
-:class:`pyverif.common.uvm.ScoreboardBase` whose ``predict`` calls ``workloads.golden``),
+:class:`pyverif.common.uvm.ScoreboardBase` whose ``predict`` calls ``spatten.contract.golden``),
 a coverage collector (:class:`pyverif.common.uvm.CoverageBase`) and a :class:`UnitTest`
 subclass whose :meth:`UnitTest.stimulus` drives the DUT through the
 :mod:`pyverif.common.stream` agents and writes every request to ``self.requests`` and
@@ -20,7 +20,7 @@ from cocotb.handle import SimHandleBase
 from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge
 from pyuvm import ConfigDB, uvm_analysis_port, uvm_env, uvm_test
 
-from pyverif.common.params import load_params
+from pyverif.common.params import hw_params
 from pyverif.common.seed import rng_for
 from pyverif.common.stream import DecoupledPort
 from pyverif.common.uvm import CoverageBase, ScoreboardBase
@@ -114,7 +114,7 @@ class UnitTest(uvm_test):
         ConfigDB().set(None, "*", "COVERAGE", self.coverage)
         self.env = UnitEnv("env", self)
         self.dut = cocotb.top
-        self.params: dict[str, Any] = load_params()
+        self.params: dict[str, Any] = hw_params().to_dict()
         self.rng = rng_for(type(self).__name__)
 
     async def run_phase(self) -> None:

@@ -1,4 +1,4 @@
-"""pyuvm testbench of ``DotProductArray`` (reference: ``workloads.golden.dot_scores``).
+"""pyuvm testbench of ``DotProductArray`` (reference: ``spatten.contract.golden.dot_scores``).
 
 Tests: ``DotRandomTest`` (300 requests: random D, queries and keys with extremes, random
 stalls on every stream), ``DotThroughputTest`` (no stalls; keys a cycle),
@@ -16,7 +16,7 @@ from pyuvm import test, uvm_factory
 from pyverif.common.stream import StreamSink, StreamSource
 from pyverif.common.uvm import CoverageBase, ScoreboardBase
 from pyverif.units.env import UnitTest, multiplier_lanes, scaled, to_signed, vec_fields, wait_until
-from workloads.golden import dot_scores
+from spatten.contract.golden import dot_scores
 
 REQUESTS = scaled(300)
 MIN16, MAX16 = -(1 << 15), (1 << 15) - 1

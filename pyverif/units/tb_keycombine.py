@@ -1,6 +1,6 @@
 """pyuvm testbench of ``KeyCombine``: ``k = (msb << kLsbBits) | lsb`` (pass 2) or
 ``msb << kLsbBits`` (pass 1), SPEC 1. The reference is the golden model's pass-1/pass-2
-key forming inside ``workloads.golden.attention_probs``, reproduced through it: the
+key forming inside ``spatten.contract.golden.attention_probs``, reproduced through it: the
 expected key row is the one whose score against unit queries ``e_i`` the golden
 ``dot_scores`` returns. ``KeyCombineRandomTest``: every (kMsbBits, kLsbBits) split, both
 passes, extremes, 400 rows (combinational unit: no streams)."""
@@ -16,9 +16,9 @@ from pyuvm import ConfigDB, test, uvm_factory
 
 from pyverif.common.uvm import CoverageBase, ScoreboardBase
 from pyverif.units.env import UnitTest, mask, scaled, to_signed
-from workloads.golden import attention_probs
-from workloads.memimage import element_range
-from workloads.params import from_dict
+from spatten.contract.golden import attention_probs
+from spatten.contract.memimage import element_range
+from spatten.contract.params import from_dict
 
 ROWS = scaled(400)
 

@@ -1,5 +1,5 @@
 """pyuvm testbench of ``Softmax`` (two score banks, with its ``Reciprocal`` divider),
-reference ``workloads.golden.softmax_fixed``: the summary beat (pmax, E, R, N) of every
+reference ``spatten.contract.golden.softmax_fixed``: the summary beat (pmax, E, R, N) of every
 pass and every p_j of every streamed pass, bit for bit.
 
 The DUT has two independent sides, and the testbench drives them as the attention
@@ -43,8 +43,8 @@ from pyverif.common.stream import StreamSink, StreamSource
 from pyverif.common.uvm import CoverageBase, ScoreboardBase
 from pyverif.common.watchdog import Watchdog
 from pyverif.units.env import UnitTest, mask, scaled, wait_until
-from workloads.golden import softmax_fixed
-from workloads.params import from_dict
+from spatten.contract.golden import softmax_fixed
+from spatten.contract.params import from_dict
 
 REQUESTS = scaled(300)
 

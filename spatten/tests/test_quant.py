@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from workloads import quant
+from spatten.contract import quant
 
 
 def test_bits_or_16() -> None:

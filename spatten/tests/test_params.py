@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from workloads import params
-from workloads.tests.hwfixtures import TINY_DICT, tiny
+from spatten.contract import params
+from spatten.tests.hwfixtures import TINY_DICT, tiny
 
 
 def test_from_dict_reads_every_key() -> None:
@@ -43,28 +43,28 @@ def test_bad_value(key: str, value: int) -> None:
 def test_unknown_keys_are_kept(tmp_path: Path) -> None:
     f = tmp_path / "p.json"
     f.write_text(json.dumps(dict(TINY_DICT, newThing=3)))
-    p = params.load(f)
+    p = params.load_params(f)
     assert p.extra == {"newThing": 3}
     assert p == tiny()
 
 
 def test_load_errors(tmp_path: Path) -> None:
     with pytest.raises(params.ParamsError, match="cannot read"):
-        params.load(tmp_path / "absent.json")
+        params.load_params(tmp_path / "absent.json")
     f = tmp_path / "bad.json"
     f.write_text("{not json")
     with pytest.raises(params.ParamsError, match=r"bad\.json: not valid JSON"):
-        params.load(f)
+        params.load_params(f)
 
 
 def test_tiny_matches_scala() -> None:
     """The single source of truth: the JSON elaborated from SpAttenParams.scala."""
-    hwbuild = pytest.importorskip("tools.hwbuild")
+    hwbuild = pytest.importorskip("spatten.sim.build")
     if shutil.which("java") is None:
         pytest.skip("java is not installed: cannot elaborate the parameter JSON with sbt")
     try:
         path = hwbuild.params_json("tiny")
     except hwbuild.ToolMissingError as e:
         pytest.skip(f"sbt toolchain unavailable: {e}")
-    p = params.load(path)
+    p = params.load_params(path)
     assert p == tiny(), f"{path} differs from the test fixture TINY_DICT"

@@ -8,7 +8,7 @@ value pruning -- and computes, as SPEC section 2 does, a softmax over all kept k
 Two comparisons, two error sources:
 
 - :func:`attend_dequantized` on the hardware's integers (final-pass keys, values, query)
-  with the score unit the hardware actually applies (:func:`workloads.quant.score_scale_value`):
+  with the score unit the hardware actually applies (:func:`spatten.contract.quant.score_scale_value`):
   differences from the golden model are the fixed-point arithmetic alone (truncation of
   ``t_j`` to 8 fractional bits, the exp2 table, the reciprocal, floors). Bounded by
   :func:`fixed_point_tolerance`.

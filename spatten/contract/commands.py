@@ -51,8 +51,9 @@ from typing import Iterable, Sequence, Union
 
 import numpy as np
 
-from workloads.fileio import atomic_output
-from workloads.params import HwParams
+from spatten.fileio import atomic_output
+from spatten.contract.params import HwParams
+from spatten.errors import ContractError
 
 __all__ = [
     "Word", "CommandError", "OP_ATTEND", "OP_TOPK_TOKENS", "OP_TOPK_HEADS", "OP_CLEAR",
@@ -80,7 +81,7 @@ _U64 = (1 << 64) - 1
 _STREAM_RECORD = struct.Struct("<QQ")
 
 
-class CommandError(ValueError):
+class CommandError(ContractError):
     """A field does not fit, or a packet is malformed.
 
     ``opcode`` and ``tag`` are set when known (used to build the error response)."""
@@ -170,7 +171,7 @@ class AttendCmd:
     """ATTEND: one head, one query row (SPEC 2 and 5). ``d`` defaults to ``len(query)``.
 
     Bases are byte addresses (64-bit words). ``requant_threshold`` is Q.16 (17 bits),
-    ``score_scale``/``score_shift`` as in SPEC 2 (see :func:`workloads.quant.choose_score_scale`).
+    ``score_scale``/``score_shift`` as in SPEC 2 (see :func:`spatten.contract.quant.choose_score_scale`).
     """
 
     tag: int

@@ -1,18 +1,70 @@
 """Driving the native simulator: workload rows in, checked run results out.
 
 Used by ``run.py`` and the benchmarks (``tools/bench_sim.py``). See ``run.py`` for the
-whole flow and ``tools/program.py`` for how a workload becomes commands and memory.
+whole flow and ``spatten/sim/program.py`` for how a workload becomes commands and memory.
 """
 
 from __future__ import annotations
 
+import csv
 import json
 import subprocess
+import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
-import click
 import numpy as np
+
+from spatten.contract.commands import compare_responses, read_stream, split_packets, write_stream
+from spatten.errors import InputError, SimulationError
+from spatten.sim.program import Program
+from workloads.csvschema import read_workload
+
+
+@dataclass
+class RunResult:
+    """What one simulation of a program produced."""
+
+    prog: Program
+    start: list[int]
+    end: list[int]
+    dram_stats: dict | None = None
+    states: dict[str, dict] = field(default_factory=dict)
+    """Cycles by controller state, per pipeline stage: ``{"front": {name: cycles}, "back": ...}``
+    (numbers until :func:`name_states` names them)."""
+    mismatches: int = 0
+    checked: int = 0
+    wall_s: float = 0.0
+    float_error: dict | None = None
+
+    @property
+    def cycles(self) -> int:
+        return (max(self.end) - min(self.start) + 1) if self.end else 0
+
+    def charged(self) -> list[int]:
+        """Cycles charged to each command (see the module docstring)."""
+        out, prev = [], min(self.start) if self.start else 0
+        for e in self.end:
+            out.append(max(0, e - prev))
+            prev = max(prev, e)
+        return out
+
+
+def name_states(res: RunResult, names: dict[str, list[str]]) -> None:
+    """Replace state numbers by the names the elaborator wrote (``ctrl_states.json``)."""
+    res.states = {unit: {(names[unit][k] if k < len(names[unit]) else str(k)): v for k, v in counts.items()}
+                  for unit, counts in res.states.items()}
+
+
+def read_log(path: Path) -> tuple[list[int], list[int]]:
+    start, end = [], []
+    with open(path, newline="") as fh:
+        for row in csv.DictReader(fh):
+            start.append(int(row["start_cycle"]))
+            end.append(int(row["end_cycle"]))
+    return start, end
+
 
 def progress(label: str):
     """A progress callback for ``program.build`` printing at most ~20 updates."""
@@ -22,47 +74,29 @@ def progress(label: str):
         pct = 100 * i // max(n, 1)
         if pct // 5 != state["last"] // 5 or i == n:
             state["last"] = pct
-            click.echo(f"\r  {label}: {i}/{n} rows ({pct}%)", err=True, nl=i == n)
+            print(f"\r  {label}: {i}/{n} rows ({pct}%)", file=sys.stderr, end="\n" if i == n else "", flush=True)
     return cb
 
 
 def load_rows(path: Path, limit: int | None, step: int | None):
-    """Read the workload (``workloads.csvschema``) into ``tools.program.Row``s."""
-    from tools.program import Row
-    from workloads.csvschema import read_workload
-
+    """Read the workload (``workloads.csvschema``): the workload and its selected rows."""
     wl = read_workload(path)
-    rows = []
-    for idx, r in enumerate(wl.rows):
-        if step is not None and r.iteration_id != step:
-            continue
-        rows.append(Row(
-            index=idx, line=idx + 2, iteration=r.iteration_id, layer=r.layer_id, head=r.head_id,
-            d=int(r.embedding_length_D), sentence_len=r.sentence_length_L,
-            key_fetch_num=r.key_fetch_num, quant_key_bit=r.quant_key_bit,
-            quant_query_bit=r.quant_query_bit, requant_threshold=float(r.auto_requant_thres),
-            if_requant=bool(r.if_requant), requant_incre=r.auto_requant_incre,
-            value_fetch_num=r.value_fetch_num, quant_value_bit=r.quant_value_bit,
-            accumulate_importance=bool(r.if_accumulate_importance),
-            rescale_importance=bool(r.if_rescale_previous_importance),
-            if_topk=bool(r.if_topk), topk=r.topk))
-        if limit is not None and len(rows) >= limit:
-            break
+    rows = [r for r in wl.rows if step is None or r.iteration_id == step][:limit]
     if not rows:
-        raise click.UsageError(f"{path}: no rows selected (--step {step}, --limit {limit})")
+        raise InputError(f"{path}: no rows selected (--step {step}, --limit {limit})")
     return wl, rows
 
 
 def check_against_hardware(path: Path, rows, params) -> None:
     """Reject rows this hardware preset cannot run, naming the line and field."""
     for r in rows:
-        if r.d > params.max_head_dim:
-            raise click.ClickException(
-                f"{path}:{r.line}: embedding_length_D={r.d} exceeds the preset's maxHeadDim="
+        if r.embedding_length_D > params.max_head_dim:
+            raise InputError(
+                f"{path}:{r.line}: embedding_length_D={r.embedding_length_D} exceeds the preset's maxHeadDim="
                 f"{params.max_head_dim}; choose a larger --preset")
-        n = max(r.key_fetch_num, r.sentence_len)
+        n = max(r.key_fetch_num, r.sentence_length_L)
         if n > params.max_tokens:
-            raise click.ClickException(
+            raise InputError(
                 f"{path}:{r.line}: {n} keys exceed the preset's maxTokens={params.max_tokens}; "
                 f"choose a larger --preset")
 
@@ -77,8 +111,6 @@ class Simulation:
 
     def __init__(self, exe: Path, prog, workdir: Path, backend: str, dram_config: Path, label: str,
                  check: bool, stall_percent: int = 0, trace: bool = False, waves: bool = False) -> None:
-        from workloads.commands import write_stream
-
         self.prog, self.workdir, self.label, self.check = prog, workdir, label, check
         workdir.mkdir(parents=True, exist_ok=True)
         image = workdir / "memory.bin"
@@ -88,8 +120,8 @@ class Simulation:
         self.stats = workdir / "dram_stats.json"
         prog.image.save(image)
         write_stream(cmds, prog.words)
-        click.echo(f"  {label}: simulating {len(prog.commands)} commands "
-                   f"({image.stat().st_size / (1 << 20):.1f} MiB memory image)", err=True)
+        print(f"  {label}: simulating {len(prog.commands)} commands "
+              f"({image.stat().st_size / (1 << 20):.1f} MiB memory image)", file=sys.stderr)
         argv = [str(exe), "--commands", str(cmds), "--responses", str(self.resp), "--log", str(self.log),
                 "--progress-every", str(max(1, len(prog.commands) // 10)), "--name", label,
                 f"+dram_backend={backend}", f"+dram_image={image}", f"+dram_stats={self.stats}",
@@ -117,14 +149,11 @@ def simulate(exe: Path, prog, workdir: Path, backend: str, dram_config: Path, la
 
 
 def _collect(sim: Simulation, wall: float):
-    from tools.report import RunResult, read_log
-    from workloads.commands import compare_responses, read_stream, split_packets
-
     prog, label, check, log, stats, resp = sim.prog, sim.label, sim.check, sim.log, sim.stats, sim.resp
     proc = sim.proc
 
     if proc.returncode != 0:
-        raise click.ClickException(f"the simulator failed (exit {proc.returncode}); see the messages above")
+        raise SimulationError(f"the simulator failed (exit {proc.returncode}); see the messages above")
     start, end = read_log(log)
     res = RunResult(prog=prog, start=start, end=end, wall_s=wall)
     if stats.is_file():
@@ -137,7 +166,7 @@ def _collect(sim: Simulation, wall: float):
     if check:
         packets, rest = split_packets(read_stream(resp))
         if rest or len(packets) != len(prog.expected):
-            raise click.ClickException(f"{label}: expected {len(prog.expected)} responses, got "
+            raise SimulationError(f"{label}: expected {len(prog.expected)} responses, got "
                                        f"{len(packets)} (+{len(rest)} stray words)")
         shown = 0
         for i, (exp, act) in enumerate(zip(prog.expected, packets)):
@@ -147,8 +176,8 @@ def _collect(sim: Simulation, wall: float):
                 res.mismatches += 1
                 if shown < 5:
                     info = prog.info[i]
-                    click.echo(f"  MISMATCH {label} command {i} ({info.kind}, row {info.row}, layer "
-                               f"{info.layer}, head {info.head}): " + "; ".join(problems[:4]), err=True)
+                    print(f"  MISMATCH {label} command {i} ({info.kind}, row {info.row}, layer "
+                          f"{info.layer}, head {info.head}): " + "; ".join(problems[:4]), file=sys.stderr)
                     shown += 1
         if prog.float_checks:
             res.float_error = float_error(prog)
@@ -167,6 +196,6 @@ def float_error(prog) -> dict:
     return {"requests": len(checks), "max_abs": float(err.max()), "mean_abs": float(err.mean()),
             "units": "integer V units (o / 2^16 vs float attention on the same integers)",
             "max_over_tolerance": float(ratio.max()), "violations": int((ratio > 1).sum()),
-            "tolerance": "workloads.reference.fixed_point_tolerance(N, M, max|v|)",
+            "tolerance": "spatten.contract.reference.fixed_point_tolerance(N, M, max|v|)",
             "model_max_abs": float(em.max()), "model_mean_abs": float(em.mean()),
             "model_units": "the model's V units (quantization included), vs out_ref"}

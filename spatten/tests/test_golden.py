@@ -13,14 +13,14 @@ from decimal import ROUND_HALF_UP, Decimal, getcontext
 import numpy as np
 import pytest
 
-from workloads import golden
-from workloads.commands import (
+from spatten.contract import golden
+from spatten.contract.commands import (
     AttendCmd, AttendResp, ClearCmd, ClearResp, ErrorResp, ReadImportanceCmd,
     ReadImportanceResp, TopkHeadsCmd, TopkResp, TopkTokensCmd, decode_response,
 )
-from workloads.memimage import MemoryImage
-from workloads.reference import KAPPA
-from workloads.tests.hwfixtures import tiny, wide
+from spatten.contract.memimage import MemoryImage
+from spatten.contract.reference import KAPPA
+from spatten.tests.hwfixtures import tiny, wide
 
 P = tiny()
 
@@ -76,7 +76,7 @@ def test_softmax_single_token() -> None:
 
 def test_softmax_within_analytic_bound() -> None:
     """p_j / 2^16 vs the float softmax with the same score unit, per the bound derived in
-    workloads.reference.fixed_point_tolerance (per element)."""
+    spatten.contract.reference.fixed_point_tolerance (per element)."""
     rng = np.random.default_rng(5)
     for _ in range(300):
         n = int(rng.integers(1, 300))
@@ -330,7 +330,7 @@ def test_undefined_behaviour_is_refused() -> None:
 def test_golden_vs_float_within_tolerance() -> None:
     """A few hundred random requests within the derived tolerance (the full study is
     tools/golden_vs_float.py)."""
-    from workloads.reference import attend_dequantized, fixed_point_tolerance
+    from spatten.contract.reference import attend_dequantized, fixed_point_tolerance
 
     pw = wide()
     rng = np.random.default_rng(11)
@@ -354,7 +354,7 @@ def test_golden_vs_float_within_tolerance() -> None:
 
 def test_wide_rows_stream_file_and_traffic(tmp_path) -> None:
     """D = 64 at 16 bits: 128-byte rows (4 bursts); commands through a stream file."""
-    from workloads.commands import read_stream, split_packets, write_stream
+    from spatten.contract.commands import read_stream, split_packets, write_stream
 
     pw = wide()
     rng = np.random.default_rng(4)

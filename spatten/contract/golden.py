@@ -1,7 +1,7 @@
 """The bit-exact golden model of the SpAtten accelerator (``hardware/SPEC.md``).
 
 Every RTL output is compared with this model word for word (except the ``cycles`` field
-of ATTEND responses, which only hardware has; see :mod:`workloads.commands`).
+of ATTEND responses, which only hardware has; see :mod:`spatten.contract.commands`).
 
 Pure functions (the arithmetic of SPEC sections 2 and 3, usable by unit testbenches):
 
@@ -25,7 +25,7 @@ The stateful accelerator:
   it needs from DRAM.
 
 Arithmetic is exact: numpy int64 everywhere (every intermediate value is bounded well
-below 2^63 for the parameter ranges :mod:`workloads.params` accepts: ``|s_j| < 2^38``,
+below 2^63 for the parameter ranges :mod:`spatten.contract.params` accepts: ``|s_j| < 2^38``,
 ``d_j * scoreScale < 2^56``, ``e_j * R <= 2^recipShift``, ``|o_i| < 2^32``).
 
 Commands whose behaviour SPEC leaves undefined -- a plane or list base that is not burst
@@ -42,13 +42,13 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from workloads.commands import (
+from spatten.contract.commands import (
     AttendCmd, AttendResp, ClearCmd, ClearResp, Command, CommandError, ErrorResp,
     ReadImportanceCmd, ReadImportanceResp, Response, TopkHeadsCmd, TopkResp, TopkTokensCmd,
     Word, decode_command, decode_response, split_packets,
 )
-from workloads.memimage import MemImageError, MemoryImage, stride
-from workloads.params import HwParams
+from spatten.contract.memimage import MemImageError, MemoryImage, stride
+from spatten.contract.params import HwParams
 
 __all__ = [
     "GoldenUndefined", "exp2_lut", "dot_scores", "softmax_fixed", "topk_select",

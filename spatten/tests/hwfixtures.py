@@ -1,12 +1,12 @@
 """Shared test parameters: the `tiny` preset's values, as SpAttenParams.scala defines them.
 
 `test_params.py::test_tiny_matches_scala` checks these against the JSON the Scala side
-writes (through `tools.hwbuild.params_json`), so they cannot drift silently.
+writes (through `spatten.sim.build.params_json`), so they cannot drift silently.
 """
 
 from __future__ import annotations
 
-from workloads.params import HwParams, from_dict
+from spatten.contract.params import HwParams, from_dict
 
 TINY_DICT = {
     "preset": "tiny", "maxHeadDim": 16, "maxTokens": 64, "maxHeads": 8, "dotLanes": 16,

@@ -2,12 +2,12 @@
 
 The Scala case class ``spatten.SpAttenParams`` is the single source of truth: elaboration
 writes ``params.json`` (keys in ``hardware/SPEC.md`` section 7) and Python reads it here,
-never restating a width or a size. ``tools/hwbuild.py`` (``hwbuild.params_json(preset)``)
+never restating a width or a size. ``spatten/sim/build.py`` (``hwbuild.params_json(preset)``)
 produces and caches that file for a named preset.
 
 Public API::
 
-    p = load("build/.../params.json")   # HwParams, validated
+    p = load_params("build/.../contract.json")   # HwParams, validated
     p = from_dict(d, source="...")       # same, from an already parsed dict
     p.max_tokens, p.burst_bytes, ...     # snake_case attributes
     p.to_dict()                          # back to the JSON keys
@@ -25,11 +25,9 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping
 
-__all__ = ["HwParams", "ParamsError", "load", "from_dict", "JSON_KEYS"]
+from spatten.errors import ParamsError
 
-
-class ParamsError(ValueError):
-    """A parameter file is missing a key, has a wrong type or an impossible value."""
+__all__ = ["HwParams", "ParamsError", "load_params", "from_dict", "JSON_KEYS"]
 
 
 # JSON key -> (attribute name, python type)
@@ -176,7 +174,7 @@ def from_dict(d: Mapping[str, Any], source: str = "<dict>") -> HwParams:
     return p
 
 
-def load(path: str | Path) -> HwParams:
+def load_params(path: str | Path) -> HwParams:
     """Read and validate a ``params.json`` written by ``spatten.Elaborate``."""
     path = Path(path)
     try:

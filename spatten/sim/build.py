@@ -7,7 +7,7 @@ rebuilds nothing: each directory is complete exactly when its ``.done`` stamp ex
 
 ::
 
-    from tools import hwbuild
+    from spatten.sim import build as hwbuild
     hwbuild.params_json("tiny")              # Path of the preset's parameter JSON
     rtl = hwbuild.elaborate("TopKEngine", "tiny")
     rtl.dir, rtl.sources, rtl.params         # SystemVerilog files, parameters as a dict
@@ -34,20 +34,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
-ROOT = Path(__file__).resolve().parents[1]
+from spatten.errors import BuildError, ToolMissingError
+from spatten.sim.seed import run_seed
+
+ROOT = Path(__file__).resolve().parents[2]
 BUILD_DIR = Path(os.environ.get("SPATTEN_BUILD_DIR", ROOT / "build"))
 TOOLCHAIN = Path(os.environ.get("SPATTEN_TOOLCHAIN") or
                  Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "spatten" / "toolchain")
 SBT_VERSION = "1.12.14"
 SETUP_HINT = "run `bash tools/setup.sh` (it installs everything from the package registries)"
-
-
-class BuildError(RuntimeError):
-    """A build step failed; the message names the step and shows the end of its log."""
-
-
-class ToolMissingError(BuildError):
-    """A tool the build needs is not installed; the message says how to get it."""
 
 
 def log(msg: str) -> None:
@@ -151,10 +146,6 @@ def params_json(preset: str) -> Path:
     return out
 
 
-def load_params(preset: str) -> dict:
-    return json.loads(params_json(preset).read_text())
-
-
 @dataclass(frozen=True)
 class Rtl:
     """The SystemVerilog of one (top, preset), as elaborated."""
@@ -168,6 +159,11 @@ class Rtl:
     @property
     def params_path(self) -> Path:
         return self.dir / "params.json"
+
+    @property
+    def states(self) -> dict[str, list[str]]:
+        """The controller's state names per pipeline stage, as elaboration wrote them."""
+        return json.loads((self.dir / "ctrl_states.json").read_text())
 
 
 def _rtl_dir(top: str, preset: str, key: str) -> Path:
@@ -358,7 +354,7 @@ def run_cocotb(top: str, preset: str, test_module: str, testcase: str | Sequence
 
     waves = waves or os.environ.get("WAVES") == "1"
     if seed is None:
-        seed = int(os.environ.get("SPATTEN_SEED", "0")) or int.from_bytes(os.urandom(3), "little")
+        seed = run_seed()
     rtl, build_dir = build_cocotb(top, preset, waves=waves, dpi=dpi)
     name = test_module.rsplit(".", 1)[-1]
     if testcase:
@@ -367,10 +363,8 @@ def run_cocotb(top: str, preset: str, test_module: str, testcase: str | Sequence
     shutil.rmtree(run_dir, ignore_errors=True)
     run_dir.mkdir(parents=True)
     env = {"SPATTEN_PARAMS": str(rtl.params_path), "SPATTEN_SEED": str(seed), "SPATTEN_PRESET": preset}
-    # cocotb's runner hands this process's sys.path to the simulator as PYTHONPATH; the
-    # simulator runs in run_dir, so the repository root must be on it as an absolute path.
-    if str(ROOT) not in sys.path:
-        sys.path.insert(0, str(ROOT))
+    # The simulator runs in run_dir; the project's packages reach it through the editable
+    # install (tools/setup.sh), which cocotb's runner passes on with this process's sys.path.
     env.update(extra_env or {})
     results = run_dir / "results.xml"
     runner = get_runner("verilator")

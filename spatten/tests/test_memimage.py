@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from workloads.memimage import (
+from spatten.contract.memimage import (
     MemImageError, MemoryImage, element_range, pack_rows, stride, unpack_rows,
 )
-from workloads.tests.hwfixtures import tiny
+from spatten.tests.hwfixtures import tiny
 
 
 def _bigint_pack(values: np.ndarray, bits: int, nbytes: int) -> np.ndarray:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tools import hwbuild
+from spatten.sim import build as hwbuild
 
 ROOT = Path(__file__).resolve().parents[2]
 

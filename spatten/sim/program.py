@@ -6,7 +6,7 @@ program is built. Two modes:
 
 - **functional** (an ``.npz`` of tensors beside the CSV, written by
   ``tools/gen_workload.py --tensors``): real queries, keys and values of the model,
-  quantized per the row's bit widths (``workloads.quant``), the kept tokens the PyTorch
+  quantized per the row's bit widths (``spatten.contract.quant``), the kept tokens the PyTorch
   algorithm chose, and the requantization threshold of the row; the accelerator decides
   requantization and local value pruning itself, and its outputs are compared with the
   golden model (bit for bit) and with the PyTorch float output of the row.
@@ -39,43 +39,18 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from workloads import quant
-from workloads.commands import (AttendCmd, ClearCmd, TopkResp, TopkTokensCmd, Word, decode_response)
-from workloads.golden import GoldenAccelerator
-from workloads.memimage import MemoryImage
-from workloads.params import HwParams
+from spatten.contract import quant
+from spatten.contract.commands import (AttendCmd, ClearCmd, TopkResp, TopkTokensCmd, Word, decode_response)
+from spatten.contract.golden import GoldenAccelerator
+from spatten.contract.memimage import MemoryImage
+from spatten.contract.params import HwParams
+from workloads.csvschema import WorkloadRow
 
 LOGIT_STD = 3.0
 """Synthetic mode: standard deviation of the attention logits (natural-log units)."""
 
 ALWAYS_REQUANT_Q16 = (1 << 17) - 1
 """A threshold above every probability (p <= 2^16): requantization always taken."""
-
-
-@dataclass(frozen=True)
-class Row:
-    """One workload row, as the program needs it (CSV columns, typed). ``index`` is the
-    row's place among the file's data rows (it indexes the tensors), ``line`` its line."""
-
-    index: int
-    line: int
-    iteration: int
-    layer: int
-    head: int
-    d: int
-    sentence_len: int
-    key_fetch_num: int
-    quant_key_bit: int
-    quant_query_bit: int
-    requant_threshold: float
-    if_requant: bool
-    requant_incre: int
-    value_fetch_num: int
-    quant_value_bit: int
-    accumulate_importance: bool
-    rescale_importance: bool
-    if_topk: bool
-    topk: int
 
 
 @dataclass
@@ -99,11 +74,11 @@ class CommandInfo:
 
 @dataclass(frozen=True)
 class FloatCheck:
-    """One ATTEND against the PyTorch float reference (``workloads.reference``).
+    """One ATTEND against the PyTorch float reference (``spatten.contract.reference``).
 
     ``err`` is ``max_i |o_i / 2^16 - o_float_i|`` in integer V units, where ``o_float`` is
     float attention on the same integers, keys of the final pass and selected positions;
-    ``tol`` the bound of :func:`workloads.reference.fixed_point_tolerance`. ``err_model``
+    ``tol`` the bound of :func:`spatten.contract.reference.fixed_point_tolerance`. ``err_model``
     is the distance from the model's own float output (``out_ref``), quantization
     included, in the model's units; ``scale`` the largest |out_ref| of the row."""
 
@@ -132,23 +107,24 @@ class Program:
         return [w for c in self.commands for w in c]
 
 
-def dense_rows(rows: Sequence[Row]) -> list[Row]:
+def dense_rows(rows: Sequence[WorkloadRow]) -> list[WorkloadRow]:
     """The same requests with nothing pruned or quantized: every token, 16-bit K and V."""
-    return [replace(r, key_fetch_num=r.sentence_len, quant_key_bit=-1, quant_query_bit=-1,
-                    requant_threshold=-1.0, if_requant=False, requant_incre=-1,
-                    value_fetch_num=r.sentence_len, quant_value_bit=-1,
-                    accumulate_importance=False, rescale_importance=False, if_topk=False, topk=-1)
+    return [replace(r, key_fetch_num=r.sentence_length_L, quant_key_bit=-1, quant_query_bit=-1,
+                    auto_requant_thres=-1.0, if_requant=False, auto_requant_incre=-1,
+                    value_fetch_num=r.sentence_length_L, quant_value_bit=-1,
+                    if_accumulate_importance=False, if_rescale_previous_importance=False, if_topk=False,
+                    topk=-1)
             for r in rows]
 
 
-def _key_bits(r: Row, functional: bool) -> tuple[int, int, bool]:
+def _key_bits(r: WorkloadRow, functional: bool) -> tuple[int, int, bool]:
     """(kMsbBits, kLsbBits, requant) of a row."""
     if r.quant_key_bit == -1:
         return 16, 0, False
-    lsb = r.requant_incre if r.requant_incre > 0 else 0
+    lsb = r.auto_requant_incre if r.auto_requant_incre > 0 else 0
     if functional:
         # The row's threshold decides; LSBs exist whenever the policy has them.
-        return r.quant_key_bit, lsb, lsb > 0 and r.requant_threshold > 0
+        return r.quant_key_bit, lsb, lsb > 0 and r.auto_requant_thres > 0
     # Synthetic: honour the recorded decision. Without requantization the LSB plane is
     # never read, so the key is just its MSBs.
     return (r.quant_key_bit, lsb, True) if (r.if_requant and lsb > 0) else (r.quant_key_bit, 0, False)
@@ -180,7 +156,7 @@ class _Planes:
         return self.cache[key]
 
 
-def build(rows: Sequence[Row], params: HwParams, *, tensors: dict | None = None, seed: int = 1,
+def build(rows: Sequence[WorkloadRow], params: HwParams, *, tensors: dict | None = None, seed: int = 1,
           dense: bool = False, progress: Callable[[int, int], None] | None = None) -> Program:
     """Build the program of ``rows`` (already validated against ``params``).
 
@@ -210,8 +186,8 @@ def build(rows: Sequence[Row], params: HwParams, *, tensors: dict | None = None,
 
         planes = _Planes(image, source)
     else:
-        max_len = max(r.sentence_len for r in rows)
-        d_of = {(r.layer, r.head): r.d for r in rows}
+        max_len = max(r.sentence_length_L for r in rows)
+        d_of = {(r.layer_id, r.head_id): r.embedding_length_D for r in rows}
         # Each (layer, head) gets its own keys and values. Queries are N(0, 1) and keys
         # N(0, LOGIT_STD^2), so the logits q.k / sqrt(D) are N(0, LOGIT_STD^2).
 
@@ -262,25 +238,25 @@ def build(rows: Sequence[Row], params: HwParams, *, tensors: dict | None = None,
             ids = [int(x) for x in kept_ids[kept_offsets[t]:kept_offsets[t + 1]]]
             q_float = np.asarray(tensors["q"][t], dtype=np.float64)
         else:
-            kvh = r.head
-            if current is None or r.iteration != current_iter:
+            kvh = r.head_id
+            if current is None or r.iteration_id != current_iter:
                 if current is None:
                     current = list(range(r.key_fetch_num))
-                current_iter = r.iteration
-            current = _fit_list(current, r.key_fetch_num, r.sentence_len)
+                current_iter = r.iteration_id
+            current = _fit_list(current, r.key_fetch_num, r.sentence_length_L)
             ids = current
             g = np.random.default_rng([seed, 1_000_003, i])
-            q_float = g.standard_normal(r.d)
-        k_msb_base, k_lsb_base, v_base, s_k, s_v = planes.get(r.layer, kvh, msb, lsb, vbits)
+            q_float = g.standard_normal(r.embedding_length_D)
+        k_msb_base, k_lsb_base, v_base, s_k, s_v = planes.get(r.layer_id, kvh, msb, lsb, vbits)
         qq = quant.quantize_query(q_float, qbits)
         if functional:
-            c = quant.score_unit(qq.scale, s_k, float(per_layer[r.layer]) if per_layer else default_scale)
+            c = quant.score_unit(qq.scale, s_k, float(per_layer[r.layer_id]) if per_layer else default_scale)
         else:
             # The synthetic keys already carry the logit spread: q.k / sqrt(D) ~ N(0, 3^2).
-            c = quant.score_unit(qq.scale, s_k, 1.0 / math.sqrt(r.d))
+            c = quant.score_unit(qq.scale, s_k, 1.0 / math.sqrt(r.embedding_length_D))
         score_scale, score_shift = quant.choose_score_scale(c)
         if functional:
-            thr = quant.threshold_q16(r.requant_threshold) if requant else 0
+            thr = quant.threshold_q16(r.auto_requant_thres) if requant else 0
         else:
             thr = ALWAYS_REQUANT_Q16 if requant else 0
         m = r.value_fetch_num
@@ -289,12 +265,12 @@ def build(rows: Sequence[Row], params: HwParams, *, tensors: dict | None = None,
             k_msb_base=k_msb_base, k_lsb_base=k_lsb_base, v_base=v_base,
             tokens_base=token_list(ids), k_msb_bits=msb, k_lsb_bits=lsb, v_bits=vbits,
             score_scale=score_scale, score_shift=score_shift,
-            value_topk=0 if m >= len(ids) else m, head_id=r.head, requant=requant,
-            requant_threshold=thr, accum_importance=r.accumulate_importance, d=r.d)
+            value_topk=0 if m >= len(ids) else m, head_id=r.head_id, requant=requant,
+            requant_threshold=thr, accum_importance=r.if_accumulate_importance, d=r.embedding_length_D)
         expected = golden.execute_packet(cmd.encode())
         t = golden.last_traffic
         res = golden.last_attend
-        info = CommandInfo("attend", i, r.iteration, r.layer, r.head, n=len(ids), d=r.d,
+        info = CommandInfo("attend", i, r.iteration_id, r.layer_id, r.head_id, n=len(ids), d=r.embedding_length_D,
                            k_msb_bits=msb, k_lsb_bits=lsb, v_bits=vbits,
                            m=len(res.selected) if res is not None else 0,
                            requantized=bool(res.probs.requantized) if res is not None else False,
@@ -304,14 +280,14 @@ def build(rows: Sequence[Row], params: HwParams, *, tensors: dict | None = None,
         emit(cmd, info, expected)
         prog.value_scale[idx] = s_v
         if functional and res is not None:
-            prog.float_checks[idx] = _float_check(planes.arrays[(r.layer, kvh, msb, lsb, vbits)], ids, qq.values,
+            prog.float_checks[idx] = _float_check(planes.arrays[(r.layer_id, kvh, msb, lsb, vbits)], ids, qq.values,
                                                   res, lsb, score_scale, score_shift, s_v,
                                                   tensors["out_ref"][r.index] if "out_ref" in tensors else None)
         if r.if_topk and r.topk >= 0:
             tk = TopkTokensCmd(tag=next_tag(), n=len(ids), k=min(r.topk, len(ids)),
                                tokens_base=token_list(ids))
             exp = golden.execute_packet(tk.encode())
-            emit(tk, CommandInfo("topk", i, r.iteration, r.layer, r.head, n=len(ids),
+            emit(tk, CommandInfo("topk", i, r.iteration_id, r.layer_id, r.head_id, n=len(ids),
                                  bursts={"token_list": (2 * len(ids) + params.burst_bytes - 1)
                                          // params.burst_bytes}), exp)
             if not functional:
@@ -327,7 +303,7 @@ def _float_check(arrays: tuple[np.ndarray, np.ndarray, np.ndarray], ids: Sequenc
                  lsb_bits: int, score_scale: int, score_shift: int, s_v: float,
                  out_ref: np.ndarray | None) -> FloatCheck:
     """Compare one golden ATTEND (bit-exact with the RTL) with the float reference."""
-    from workloads import reference
+    from spatten.contract import reference
 
     k_pass1, k_full, v_all = arrays
     toks = np.asarray(ids, dtype=np.int64)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from workloads import reference
+from spatten.contract import reference
 
 
 def test_attend_float_by_hand() -> None:

@@ -7,60 +7,13 @@ so per-command latencies would double-count). These sum to the run's total.
 
 from __future__ import annotations
 
-import csv
 import json
 from collections import defaultdict
-from dataclasses import dataclass, field
 from pathlib import Path
 
-
-from tools.program import Program, bytes_by_kind
-from workloads.fileio import atomic_output, write_atomic
-
-
-
-@dataclass
-class RunResult:
-    """What one simulation of a program produced."""
-
-    prog: Program
-    start: list[int]
-    end: list[int]
-    dram_stats: dict | None = None
-    states: dict[str, dict] = field(default_factory=dict)
-    """Cycles by controller state, per pipeline stage: ``{"front": {name: cycles}, "back": ...}``
-    (numbers until :func:`name_states` names them)."""
-    mismatches: int = 0
-    checked: int = 0
-    wall_s: float = 0.0
-    float_error: dict | None = None
-
-    @property
-    def cycles(self) -> int:
-        return (max(self.end) - min(self.start) + 1) if self.end else 0
-
-    def charged(self) -> list[int]:
-        """Cycles charged to each command (see the module docstring)."""
-        out, prev = [], min(self.start) if self.start else 0
-        for e in self.end:
-            out.append(max(0, e - prev))
-            prev = max(prev, e)
-        return out
-
-
-def name_states(res: RunResult, names: dict[str, list[str]]) -> None:
-    """Replace state numbers by the names the elaborator wrote (``ctrl_states.json``)."""
-    res.states = {unit: {(names[unit][k] if k < len(names[unit]) else str(k)): v for k, v in counts.items()}
-                  for unit, counts in res.states.items()}
-
-
-def read_log(path: Path) -> tuple[list[int], list[int]]:
-    start, end = [], []
-    with open(path, newline="") as fh:
-        for row in csv.DictReader(fh):
-            start.append(int(row["start_cycle"]))
-            end.append(int(row["end_cycle"]))
-    return start, end
+from spatten.fileio import atomic_output, write_atomic
+from spatten.sim.program import Program, bytes_by_kind
+from spatten.sim.simulate import RunResult
 
 
 def peak_bytes_per_cycle(res: RunResult) -> tuple[float, str]:

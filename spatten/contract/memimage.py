@@ -45,8 +45,9 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from workloads.fileio import atomic_output
-from workloads.params import HwParams
+from spatten.fileio import atomic_output
+from spatten.contract.params import HwParams
+from spatten.errors import ContractError
 
 __all__ = [
     "MemImageError", "MemoryImage", "stride", "element_range", "pack_rows", "unpack_rows",
@@ -60,7 +61,7 @@ _PAGE_BITS = 16
 _PAGE = 1 << _PAGE_BITS
 
 
-class MemImageError(ValueError):
+class MemImageError(ContractError):
     """Bad address, alignment, value range or file for a memory image."""
 
 

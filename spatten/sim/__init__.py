@@ -1,0 +1,4 @@
+"""Simulating the accelerator: :mod:`~spatten.sim.build` (cached Chisel elaboration and
+Verilator builds), :mod:`~spatten.sim.program` (a workload to commands, memory image and
+expected responses), :mod:`~spatten.sim.simulate` (native simulator runs, checked) and
+:mod:`~spatten.sim.report` (the summary of a run)."""
