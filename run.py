@@ -92,7 +92,7 @@ def _run(workload: Path, preset: str, backend: str, dram_config: Path | None, li
     # One elaboration of SpAttenTop (cached): its parameters and state names, and the
     # native builds below, all come from the same build directory.
     rtl = hwbuild.elaborate("SpAttenTop", preset)
-    params = load_params(rtl.params_path)
+    params = load_params(rtl.contract_path)
     check_against_hardware(workload, rows, params)
     harness = [ROOT / "hardware" / "harness" / "spatten_sim.cpp"]
     exe = hwbuild.build_native("SpAttenTop", preset, harness)

@@ -20,24 +20,29 @@ from pathlib import Path
 
 import click
 
+from spatten.contract.params import load_params
+from spatten.errors import SpAttenError
+from spatten.sim import build as hwbuild
+from spatten.sim import program
+from spatten.sim.simulate import simulate
+from workloads.csvschema import WorkloadRow
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def synthetic_rows(layers: int, heads: int, context: int, d: int = 64):
-    """One decode step of a GPT-2-small-like pruned workload (as ``spatten.sim.program.Row``)."""
-    from spatten.sim.program import Row
-
+    """One decode step of a GPT-2-small-like pruned workload (``WorkloadRow``s)."""
     rows, n = [], context
     for layer in range(layers):
         for head in range(heads):
             last = head == heads - 1
             keep = max(1, int(n * 0.8)) if last else -1
-            rows.append(Row(index=len(rows), line=len(rows) + 2, iteration=0, layer=layer, head=head, d=d,
-                            sentence_len=context, key_fetch_num=n, quant_key_bit=6, quant_query_bit=16,
-                            requant_threshold=0.05, if_requant=head % 4 == 0, requant_incre=4,
-                            value_fetch_num=max(1, n // 5), quant_value_bit=6,
-                            accumulate_importance=True, rescale_importance=False,
-                            if_topk=last, topk=keep))
+            rows.append(WorkloadRow(
+                iteration_id=0, layer_id=layer, head_id=head, embedding_length_D=d, sentence_length_L=context,
+                key_fetch_num=n, quant_key_bit=6, quant_query_bit=16, auto_requant_thres=0.05,
+                if_requant=head % 4 == 0, auto_requant_incre=4, value_fetch_num=max(1, n // 5),
+                quant_value_bit=6, if_accumulate_importance=True, if_rescale_previous_importance=False,
+                if_topk=last, topk=keep, index=len(rows)))
         n = max(1, int(n * 0.8))
     return rows
 
@@ -49,14 +54,17 @@ def synthetic_rows(layers: int, heads: int, context: int, d: int = 64):
 @click.option("--context", default=1024, show_default=True)
 @click.option("--backends", default="builtin,ideal", show_default=True)
 def main(presets: str, layers: int, heads: int, context: int, backends: str) -> None:
-    from spatten.sim import build as hwbuild, program
-    from spatten.sim.simulate import simulate
-    from spatten.contract.params import load_params
+    try:
+        _bench(presets, layers, heads, context, backends)
+    except SpAttenError as e:
+        raise click.ClickException(str(e)) from None
 
+
+def _bench(presets: str, layers: int, heads: int, context: int, backends: str) -> None:
     results = []
     cfg = ROOT / "hardware" / "dpi" / "configs" / "hbm2.yaml"
     for preset in presets.split(","):
-        params = load_params(hwbuild.params_json(preset))
+        params = load_params(hwbuild.contract_json(preset))
         exe = hwbuild.build_native("SpAttenTop", preset, [ROOT / "hardware" / "harness" / "spatten_sim.cpp"])
         rows = synthetic_rows(layers, heads, context, d=min(64, params.max_head_dim))
         t0 = time.monotonic()

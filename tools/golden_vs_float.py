@@ -152,11 +152,11 @@ def _resolve_params(params_path: str | None, preset: str) -> HwParams:
         return load_params(params_path)
     try:
         from spatten.sim import build as hwbuild
-        return load_params(hwbuild.params_json(preset))
+        return load_params(hwbuild.contract_json(preset))
     except Exception as e:  # noqa: BLE001 - report why and continue with a stated fallback
         raise click.ClickException(
             f"could not get the parameter JSON of preset '{preset}' ({e}); "
-            "pass --params <params.json>") from e
+            "pass --params <contract.json>") from e
 
 
 @click.command()

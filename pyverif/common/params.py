@@ -1,6 +1,6 @@
 """The hardware parameters of the design under test (``SPATTEN_PARAMS``).
 
-``spatten/sim/build.py`` sets ``SPATTEN_PARAMS`` to the ``params.json`` that elaboration
+``spatten/sim/build.py`` sets ``SPATTEN_PARAMS`` to the ``contract.json`` that elaboration
 wrote for the preset under test (keys in ``hardware/SPEC.md`` section 7); testbenches
 read sizes from it and never restate them. Parsing and validation are
 ``spatten.contract.params``'s (one reader for the whole project).
@@ -25,6 +25,6 @@ def hw_params(path: str | os.PathLike[str] | None = None) -> HwParams:
         path = os.environ.get("SPATTEN_PARAMS")
         if not path:
             raise RuntimeError("SPATTEN_PARAMS is not set: run the testbench through "
-                               "spatten.sim.build.run_cocotb, which points it at params.json")
+                               "spatten.sim.build.run_cocotb, which points it at contract.json")
     return load_params(path)
 

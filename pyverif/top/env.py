@@ -20,10 +20,7 @@ Components:
 
 from __future__ import annotations
 
-import json
-import os
 import random
-from pathlib import Path
 from typing import Any, Iterable
 
 import cocotb
@@ -37,7 +34,8 @@ from pyverif.common.stream import StreamSink, StreamSource
 from pyverif.common.uvm import CoverageBase, ScoreboardBase
 from pyverif.top.memory_agent import DramAgent
 from pyverif.top.stimulus import Stimulus, StimulusGenerator
-from spatten.contract.commands import (OP_ATTEND, AttendCmd, Word, compare_responses)
+from spatten.contract.commands import AttendCmd, Word, compare_responses, opcode_of, tag_of
+from spatten.contract.layout import layout
 from spatten.contract.golden import GoldenAccelerator
 from spatten.contract.params import HwParams
 
@@ -45,11 +43,9 @@ __all__ = ["RequestItem", "RandomRequestSequence", "RequestDriver", "ResponseMon
            "TopScoreboard", "TopCoverage", "StallProbe", "TopEnv", "ctrl_states"]
 
 def ctrl_states() -> dict[str, tuple[str, ...]]:
-    """Controller state names by number, per pipeline stage (``front``, ``back``), as the
-    elaborator wrote them beside the parameter JSON (``ctrl_states.json``, from
-    ``CtrlState.names`` and ``BackState.names``)."""
-    names = json.loads((Path(os.environ["SPATTEN_PARAMS"]).parent / "ctrl_states.json").read_text())
-    return {unit: tuple(v) for unit, v in names.items()}
+    """Controller state names by number, per pipeline stage (``front``, ``back``), from the
+    elaboration's ``contract.json`` (``CtrlState.names`` and ``BackState.names``)."""
+    return {unit: tuple(v) for unit, v in layout().states.items()}
 
 
 class RequestItem(uvm_sequence_item):
@@ -61,7 +57,7 @@ class RequestItem(uvm_sequence_item):
 
     def __str__(self) -> str:
         s = self.stim
-        return f"{s.what} tag={s.words[0][0] >> 8 & 0xFFFF} ({len(s.words)} words)" if s else "empty"
+        return f"{s.what} tag={tag_of(s.words[0][0])} ({len(s.words)} words)" if s else "empty"
 
 
 class RandomRequestSequence(uvm_sequence):
@@ -147,7 +143,7 @@ class TopScoreboard(ScoreboardBase):
 
     def describe(self, request: Stimulus) -> str:
         errs = "; ".join(self._last_errors[:4])
-        return f"{request.what} tag={request.words[0][0] >> 8 & 0xFFFF}: {errs}"
+        return f"{request.what} tag={tag_of(request.words[0][0])}: {errs}"
 
 
 class TopCoverage(CoverageBase):
@@ -172,20 +168,19 @@ class TopCoverage(CoverageBase):
 
     def sample(self, item: tuple[Stimulus, list[Word], Any]) -> Iterable[str]:
         stim, expected, attend = item
-        op = expected[0][0] & 0xFF
-        if op == 0xFF:
-            yield "op_error"
+        lay = layout()
+        op = {v: k for k, v in lay.opcodes.items()}[opcode_of(expected[0][0])]
+        yield "op_" + op.lower()
+        if op == "ERROR":
             return
-        yield {1: "op_attend", 2: "op_topk_tokens", 3: "op_topk_heads", 4: "op_clear",
-               5: "op_read_importance"}[op]
         cmd = stim.command
-        if op in (2, 3):
-            kept = expected[0][0] >> 24 & 0xFFFF
+        if op in ("TOPK_TOKENS", "TOPK_HEADS"):
+            kept = lay.packet("topkResp").get([expected[0][0]], "count")
             if cmd.k == 0 and cmd.n > 0:
                 yield "topk_k0"
             if cmd.n > 0 and kept == cmd.n:
                 yield "topk_all"
-        if op != OP_ATTEND or attend is None:
+        if op != "ATTEND" or attend is None:
             return
         assert isinstance(cmd, AttendCmd)
         p = attend.probs.p

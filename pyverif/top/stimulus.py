@@ -21,6 +21,7 @@ import numpy as np
 from spatten.contract.commands import (AttendCmd, ClearCmd, ReadImportanceCmd, TopkHeadsCmd,
                                 TopkTokensCmd, Word)
 from spatten.contract.golden import dot_scores
+from spatten.contract.layout import layout
 from spatten.contract.memimage import MemoryImage
 from spatten.contract.params import HwParams
 
@@ -236,8 +237,16 @@ class StimulusGenerator:
                          "topk_n", "heads_n", "read_n"])
         tag = self._next_tag()
         if kind == "opcode":
-            op = r.choice([0, 6, 7, 0x80, 0xFE, 0xFF])
-            return Stimulus([(op | tag << 8 | r.getrandbits(40) << 24, True)], f"error:{kind}")
+            # No command has these opcodes: 0, the two above the highest command opcode, the
+            # middle and the top two values of the field (the top one is ERROR, a response).
+            lay = layout()
+            top = (1 << lay.opcode_field.width) - 1
+            last = max(v for k, v in lay.opcodes.items() if lay.packet_for("command", v) is not None)
+            op = r.choice([0, last + 1, last + 2, (top + 1) // 2, top - 1, top])
+            hdr = lay.packet("clear")  # opcode and tag as in every packet; random bits above
+            above = hdr.field("tag").lo + hdr.field("tag").width
+            word = hdr.pack({"opcode": op, "tag": tag})[0] | r.getrandbits(lay.word_bits - above) << above
+            return Stimulus([(word, True)], f"error:{kind}")
         if kind in ("topk_n", "read_n"):
             n = r.randint(p.max_tokens + 1, 0xFFFF)
             cmd = (TopkTokensCmd(tag, n, r.randint(0, 5), 0) if kind == "topk_n"

@@ -34,7 +34,8 @@ from pyverif.common.watchdog import Watchdog
 from pyverif.top.env import (ctrl_states, RandomRequestSequence, RequestItem, ResponseMonitor,
                              TopEnv, TopScoreboard, make_generator)
 from pyverif.top.stimulus import Stimulus, StimulusGenerator
-from spatten.contract.commands import Word, decode_command, CommandError
+from spatten.contract.commands import (CommandError, Word, attend_cycles, attend_cycles_mask, decode_command,
+                                       is_attend)
 from spatten.contract.memimage import MemoryImage
 from spatten.contract.params import HwParams
 
@@ -213,7 +214,9 @@ class CorruptingResponseMonitor(ResponseMonitor):
             return packet
         rng = rng_for("corrupt-bit")
         i = rng.randrange(len(packet))
-        bit = rng.randrange(32) if (i == 1 and packet[0][0] & 0xFF == 1) else rng.randrange(64)
+        cycles_word, cycles_mask = attend_cycles_mask()
+        masked = is_attend(packet[0][0]) and i == cycles_word
+        bit = rng.choice([b for b in range(64) if not cycles_mask >> b & 1]) if masked else rng.randrange(64)
         w, last = packet[i]
         self.logger.info(f"corrupting response packet {self.packets - 1}, word {i}, bit {bit}")
         write_report("corruption", {"packet": self.packets - 1, "word": i, "bit": bit})
@@ -329,7 +332,7 @@ class PerfScoreboard(TopScoreboard):
         ok = super().compare(expected, actual)
         if self._pending is not None and len(actual) > 1:
             row = dict(self._pending)
-            row["cycles"] = actual[1][0] >> 32
+            row["cycles"] = attend_cycles(actual)
             nch = ConfigDB().get(None, "", "PARAMS").num_channels
             row["dram_bound"] = -(-row["bursts"] // nch)
             self.rows.append(row)

@@ -83,7 +83,7 @@ def test_hang_is_reported_with_stage(tmp_path: Path) -> None:
 
 def _dpi_stimulus(tmp_path: Path, preset: str, nreq: int, seed: int,
                   max_tokens: int = 64) -> dict[str, str]:
-    params = load_params(hwbuild.params_json(preset))
+    params = load_params(hwbuild.contract_json(preset))
     gen = StimulusGenerator(params, random.Random(seed), max_tokens=max_tokens)
     items = [gen.next() for _ in range(nreq)]
     image = gen.mem.save(tmp_path / "image.bin")

@@ -5,16 +5,20 @@ Here a word is a ``(data, last)`` tuple (:data:`Word`), a packet a list of words
 
 Typed packets (frozen dataclasses), each with ``encode() -> list[Word]``:
 
-========================  =======  ================================================
-command                   opcode   response
-========================  =======  ================================================
-:class:`AttendCmd`        1        :class:`AttendResp`
-:class:`TopkTokensCmd`    2        :class:`TopkResp` (``heads=False``)
-:class:`TopkHeadsCmd`     3        :class:`TopkResp` (``heads=True``)
-:class:`ClearCmd`         4        :class:`ClearResp`
-:class:`ReadImportanceCmd` 5       :class:`ReadImportanceResp`
-(unknown / out of range)  --       :class:`ErrorResp` (opcode ``0xFF``)
-========================  =======  ================================================
+==========================  ===================  ==========================================
+command                     opcode               response
+==========================  ===================  ==========================================
+:class:`AttendCmd`          ``ATTEND``           :class:`AttendResp`
+:class:`TopkTokensCmd`      ``TOPK_TOKENS``      :class:`TopkResp` (``heads=False``)
+:class:`TopkHeadsCmd`       ``TOPK_HEADS``       :class:`TopkResp` (``heads=True``)
+:class:`ClearCmd`           ``CLEAR``            :class:`ClearResp`
+:class:`ReadImportanceCmd`  ``READ_IMPORTANCE``  :class:`ReadImportanceResp`
+(unknown / out of range)    --                   :class:`ErrorResp` (opcode ``ERROR``)
+==========================  ===================  ==========================================
+
+Every field is placed and read by name through :mod:`spatten.contract.layout` (the
+generated ``contract.json``): this module holds no opcode value and no bit position. The
+dataclasses use snake_case names; ``_FIELDS`` of each maps them to the contract's.
 
 Module functions: :func:`decode_command`, :func:`decode_response`, :func:`split_packets`,
 :func:`compare_responses` (word-by-word, cycles masked), :func:`write_stream` and
@@ -29,8 +33,7 @@ answers them with an :class:`ErrorResp`.
 Decoding a command ignores reserved bits (as the hardware does); decoding a response
 requires reserved bits and unused lanes to be zero (it is used to check the RTL).
 
-The ``cycles`` field of :class:`AttendResp` (word 1, bits ``[63:32]``) is a hardware
-measurement: the golden model leaves it 0 / ``None``, it is excluded from dataclass
+The ``cycles`` field of :class:`AttendResp` is a hardware measurement: the golden model leaves it 0 / ``None``, it is excluded from dataclass
 equality, and :func:`compare_responses` masks it.
 
 Stream file format (native harness)
@@ -45,37 +48,28 @@ from __future__ import annotations
 
 import operator
 import struct
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Iterable, Sequence, Union
+from typing import Any, ClassVar, Iterable, Sequence, Union
 
 import numpy as np
 
-from spatten.fileio import atomic_output
+from spatten.contract.layout import Field, Packet, Tail, layout
 from spatten.contract.params import HwParams
 from spatten.errors import ContractError
+from spatten.fileio import atomic_output
 
 __all__ = [
-    "Word", "CommandError", "OP_ATTEND", "OP_TOPK_TOKENS", "OP_TOPK_HEADS", "OP_CLEAR",
-    "OP_READ_IMPORTANCE", "OP_ERROR", "AttendCmd", "TopkTokensCmd", "TopkHeadsCmd",
+    "Word", "CommandError", "AttendCmd", "TopkTokensCmd", "TopkHeadsCmd",
     "ClearCmd", "ReadImportanceCmd", "AttendResp", "TopkResp", "ClearResp",
     "ReadImportanceResp", "ErrorResp", "Command", "Response", "decode_command",
     "decode_response", "split_packets", "compare_responses", "write_stream", "read_stream",
-    "ATTEND_CYCLES_MASK", "command_length",
+    "command_length", "opcode_of", "tag_of", "is_attend", "is_error", "attend_cycles",
+    "attend_cycles_mask",
 ]
 
 Word = tuple[int, bool]
 """One stream word: ``(data, last)``, ``0 <= data < 2^64``."""
-
-OP_ATTEND = 1
-OP_TOPK_TOKENS = 2
-OP_TOPK_HEADS = 3
-OP_CLEAR = 4
-OP_READ_IMPORTANCE = 5
-OP_ERROR = 0xFF
-
-ATTEND_CYCLES_MASK = 0xFFFF_FFFF << 32
-"""Bits of word 1 of an ATTEND response holding the (hardware-only) cycle count."""
 
 _U64 = (1 << 64) - 1
 _STREAM_RECORD = struct.Struct("<QQ")
@@ -92,10 +86,10 @@ class CommandError(ContractError):
         self.tag = tag
 
 
-# ---- bit helpers -----------------------------------------------------------------------
+# ---- field helpers ---------------------------------------------------------------------
 
-def _fit(owner: str, name: str, value: int, bits: int, signed: bool = False) -> int:
-    """Check ``value`` fits ``bits`` bits and return it as an unsigned bit pattern."""
+def _fit(owner: str, name: str, value: Any, bits: int, signed: bool = False) -> int:
+    """Check ``value`` is an integer that fits ``bits`` bits; return it."""
     if isinstance(value, bool):
         value = int(value)
     try:
@@ -107,50 +101,100 @@ def _fit(owner: str, name: str, value: int, bits: int, signed: bool = False) -> 
         raise CommandError(
             f"{owner}.{name}={value} does not fit {'signed' if signed else 'unsigned'} "
             f"{bits} bits [{lo}, {hi}]")
-    return value & ((1 << bits) - 1)
+    return value
 
 
-def _get(word: int, hi: int, lo: int) -> int:
-    return (word >> lo) & ((1 << (hi - lo + 1)) - 1)
+def _fit_field(owner: str, name: str, value: Any, f: Field) -> int:
+    return _fit(owner, name, value, f.width, f.signed)
 
 
-def _sext(value: int, bits: int) -> int:
-    return value - (1 << bits) if value >> (bits - 1) else value
-
-
-def _pack16(values: Sequence[int], owner: str, name: str, signed: bool = False) -> list[int]:
-    """Four 16-bit lanes per word, element ``i`` in bits ``[16*(i%4)+15 : 16*(i%4)]``."""
-    lo, hi = (-(1 << 15), (1 << 15) - 1) if signed else (0, 0xFFFF)
-    try:
-        raw = np.asarray(values)
-        a = raw.astype(np.int64).reshape(-1)
-        ok = bool(raw.size == 0 or (raw.dtype.kind in "iu" and a.min() >= lo and a.max() <= hi))
-    except (OverflowError, TypeError, ValueError):
-        ok = False
-    if not ok:  # find the first offending element for the message
-        for i, v in enumerate(values):
-            _fit(owner, f"{name}[{i}]", v, 16, signed)
-    u = np.zeros(-(-a.size // 4) * 4, dtype=np.uint64)
-    u[: a.size] = (a & 0xFFFF).astype(np.uint64)
-    lanes = u.reshape(-1, 4)
-    words = lanes[:, 0] | lanes[:, 1] << np.uint64(16) | lanes[:, 2] << np.uint64(32) | lanes[:, 3] << np.uint64(48)
-    return [int(w) for w in words]
-
-
-def _unpack16(words: Sequence[int], n: int, signed: bool = False) -> tuple[int, ...]:
-    out = []
-    for i in range(n):
-        v = _get(words[i // 4], 16 * (i % 4) + 15, 16 * (i % 4))
-        out.append(_sext(v, 16) if signed else v)
-    return tuple(out)
+def _pack_tail(t: Tail, values: Sequence[int], owner: str, name: str) -> list[int]:
+    """The words of tail ``t`` holding ``values``, each checked to fit a lane."""
+    lo, hi = t.limits
+    if t.lane_bits < 64:
+        try:
+            raw = np.asarray(values)
+            a = raw.astype(np.int64).reshape(-1)
+            ok = bool(raw.size == 0 or (raw.dtype.kind in "iu" and a.min() >= lo and a.max() <= hi))
+        except (OverflowError, TypeError, ValueError):
+            ok = False
+        if ok:  # vectorized: the golden model encodes every response of a workload
+            lanes = t.lanes_per_word
+            u = np.zeros(-(-a.size // lanes) * lanes, dtype=np.uint64)
+            u[: a.size] = (a & ((1 << t.lane_bits) - 1)).astype(np.uint64)
+            grid = u.reshape(-1, lanes)
+            words = np.zeros(grid.shape[0], dtype=np.uint64)
+            for j in range(lanes):
+                words |= grid[:, j] << np.uint64(t.lane_bits * j)
+            return [int(w) for w in words]
+    checked = [_fit(owner, f"{name}[{i}]", v, t.lane_bits, t.signed) for i, v in enumerate(values)]
+    return t.pack(checked)
 
 
 def _with_last(words: Sequence[int]) -> list[Word]:
     return [(w, i == len(words) - 1) for i, w in enumerate(words)]
 
 
-def _header(opcode: int, tag: int, owner: str) -> int:
-    return opcode | (_fit(owner, "tag", tag, 16) << 8)
+def _encode(obj: Any, opcode: str | None = None, values: dict[str, int] | None = None,
+            tails: Sequence[tuple[str, Sequence[int]]] = ()) -> list[Word]:
+    """The packet of ``obj`` (a dataclass with ``_PACKET`` and ``_FIELDS``): header fields
+    from its attributes by name (``values`` adds computed ones, keyed by attribute name),
+    then the tails ``(python name, values)`` in the packet's tail order."""
+    lay = layout()
+    pk = lay.packet(obj._PACKET)
+    owner = type(obj).__name__
+    given = {py: getattr(obj, py) for py in obj._FIELDS if py not in (values or {})}
+    given.update(values or {})
+    header = {"opcode": lay.opcode(opcode or pk.opcodes[0])}
+    for py, v in given.items():
+        f = pk.field(obj._FIELDS[py])
+        header[f.name] = _fit_field(owner, py, 0 if v is None else v, f)
+    words = pk.pack(header)
+    for t, (py, vals) in zip(pk.tails, tails):
+        words += _pack_tail(t, vals, owner, py)
+    return _with_last(words)
+
+
+def _decode_fields(cls: type, pk: Packet, words: Sequence[int]) -> dict[str, Any]:
+    """The header fields of ``words`` under ``cls``'s attribute names (booleans as bool)."""
+    init = {f.name: f.type for f in fields(cls) if f.init}
+    out: dict[str, Any] = {}
+    for py, cn in cls._FIELDS.items():  # type: ignore[attr-defined]
+        if py in init:
+            v = pk.get(words, cn)
+            out[py] = bool(v) if init[py] in ("bool", bool) else v
+    return out
+
+
+def opcode_of(word0: int) -> int:
+    """The opcode of a packet from its first word."""
+    return layout().opcode_field.extract(word0)
+
+
+def tag_of(word0: int) -> int:
+    """The tag of a packet from its first word (the same field in every packet)."""
+    return layout().packet("clear").get([word0], "tag")
+
+
+def is_attend(word0: int) -> bool:
+    """Whether the packet starting with ``word0`` is an ATTEND command or response."""
+    return opcode_of(word0) == layout().opcode("ATTEND")
+
+
+def is_error(word0: int) -> bool:
+    """Whether the response starting with ``word0`` is an error response."""
+    return opcode_of(word0) == layout().opcode("ERROR")
+
+
+def attend_cycles_mask() -> tuple[int, int]:
+    """``(word, mask)``: the bits of an ATTEND response holding its (hardware-only) cycle count."""
+    f = layout().packet("attendResp").field("cycles")
+    return f.word, f.mask
+
+
+def attend_cycles(packet: Sequence[Word]) -> int:
+    """The cycle count an ATTEND response carries."""
+    return layout().packet("attendResp").get([w for w, _ in packet], "cycles")
 
 
 # ---- commands --------------------------------------------------------------------------
@@ -160,7 +204,7 @@ def _base_problems(params: HwParams, **bases: int) -> list[str]:
     ``2^dramAddrBits`` (checked on the base alone, used or not), else an error response."""
     out = []
     for name, base in bases.items():
-        if base % params.burst_bytes or base >> params.dram_addr_bits:
+        if base % params.burst_bytes or base >= params.addr_limit:
             out.append(f"{name}={base:#x} is not a {params.burst_bytes}-byte aligned address below "
                        f"2^{params.dram_addr_bits}")
     return out
@@ -173,6 +217,14 @@ class AttendCmd:
     Bases are byte addresses (64-bit words). ``requant_threshold`` is Q.16 (17 bits),
     ``score_scale``/``score_shift`` as in SPEC 2 (see :func:`spatten.contract.quant.choose_score_scale`).
     """
+
+    _PACKET: ClassVar[str] = "attend"
+    _FIELDS: ClassVar[dict[str, str]] = {
+        "tag": "tag", "n": "n", "value_topk": "valueTopK", "head_id": "headId", "d": "d",
+        "k_msb_bits": "kMsbBits", "k_lsb_bits": "kLsbBits", "v_bits": "vBits", "requant": "requant",
+        "accum_importance": "accumImportance", "score_shift": "scoreShift",
+        "requant_threshold": "requantThreshold", "score_scale": "scoreScale", "k_msb_base": "kMsbBase",
+        "k_lsb_base": "kLsbBase", "v_base": "vBase", "tokens_base": "listBase"}
 
     tag: int
     n: int
@@ -205,21 +257,7 @@ class AttendCmd:
             object.__setattr__(self, "d", len(self.query))
 
     def encode(self) -> list[Word]:
-        o = "AttendCmd"
-        w0 = (_header(OP_ATTEND, self.tag, o) | _fit(o, "n", self.n, 16) << 24
-              | _fit(o, "value_topk", self.value_topk, 16) << 40
-              | _fit(o, "head_id", self.head_id, 8) << 56)
-        w1 = (_fit(o, "d", self.d, 8) | _fit(o, "k_msb_bits", self.k_msb_bits, 5) << 8
-              | _fit(o, "k_lsb_bits", self.k_lsb_bits, 5) << 13
-              | _fit(o, "v_bits", self.v_bits, 5) << 18
-              | _fit(o, "requant", self.requant, 1) << 23
-              | _fit(o, "accum_importance", self.accum_importance, 1) << 24
-              | _fit(o, "score_shift", self.score_shift, 6) << 25
-              | _fit(o, "requant_threshold", self.requant_threshold, 17) << 31
-              | _fit(o, "score_scale", self.score_scale, 16) << 48)
-        bases = [_fit(o, nm, getattr(self, nm), 64)
-                 for nm in ("k_msb_base", "k_lsb_base", "v_base", "tokens_base")]
-        return _with_last([w0, w1, *bases, *_pack16(self.query, o, "query", signed=True)])
+        return _encode(self, tails=[("query", self.query)])
 
     def problems(self, params: HwParams) -> list[str]:
         """Why the accelerator would answer this command with an error (empty: valid)."""
@@ -248,16 +286,16 @@ class AttendCmd:
 class TopkTokensCmd:
     """TOPK_TOKENS: keep the ``k`` ids of the list with the largest ``imp[id]``."""
 
+    _PACKET: ClassVar[str] = "topkTokens"
+    _FIELDS: ClassVar[dict[str, str]] = {"tag": "tag", "n": "n", "k": "k", "tokens_base": "listBase"}
+
     tag: int
     n: int
     k: int
     tokens_base: int
 
     def encode(self) -> list[Word]:
-        o = "TopkTokensCmd"
-        w0 = (_header(OP_TOPK_TOKENS, self.tag, o) | _fit(o, "n", self.n, 16) << 24
-              | _fit(o, "k", self.k, 16) << 40)
-        return _with_last([w0, _fit(o, "tokens_base", self.tokens_base, 64)])
+        return _encode(self)
 
     def problems(self, params: HwParams) -> list[str]:
         p = [f"n={self.n} > maxTokens={params.max_tokens}"] if self.n > params.max_tokens else []
@@ -268,14 +306,15 @@ class TopkTokensCmd:
 class TopkHeadsCmd:
     """TOPK_HEADS: keep the ``k`` heads among ``0..n-1`` with the largest ``headImp``."""
 
+    _PACKET: ClassVar[str] = "topkHeads"
+    _FIELDS: ClassVar[dict[str, str]] = {"tag": "tag", "n": "n", "k": "k"}
+
     tag: int
     n: int
     k: int
 
     def encode(self) -> list[Word]:
-        o = "TopkHeadsCmd"
-        return _with_last([_header(OP_TOPK_HEADS, self.tag, o) | _fit(o, "n", self.n, 16) << 24
-                           | _fit(o, "k", self.k, 16) << 40])
+        return _encode(self)
 
     def problems(self, params: HwParams) -> list[str]:
         if self.n > params.max_heads:
@@ -287,14 +326,15 @@ class TopkHeadsCmd:
 class ClearCmd:
     """CLEAR: zero all token and/or all head importance counters."""
 
+    _PACKET: ClassVar[str] = "clear"
+    _FIELDS: ClassVar[dict[str, str]] = {"tag": "tag", "tokens": "clearTok", "heads": "clearHead"}
+
     tag: int
     tokens: bool = True
     heads: bool = True
 
     def encode(self) -> list[Word]:
-        o = "ClearCmd"
-        return _with_last([_header(OP_CLEAR, self.tag, o) | _fit(o, "tokens", self.tokens, 1) << 24
-                           | _fit(o, "heads", self.heads, 1) << 25])
+        return _encode(self)
 
     def problems(self, params: HwParams) -> list[str]:
         return []
@@ -304,14 +344,15 @@ class ClearCmd:
 class ReadImportanceCmd:
     """READ_IMPORTANCE: read ``imp[id]`` of the ``n`` ids of a token list."""
 
+    _PACKET: ClassVar[str] = "readImportance"
+    _FIELDS: ClassVar[dict[str, str]] = {"tag": "tag", "n": "n", "tokens_base": "listBase"}
+
     tag: int
     n: int
     tokens_base: int
 
     def encode(self) -> list[Word]:
-        o = "ReadImportanceCmd"
-        w0 = _header(OP_READ_IMPORTANCE, self.tag, o) | _fit(o, "n", self.n, 16) << 24
-        return _with_last([w0, _fit(o, "tokens_base", self.tokens_base, 64)])
+        return _encode(self)
 
     def problems(self, params: HwParams) -> list[str]:
         p = [f"n={self.n} > maxTokens={params.max_tokens}"] if self.n > params.max_tokens else []
@@ -320,16 +361,23 @@ class ReadImportanceCmd:
 
 Command = Union[AttendCmd, TopkTokensCmd, TopkHeadsCmd, ClearCmd, ReadImportanceCmd]
 
+_COMMANDS: dict[str, type] = {c._PACKET: c for c in (AttendCmd, TopkTokensCmd, TopkHeadsCmd, ClearCmd,
+                                                     ReadImportanceCmd)}
+
 
 def command_length(word0: int, word1: int | None = None) -> int | None:
     """Words of a well-formed command packet given its first word(s); ``None`` for an
     unknown opcode. ATTEND needs ``word1`` (for D)."""
-    op = word0 & 0xFF
-    if op == OP_ATTEND:
-        if word1 is None:
-            raise ValueError("the length of an ATTEND packet depends on D in word 1")
-        return 6 + (_get(word1, 7, 0) + 3) // 4
-    return {OP_TOPK_TOKENS: 2, OP_TOPK_HEADS: 1, OP_CLEAR: 1, OP_READ_IMPORTANCE: 2}.get(op)
+    pk = layout().packet_for("command", opcode_of(word0))
+    if pk is None:
+        return None
+    n = pk.header_words
+    for t in pk.tails:
+        f = pk.field(t.count)
+        if f.word > 1 or (f.word == 1 and word1 is None):
+            raise ValueError(f"the length of a {pk.name} packet depends on {t.count} in word {f.word}")
+        n += t.words(f.extract(word0 if f.word == 0 else word1))
+    return n
 
 
 def decode_command(packet: Sequence[Word]) -> Command:
@@ -344,8 +392,9 @@ def decode_command(packet: Sequence[Word]) -> Command:
     for x in w:
         if not 0 <= x <= _U64:
             raise CommandError(f"command word 0x{x:x} is not a 64-bit value")
-    op, tag = w[0] & 0xFF, _get(w[0], 23, 8)
-    if op not in (OP_ATTEND, OP_TOPK_TOKENS, OP_TOPK_HEADS, OP_CLEAR, OP_READ_IMPORTANCE):
+    op, tag = opcode_of(w[0]), tag_of(w[0])
+    pk = layout().packet_for("command", op)
+    if pk is None:
         raise CommandError(f"unknown opcode {op}", op, tag)
     want = command_length(w[0], w[1] if len(w) > 1 else 0)
     lasts = [bool(last) for _, last in packet]
@@ -353,23 +402,14 @@ def decode_command(packet: Sequence[Word]) -> Command:
         raise CommandError(
             f"opcode {op} packet has {len(w)} words (last flags {lasts}), expected {want} "
             "with last on the final word", op, tag)
-    if op == OP_ATTEND:
-        w1 = w[1]
-        d = _get(w1, 7, 0)
-        return AttendCmd(
-            tag=tag, n=_get(w[0], 39, 24), value_topk=_get(w[0], 55, 40), head_id=_get(w[0], 63, 56),
-            d=d, k_msb_bits=_get(w1, 12, 8), k_lsb_bits=_get(w1, 17, 13), v_bits=_get(w1, 22, 18),
-            requant=bool(_get(w1, 23, 23)), accum_importance=bool(_get(w1, 24, 24)),
-            score_shift=_get(w1, 30, 25), requant_threshold=_get(w1, 47, 31),
-            score_scale=_get(w1, 63, 48), k_msb_base=w[2], k_lsb_base=w[3], v_base=w[4],
-            tokens_base=w[5], query=_unpack16(w[6:], d, signed=True))
-    if op == OP_TOPK_TOKENS:
-        return TopkTokensCmd(tag=tag, n=_get(w[0], 39, 24), k=_get(w[0], 55, 40), tokens_base=w[1])
-    if op == OP_TOPK_HEADS:
-        return TopkHeadsCmd(tag=tag, n=_get(w[0], 39, 24), k=_get(w[0], 55, 40))
-    if op == OP_CLEAR:
-        return ClearCmd(tag=tag, tokens=bool(_get(w[0], 24, 24)), heads=bool(_get(w[0], 25, 25)))
-    return ReadImportanceCmd(tag=tag, n=_get(w[0], 39, 24), tokens_base=w[1])
+    cls = _COMMANDS[pk.name]
+    kw = _decode_fields(cls, pk, w)
+    pos = pk.header_words
+    for t in pk.tails:  # only ATTEND has one: the query
+        count = pk.get(w, t.count)
+        kw[t.name] = t.unpack(w[pos:pos + t.words(count)], count)
+        pos += t.words(count)
+    return cls(**kw)
 
 
 # ---- responses -------------------------------------------------------------------------
@@ -379,6 +419,11 @@ class AttendResp:
     """ATTEND response. ``out`` are the ``o_i`` (signed 64-bit, Q.16 times V units),
     ``token_ids`` the selected ids in ascending position; ``m == len(token_ids)``.
     ``cycles`` is hardware-only (``None`` from the golden model; not compared)."""
+
+    _PACKET: ClassVar[str] = "attendResp"
+    _FIELDS: ClassVar[dict[str, str]] = {"tag": "tag", "m": "m", "requantized": "requantized", "n": "n",
+                                         "pmax": "pmax", "cycles": "cycles"}
+    _TAILS: ClassVar[dict[str, str]] = {"o": "out", "ids": "token_ids"}
 
     tag: int
     n: int
@@ -393,12 +438,7 @@ class AttendResp:
         return len(self.token_ids)
 
     def encode(self) -> list[Word]:
-        o = "AttendResp"
-        w0 = (_header(OP_ATTEND, self.tag, o) | _fit(o, "m", self.m, 16) << 24
-              | _fit(o, "requantized", self.requantized, 1) << 40 | _fit(o, "n", self.n, 16) << 48)
-        w1 = _fit(o, "pmax", self.pmax, 17) | _fit(o, "cycles", self.cycles or 0, 32) << 32
-        outs = [_fit(o, f"out[{i}]", x, 64, signed=True) for i, x in enumerate(self.out)]
-        return _with_last([w0, w1, *outs, *_pack16(self.token_ids, o, "token_ids")])
+        return _encode(self, tails=[("out", self.out), ("token_ids", self.token_ids)])
 
 
 @dataclass(frozen=True)
@@ -406,53 +446,65 @@ class TopkResp:
     """TOPK_TOKENS (``heads=False``) or TOPK_HEADS (``heads=True``) response: the kept
     ids in ascending position."""
 
+    _PACKET: ClassVar[str] = "topkResp"
+    _FIELDS: ClassVar[dict[str, str]] = {"tag": "tag", "count": "count"}
+    _TAILS: ClassVar[dict[str, str]] = {"ids": "ids"}
+
     tag: int
     ids: tuple[int, ...]
     heads: bool = False
 
     def encode(self) -> list[Word]:
-        o = "TopkResp"
-        op = OP_TOPK_HEADS if self.heads else OP_TOPK_TOKENS
-        w0 = _header(op, self.tag, o) | _fit(o, "count", len(self.ids), 16) << 24
-        return _with_last([w0, *_pack16(self.ids, o, "ids")])
+        return _encode(self, "TOPK_HEADS" if self.heads else "TOPK_TOKENS", {"count": len(self.ids)},
+                       [("ids", self.ids)])
 
 
 @dataclass(frozen=True)
 class ClearResp:
     """CLEAR response (one word)."""
 
+    _PACKET: ClassVar[str] = "clearResp"
+    _FIELDS: ClassVar[dict[str, str]] = {"tag": "tag"}
+
     tag: int
 
     def encode(self) -> list[Word]:
-        return _with_last([_header(OP_CLEAR, self.tag, "ClearResp")])
+        return _encode(self)
 
 
 @dataclass(frozen=True)
 class ReadImportanceResp:
     """READ_IMPORTANCE response: ``imp[tok_j]`` for each listed id, in list order."""
 
+    _PACKET: ClassVar[str] = "readImportanceResp"
+    _FIELDS: ClassVar[dict[str, str]] = {"tag": "tag", "count": "n"}
+    _TAILS: ClassVar[dict[str, str]] = {"importance": "values"}
+
     tag: int
     values: tuple[int, ...]
 
     def encode(self) -> list[Word]:
-        o = "ReadImportanceResp"
-        w0 = _header(OP_READ_IMPORTANCE, self.tag, o) | _fit(o, "count", len(self.values), 16) << 24
-        return _with_last([w0, *(_fit(o, f"values[{i}]", v, 32) for i, v in enumerate(self.values))])
+        return _encode(self, values={"count": len(self.values)}, tails=[("values", self.values)])
 
 
 @dataclass(frozen=True)
 class ErrorResp:
-    """Error response (opcode 0xFF): ``opcode`` is the offending command's opcode."""
+    """Error response (opcode ``ERROR``): ``opcode`` is the offending command's opcode."""
+
+    _PACKET: ClassVar[str] = "errorResp"
+    _FIELDS: ClassVar[dict[str, str]] = {"tag": "tag", "opcode": "badOpcode"}
 
     tag: int
     opcode: int
 
     def encode(self) -> list[Word]:
-        o = "ErrorResp"
-        return _with_last([_header(OP_ERROR, self.tag, o) | _fit(o, "opcode", self.opcode, 16) << 24])
+        return _encode(self)
 
 
 Response = Union[AttendResp, TopkResp, ClearResp, ReadImportanceResp, ErrorResp]
+
+_RESPONSES: dict[str, type] = {c._PACKET: c for c in (AttendResp, TopkResp, ClearResp, ReadImportanceResp,
+                                                      ErrorResp)}
 
 
 def _reserved_zero(word: int, used_mask: int, what: str) -> None:
@@ -469,53 +521,46 @@ def decode_response(packet: Sequence[Word]) -> Response:
     lasts = [bool(last) for _, last in packet]
     if not lasts[-1] or any(lasts[:-1]):
         raise CommandError(f"response packet: last flags {lasts}, expected only on the final word")
-    op, tag = w[0] & 0xFF, _get(w[0], 23, 8)
-
-    def length(expected: int) -> None:
+    lay = layout()
+    op, tag = opcode_of(w[0]), tag_of(w[0])
+    pk = lay.packet_for("response", op)
+    if pk is None:
+        raise CommandError(f"unknown response opcode {op} (tag {tag})", op, tag)
+    for i in range(min(len(w), pk.header_words)):
+        _reserved_zero(w[i], pk.used_mask(i), f"{pk.name} (tag {tag}) word {i}")
+    if len(w) < pk.header_words:
+        raise CommandError(f"{pk.name} (tag {tag}) has {len(w)} words, expected at least "
+                           f"{pk.header_words}", op, tag)
+    # Tail lengths: from their count fields; a tail counted by a field of the command
+    # (attendResp's ``o``, by D) takes the words the others leave.
+    counts = {t.name: pk.get(w, t.count) for t in pk.tails if t.count in pk.fields}
+    known = sum(t.words(counts[t.name]) for t in pk.tails if t.name in counts)
+    free = [t for t in pk.tails if t.name not in counts]
+    if free:
+        rest = len(w) - pk.header_words - known
+        if rest < 0:
+            raise CommandError(f"{pk.name} (tag {tag}) too short for its {', '.join(counts)} "
+                               f"({', '.join(str(c) for c in counts.values())})", op, tag)
+        counts[free[0].name] = rest * free[0].lanes_per_word
+    else:
+        expected = pk.header_words + known
         if len(w) != expected:
             raise CommandError(f"opcode {op} response (tag {tag}) has {len(w)} words, "
                                f"expected {expected}", op, tag)
-
-    def ids_from(words: Sequence[int], count: int, what: str) -> tuple[int, ...]:
-        if count % 4:
-            _reserved_zero(words[-1], (1 << (16 * (count % 4))) - 1, f"{what} last id word")
-        return _unpack16(words, count)
-
-    if op == OP_ATTEND:
-        m, n = _get(w[0], 39, 24), _get(w[0], 63, 48)
-        _reserved_zero(w[0], (1 << 41) - 1 | 0xFFFF << 48, "attend response word 0")
-        if len(w) < 2:
-            raise CommandError(f"attend response (tag {tag}) has {len(w)} words", op, tag)
-        _reserved_zero(w[1], (1 << 17) - 1 | ATTEND_CYCLES_MASK, "attend response word 1")
-        d = len(w) - 2 - (m + 3) // 4
-        if d < 0:
-            raise CommandError(f"attend response (tag {tag}) too short for M={m}", op, tag)
-        return AttendResp(tag=tag, n=n, requantized=bool(_get(w[0], 40, 40)),
-                          pmax=_get(w[1], 16, 0), cycles=_get(w[1], 63, 32),
-                          out=tuple(_sext(x, 64) for x in w[2:2 + d]),
-                          token_ids=ids_from(w[2 + d:], m, "attend response"))
-    if op in (OP_TOPK_TOKENS, OP_TOPK_HEADS):
-        count = _get(w[0], 39, 24)
-        _reserved_zero(w[0], (1 << 40) - 1, "top-k response word 0")
-        length(1 + (count + 3) // 4)
-        return TopkResp(tag=tag, ids=ids_from(w[1:], count, "top-k response"),
-                        heads=op == OP_TOPK_HEADS)
-    if op == OP_CLEAR:
-        _reserved_zero(w[0], (1 << 24) - 1, "clear response")
-        length(1)
-        return ClearResp(tag=tag)
-    if op == OP_READ_IMPORTANCE:
-        count = _get(w[0], 39, 24)
-        _reserved_zero(w[0], (1 << 40) - 1, "read-importance response word 0")
-        length(1 + count)
-        for i, x in enumerate(w[1:]):
-            _reserved_zero(x, 0xFFFF_FFFF, f"read-importance response value {i}")
-        return ReadImportanceResp(tag=tag, values=tuple(w[1:]))
-    if op == OP_ERROR:
-        _reserved_zero(w[0], (1 << 40) - 1, "error response")
-        length(1)
-        return ErrorResp(tag=tag, opcode=_get(w[0], 39, 24))
-    raise CommandError(f"unknown response opcode {op} (tag {tag})", op, tag)
+    cls = _RESPONSES[pk.name]
+    kw = _decode_fields(cls, pk, w)
+    pos = pk.header_words
+    for t in pk.tails:
+        n = counts[t.name]
+        tw = w[pos:pos + t.words(n)]
+        full = (1 << (t.lane_bits * t.lanes_per_word)) - 1
+        for j, x in enumerate(tw):
+            _reserved_zero(x, t.used_mask(n) if j == len(tw) - 1 else full, f"{pk.name} {t.name} word {j}")
+        kw[cls._TAILS[t.name]] = t.unpack(tw, n)  # type: ignore[attr-defined]
+        pos += len(tw)
+    if cls is TopkResp:
+        kw["heads"] = op == lay.opcode("TOPK_HEADS")
+    return cls(**kw)
 
 
 # ---- streams ---------------------------------------------------------------------------
@@ -543,12 +588,13 @@ def compare_responses(expected: Sequence[Word], actual: Sequence[Word]) -> list[
                     "trailing words without last")
     if len(exp_p) != len(act_p):
         errs.append(f"expected {len(exp_p)} response packets, got {len(act_p)}")
+    cycles_word, cycles_mask = attend_cycles_mask()
     for k, (e, a) in enumerate(zip(exp_p, act_p)):
         if len(e) != len(a):
             errs.append(f"packet {k}: expected {len(e)} words, got {len(a)}")
-        masked = (e[0][0] & 0xFF) == OP_ATTEND
+        masked = is_attend(e[0][0])
         for i, ((ew, el), (aw, al)) in enumerate(zip(e, a)):
-            mask = ~ATTEND_CYCLES_MASK & _U64 if masked and i == 1 else _U64
+            mask = ~cycles_mask & _U64 if masked and i == cycles_word else _U64
             if (ew & mask) != (aw & mask) or el != al:
                 errs.append(f"packet {k} word {i}: expected 0x{ew & mask:016x} last={el}, "
                             f"got 0x{aw & mask:016x} last={al}")

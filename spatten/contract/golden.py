@@ -45,7 +45,7 @@ import numpy as np
 from spatten.contract.commands import (
     AttendCmd, AttendResp, ClearCmd, ClearResp, Command, CommandError, ErrorResp,
     ReadImportanceCmd, ReadImportanceResp, Response, TopkHeadsCmd, TopkResp, TopkTokensCmd,
-    Word, decode_command, decode_response, split_packets,
+    Word, decode_command, decode_response, opcode_of, split_packets,
 )
 from spatten.contract.memimage import MemImageError, MemoryImage, stride
 from spatten.contract.params import HwParams
@@ -305,7 +305,7 @@ class GoldenAccelerator:
         except CommandError as e:
             return ErrorResp(tag=e.tag or 0, opcode=e.opcode or 0).encode()
         if cmd.problems(self.params):
-            return ErrorResp(tag=cmd.tag, opcode=packet[0][0] & 0xFF).encode()
+            return ErrorResp(tag=cmd.tag, opcode=opcode_of(packet[0][0])).encode()
         return self._handle(cmd).encode()
 
     def run(self, cmd: Command) -> Response:

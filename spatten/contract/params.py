@@ -1,9 +1,11 @@
 """Hardware parameters as seen from Python.
 
 The Scala case class ``spatten.SpAttenParams`` is the single source of truth: elaboration
-writes ``params.json`` (keys in ``hardware/SPEC.md`` section 7) and Python reads it here,
-never restating a width or a size. ``spatten/sim/build.py`` (``hwbuild.params_json(preset)``)
-produces and caches that file for a named preset.
+writes them into ``contract.json`` (key ``params``; keys in ``hardware/SPEC.md`` section 7)
+and Python reads them here, never restating a width or a size. Every elaboration directory
+has that file; ``spatten.sim.build.contract_json(preset)`` produces and caches it for a
+named preset without elaborating hardware. :func:`load_params` also reads a bare
+``params.json`` object.
 
 Public API::
 
@@ -175,7 +177,8 @@ def from_dict(d: Mapping[str, Any], source: str = "<dict>") -> HwParams:
 
 
 def load_params(path: str | Path) -> HwParams:
-    """Read and validate a ``params.json`` written by ``spatten.Elaborate``."""
+    """Read and validate the parameters of a ``contract.json`` (or a ``params.json``)
+    written by ``spatten.Elaborate``. The one loader of parameters in the project."""
     path = Path(path)
     try:
         text = path.read_text()
@@ -185,6 +188,8 @@ def load_params(path: str | Path) -> HwParams:
         d = json.loads(text)
     except json.JSONDecodeError as e:
         raise ParamsError(f"{path}: not valid JSON: {e}") from e
+    if isinstance(d, dict) and "contractVersion" in d:
+        return from_dict(d.get("params"), source=f"{path}: params")
     return from_dict(d, source=str(path))
 
 

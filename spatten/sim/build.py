@@ -7,11 +7,12 @@ rebuilds nothing: each directory is complete exactly when its ``.done`` stamp ex
 
 ::
 
-    from spatten.sim import build as hwbuild
-    hwbuild.params_json("tiny")              # Path of the preset's parameter JSON
-    rtl = hwbuild.elaborate("TopKEngine", "tiny")
+    from spatten.sim import build
+    build.contract_json("tiny")              # Path of the preset's contract.json (no hardware)
+    rtl = build.elaborate("TopKEngine", "tiny")
     rtl.dir, rtl.sources, rtl.params         # SystemVerilog files, parameters as a dict
-    hwbuild.run_cocotb("TopKEngine", "tiny", "pyverif.topk.tb_topk", seed=1)
+    rtl.contract_path, rtl.states            # that elaboration's contract.json, state names
+    build.run_cocotb("TopKEngine", "tiny", "pyverif.topk.tb_topk", seed=1)
 
 Environment variables: ``SPATTEN_BUILD_DIR`` (default ``<repo>/build``),
 ``SPATTEN_TOOLCHAIN`` (sbt launcher and caches, default ``~/.cache/spatten/toolchain``),
@@ -137,12 +138,14 @@ def _sbt_elaborate(jobs: list[str], logname: str) -> None:
          BUILD_DIR / "logs" / f"{logname}.log", "Chisel elaboration", env=env)
 
 
-def params_json(preset: str) -> Path:
-    """Path of the parameter JSON of ``preset``, written by the Scala side (cached)."""
-    out = BUILD_DIR / "params" / f"{preset}-{chisel_hash()}.json"
+def contract_json(preset: str) -> Path:
+    """Path of the hardware contract of ``preset`` (``contract.json``: parameters, packet
+    layouts, state names), written by the Scala side's ``contract`` pseudo-top, which
+    elaborates no hardware (cached by the hash of the Chisel sources)."""
+    out = BUILD_DIR / "contract" / f"{preset}-{chisel_hash()}.json"
     with _locked(out):
         if not out.is_file():
-            _sbt_elaborate([f"params:{preset}:{out}"], f"params-{preset}")
+            _sbt_elaborate([f"contract:{preset}:{out}"], f"contract-{preset}")
     return out
 
 
@@ -157,13 +160,15 @@ class Rtl:
     params: dict = field(default_factory=dict)
 
     @property
-    def params_path(self) -> Path:
-        return self.dir / "params.json"
+    def contract_path(self) -> Path:
+        """The hardware contract of this elaboration (``load_params`` and ``load_layout``
+        read it)."""
+        return self.dir / "contract.json"
 
     @property
     def states(self) -> dict[str, list[str]]:
-        """The controller's state names per pipeline stage, as elaboration wrote them."""
-        return json.loads((self.dir / "ctrl_states.json").read_text())
+        """The controller's state names per pipeline stage, from the contract."""
+        return json.loads(self.contract_path.read_text())["states"]
 
 
 def _rtl_dir(top: str, preset: str, key: str) -> Path:
@@ -173,7 +178,7 @@ def _rtl_dir(top: str, preset: str, key: str) -> Path:
 def _load_rtl(top: str, preset: str, key: str) -> Rtl:
     d = _rtl_dir(top, preset, key)
     names = [n for n in (d / "filelist.f").read_text().split() if n]
-    return Rtl(top, preset, d, key, [d / n for n in names], json.loads((d / "params.json").read_text()))
+    return Rtl(top, preset, d, key, [d / n for n in names], json.loads((d / "contract.json").read_text())["params"])
 
 
 def elaborate_many(pairs: Sequence[tuple[str, str]]) -> list[Rtl]:
@@ -347,7 +352,8 @@ def run_cocotb(top: str, preset: str, test_module: str, testcase: str | Sequence
 
     Raises ``AssertionError`` naming every failed test and the seed. Returns the run
     directory (results XML, logs, ``dump.vcd`` when ``waves``). The testbench sees
-    ``SPATTEN_PARAMS`` (the parameter JSON) and ``SPATTEN_SEED``. Hangs are the
+    ``SPATTEN_PARAMS`` and ``SPATTEN_CONTRACT`` (both the elaboration's ``contract.json``)
+    and ``SPATTEN_SEED``. Hangs are the
     testbench's to catch: every testbench bounds its cycles and names the stalled stage.
     """
     from cocotb_tools.runner import get_runner
@@ -362,7 +368,8 @@ def run_cocotb(top: str, preset: str, test_module: str, testcase: str | Sequence
     run_dir = build_dir / "runs" / f"{name}-seed{seed}-{os.getpid()}"
     shutil.rmtree(run_dir, ignore_errors=True)
     run_dir.mkdir(parents=True)
-    env = {"SPATTEN_PARAMS": str(rtl.params_path), "SPATTEN_SEED": str(seed), "SPATTEN_PRESET": preset}
+    env = {"SPATTEN_PARAMS": str(rtl.contract_path), "SPATTEN_CONTRACT": str(rtl.contract_path),
+           "SPATTEN_SEED": str(seed), "SPATTEN_PRESET": preset}
     # The simulator runs in run_dir; the project's packages reach it through the editable
     # install (tools/setup.sh), which cocotb's runner passes on with this process's sys.path.
     env.update(extra_env or {})

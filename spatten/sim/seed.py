@@ -32,4 +32,4 @@ def run_seed() -> int:
     """The seed for a new run: ``SPATTEN_SEED`` when set, else a fresh random one (printed
     with every failure, so any run can be reproduced)."""
     seed = env_seed()
-    return seed if seed is not None else random.SystemRandom().randrange(1, 1 << 24)
+    return seed if seed is not None else random.SystemRandom().randrange(1, 2**24)

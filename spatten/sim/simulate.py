@@ -52,7 +52,7 @@ class RunResult:
 
 
 def name_states(res: RunResult, names: dict[str, list[str]]) -> None:
-    """Replace state numbers by the names the elaborator wrote (``ctrl_states.json``)."""
+    """Replace state numbers by the names the elaborator wrote (the ``states`` of ``contract.json``)."""
     res.states = {unit: {(names[unit][k] if k < len(names[unit]) else str(k)): v for k, v in counts.items()}
                   for unit, counts in res.states.items()}
 

@@ -1,7 +1,7 @@
 """Shared test parameters: the `tiny` preset's values, as SpAttenParams.scala defines them.
 
 `test_params.py::test_tiny_matches_scala` checks these against the JSON the Scala side
-writes (through `spatten.sim.build.params_json`), so they cannot drift silently.
+writes (through `spatten.sim.build.contract_json`), so they cannot drift silently.
 """
 
 from __future__ import annotations

@@ -63,7 +63,7 @@ def test_tiny_matches_scala() -> None:
     if shutil.which("java") is None:
         pytest.skip("java is not installed: cannot elaborate the parameter JSON with sbt")
     try:
-        path = hwbuild.params_json("tiny")
+        path = hwbuild.contract_json("tiny")
     except hwbuild.ToolMissingError as e:
         pytest.skip(f"sbt toolchain unavailable: {e}")
     p = params.load_params(path)
