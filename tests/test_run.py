@@ -39,7 +39,7 @@ def _rows() -> list[WorkloadRow]:
 
 def _run(args: list[str], cwd: Path = ROOT) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(ROOT / "run.py"), *args], cwd=cwd, capture_output=True,
-                          text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+                          text=True, env=dict(os.environ))
 
 
 def test_run_tiny_workload_end_to_end(tmp_path: Path) -> None:
@@ -112,7 +112,7 @@ def test_malformed_csv_rejected_before_any_build(tmp_path: Path, mutate, expect:
     build = tmp_path / "build"
     proc = subprocess.run([sys.executable, str(ROOT / "run.py"), str(csv), "--preset", "tiny",
                            "--out", str(tmp_path / "out")], capture_output=True, text=True,
-                          env={**os.environ, "PYTHONPATH": str(ROOT), "SPATTEN_BUILD_DIR": str(build)})
+                          env={**os.environ, "SPATTEN_BUILD_DIR": str(build)})
     assert proc.returncode != 0
     assert expect in proc.stderr, proc.stderr
     assert str(csv) in proc.stderr or "bad.csv" in proc.stderr
