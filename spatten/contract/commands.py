@@ -64,7 +64,33 @@ __all__ = [
 ]
 
 
+class _Packed:
+    """A typed packet whose header fields are its attributes (``_PACKET``, ``_FIELDS``)."""
+
+    def encode(self) -> list[Word]:
+        return encode_fields(self)
+
+
 # ---- commands --------------------------------------------------------------------------
+
+class _Command(_Packed):
+    """A command: encoded from its attributes; valid unless :meth:`problems` says why not."""
+
+    def problems(self, params: HwParams) -> list[str]:
+        """Why the accelerator would answer this command with an error (empty: valid)."""
+        return []
+
+
+class _ListCommand(_Command):
+    """A command over a token list of ``n`` ids at ``tokens_base``."""
+
+    n: int
+    tokens_base: int
+
+    def problems(self, params: HwParams) -> list[str]:
+        p = [f"n={self.n} > maxTokens={params.max_tokens}"] if self.n > params.max_tokens else []
+        return p + _base_problems(params, tokens_base=self.tokens_base)
+
 
 def _base_problems(params: HwParams, **bases: int) -> list[str]:
     """SPEC 5: every DRAM base of a command must be burst-aligned and below
@@ -150,7 +176,7 @@ class AttendCmd:
 
 
 @dataclass(frozen=True)
-class TopkTokensCmd:
+class TopkTokensCmd(_ListCommand):
     """TOPK_TOKENS: keep the ``k`` ids of the list with the largest ``imp[id]``."""
 
     _PACKET: ClassVar[str] = "topkTokens"
@@ -161,16 +187,9 @@ class TopkTokensCmd:
     k: int
     tokens_base: int
 
-    def encode(self) -> list[Word]:
-        return encode_fields(self)
-
-    def problems(self, params: HwParams) -> list[str]:
-        p = [f"n={self.n} > maxTokens={params.max_tokens}"] if self.n > params.max_tokens else []
-        return p + _base_problems(params, tokens_base=self.tokens_base)
-
 
 @dataclass(frozen=True)
-class TopkHeadsCmd:
+class TopkHeadsCmd(_Command):
     """TOPK_HEADS: keep the ``k`` heads among ``0..n-1`` with the largest ``headImp``."""
 
     _PACKET: ClassVar[str] = "topkHeads"
@@ -180,9 +199,6 @@ class TopkHeadsCmd:
     n: int
     k: int
 
-    def encode(self) -> list[Word]:
-        return encode_fields(self)
-
     def problems(self, params: HwParams) -> list[str]:
         if self.n > params.max_heads:
             return [f"n={self.n} > maxHeads={params.max_heads}"]
@@ -190,7 +206,7 @@ class TopkHeadsCmd:
 
 
 @dataclass(frozen=True)
-class ClearCmd:
+class ClearCmd(_Command):
     """CLEAR: zero all token and/or all head importance counters."""
 
     _PACKET: ClassVar[str] = "clear"
@@ -200,15 +216,9 @@ class ClearCmd:
     tokens: bool = True
     heads: bool = True
 
-    def encode(self) -> list[Word]:
-        return encode_fields(self)
-
-    def problems(self, params: HwParams) -> list[str]:
-        return []
-
 
 @dataclass(frozen=True)
-class ReadImportanceCmd:
+class ReadImportanceCmd(_ListCommand):
     """READ_IMPORTANCE: read ``imp[id]`` of the ``n`` ids of a token list."""
 
     _PACKET: ClassVar[str] = "readImportance"
@@ -217,13 +227,6 @@ class ReadImportanceCmd:
     tag: int
     n: int
     tokens_base: int
-
-    def encode(self) -> list[Word]:
-        return encode_fields(self)
-
-    def problems(self, params: HwParams) -> list[str]:
-        p = [f"n={self.n} > maxTokens={params.max_tokens}"] if self.n > params.max_tokens else []
-        return p + _base_problems(params, tokens_base=self.tokens_base)
 
 
 Command = Union[AttendCmd, TopkTokensCmd, TopkHeadsCmd, ClearCmd, ReadImportanceCmd]
@@ -327,16 +330,13 @@ class TopkResp:
 
 
 @dataclass(frozen=True)
-class ClearResp:
+class ClearResp(_Packed):
     """CLEAR response (one word)."""
 
     _PACKET: ClassVar[str] = "clearResp"
     _FIELDS: ClassVar[dict[str, str]] = {"tag": "tag"}
 
     tag: int
-
-    def encode(self) -> list[Word]:
-        return encode_fields(self)
 
 
 @dataclass(frozen=True)
@@ -355,7 +355,7 @@ class ReadImportanceResp:
 
 
 @dataclass(frozen=True)
-class ErrorResp:
+class ErrorResp(_Packed):
     """Error response (opcode ``ERROR``): ``opcode`` is the offending command's opcode."""
 
     _PACKET: ClassVar[str] = "errorResp"
@@ -363,9 +363,6 @@ class ErrorResp:
 
     tag: int
     opcode: int
-
-    def encode(self) -> list[Word]:
-        return encode_fields(self)
 
 
 Response = Union[AttendResp, TopkResp, ClearResp, ReadImportanceResp, ErrorResp]

@@ -49,6 +49,7 @@ from spatten.contract.commands import (
 )
 from spatten.contract.memimage import MemImageError, MemoryImage, stride
 from spatten.contract.params import HwParams
+from spatten.errors import SpAttenError
 
 __all__ = [
     "GoldenUndefined", "exp2_lut", "dot_scores", "softmax_fixed", "topk_select",
@@ -64,7 +65,7 @@ _EXP_ZERO_INT_BITS = 32
 """SPEC 2: ``e_j = 0`` when the integer part of ``t_j`` is >= 32."""
 
 
-class GoldenUndefined(RuntimeError):
+class GoldenUndefined(SpAttenError, RuntimeError):
     """The command's behaviour is undefined by SPEC (misaligned base, address out of
     range): the golden model refuses to predict it."""
 

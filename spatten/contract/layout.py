@@ -46,6 +46,10 @@ def _mask(bits: int) -> int:
     return (1 << bits) - 1
 
 
+def _limits(bits: int, signed: bool) -> tuple[int, int]:
+    return (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, _mask(bits))
+
+
 def _signed(value: int, bits: int) -> int:
     return value - (1 << bits) if value >> (bits - 1) & 1 else value
 
@@ -68,9 +72,7 @@ class Field:
     @property
     def limits(self) -> tuple[int, int]:
         """The smallest and largest value the field holds."""
-        if self.signed:
-            return -(1 << (self.width - 1)), (1 << (self.width - 1)) - 1
-        return 0, _mask(self.width)
+        return _limits(self.width, self.signed)
 
     def fits(self, value: int) -> bool:
         lo, hi = self.limits
@@ -100,9 +102,8 @@ class Tail:
 
     @property
     def limits(self) -> tuple[int, int]:
-        if self.signed:
-            return -(1 << (self.lane_bits - 1)), (1 << (self.lane_bits - 1)) - 1
-        return 0, _mask(self.lane_bits)
+        """The smallest and largest value a lane holds."""
+        return _limits(self.lane_bits, self.signed)
 
     def words(self, count: int) -> int:
         """Words that ``count`` elements take."""

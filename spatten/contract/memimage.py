@@ -140,6 +140,18 @@ def unpack_rows(rows: np.ndarray, d: int, bits: int, signed: bool) -> np.ndarray
     return u
 
 
+def _spans(addr: int, n: int) -> Iterable[tuple[int, int, int, int]]:
+    """``(page, offset in page, offset in the data, length)`` of the page pieces of the
+    ``n`` bytes at ``addr``."""
+    pos = 0
+    while pos < n:
+        a = addr + pos
+        page, off = a >> _PAGE_BITS, a & (_PAGE - 1)
+        k = min(_PAGE - off, n - pos)
+        yield page, off, pos, k
+        pos += k
+
+
 class MemoryImage:
     """A sparse little-endian byte-addressed memory of ``2^addr_bits`` bytes.
 
@@ -213,16 +225,11 @@ class MemoryImage:
                          if isinstance(data, np.ndarray) else data).cast("B")
         n = len(buf)
         self._check_range(addr, n, "write")
-        pos = 0
-        while pos < n:
-            a = addr + pos
-            page, off = a >> _PAGE_BITS, a & (_PAGE - 1)
-            k = min(_PAGE - off, n - pos)
+        for page, off, pos, k in _spans(addr, n):
             pg = self._pages.get(page)
             if pg is None:
                 pg = self._pages[page] = bytearray(_PAGE)
             pg[off:off + k] = buf[pos:pos + k]
-            pos += k
         if n:
             self._high = max(self._high, addr + n)
 
@@ -230,15 +237,10 @@ class MemoryImage:
         """Read ``n`` bytes at ``addr``; unwritten bytes are zero."""
         self._check_range(addr, n, "read")
         out = bytearray(n)
-        pos = 0
-        while pos < n:
-            a = addr + pos
-            page, off = a >> _PAGE_BITS, a & (_PAGE - 1)
-            k = min(_PAGE - off, n - pos)
+        for page, off, pos, k in _spans(addr, n):
             pg = self._pages.get(page)
             if pg is not None:
                 out[pos:pos + k] = pg[off:off + k]
-            pos += k
         return bytes(out)
 
     # ---- planes ------------------------------------------------------------------------

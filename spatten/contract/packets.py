@@ -59,7 +59,7 @@ def _fit(owner: str, name: str, value: Any, bits: int, signed: bool = False) -> 
         value = operator.index(value)  # ints and numpy integers; floats are refused
     except TypeError:
         raise CommandError(f"{owner}.{name}: expected an integer, got {value!r}") from None
-    lo, hi = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
+    lo, hi = Field("value", 0, 0, bits, signed).limits
     if not lo <= value <= hi:
         raise CommandError(
             f"{owner}.{name}={value} does not fit {'signed' if signed else 'unsigned'} "
