@@ -1,3 +1,4 @@
+# Over 450 lines on purpose: one pyuvm testbench (items, BFM, agents, scoreboard, coverage, tests) reads best in one file.
 """pyuvm testbench of the DRAM row fetcher ``RowFetcher`` and, through the test top
 ``FetchPair`` (two fetchers behind one ``DramArbiter``), of the arbiter.
 
