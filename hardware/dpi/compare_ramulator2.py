@@ -37,9 +37,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
-sys.path.insert(0, str(HERE))
-
-import build_ramulator2  # noqa: E402  (sibling module)
+import build_ramulator2  # (sibling module: the script's folder is on the path; spatten.sim.build.dpi_module preloads it)
 
 CONFIG = HERE / "configs" / "hbm2.yaml"
 CONFIG_NOREF = HERE / "configs" / "hbm2_norefresh.yaml"

@@ -18,15 +18,12 @@ line, ``cflags`` through ``-CFLAGS`` and ``ldflags`` through ``-LDFLAGS``.
 from __future__ import annotations
 
 import hashlib
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
-sys.path.insert(0, str(HERE))
-
-import build_ramulator2  # noqa: E402  (sibling module)
+import build_ramulator2  # (sibling module: the script's folder is on the path; spatten.sim.build.dpi_module preloads it)
 
 
 @dataclass

