@@ -36,6 +36,8 @@ from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
 from spatten.errors import BuildError, ToolMissingError
+from spatten.sim import dpi
+from spatten.sim.dpi import DpiSources
 from spatten.sim.seed import run_seed
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -237,49 +239,16 @@ def tool_env() -> dict[str, str]:
     return env
 
 
-@dataclass(frozen=True)
-class DpiSources:
-    """The C++ side of the DRAM model: sources and flags (absolute paths)."""
-    files: list[Path]
-    cflags: list[str]
-    ldflags: list[str]
-    key: str
-    note: str = ""
-
-
 _NOTED: set[str] = set()
 
 
-def dpi_module(name: str):
-    """The Python module ``hardware/dpi/<name>.py`` (``dpi_build``, ``build_ramulator2``):
-    scripts of the C++ side, not a package, loaded by path under their own names (so the
-    one's ``import build_ramulator2`` finds the other)."""
-    import importlib.util
-
-    mod = sys.modules.get(name)
-    if mod is not None:
-        return mod
-    if name == "dpi_build":
-        dpi_module("build_ramulator2")
-    path = ROOT / "hardware" / "dpi" / f"{name}.py"
-    if not path.is_file():
-        raise BuildError(f"{path} is missing: the DPI C++ sources cannot be resolved")
-    spec = importlib.util.spec_from_file_location(name, path)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[name] = mod
-    assert spec.loader is not None
-    spec.loader.exec_module(mod)
-    return mod
-
-
 def dpi_sources() -> DpiSources:
-    """Resolve ``hardware/dpi/sources.txt`` with ``hardware/dpi/dpi_build.py`` (which also
-    builds the Ramulator2 backend when a checkout is present, and says so when not)."""
-    s = dpi_module("dpi_build").dpi_build_spec()
-    if s.note and s.note not in _NOTED:  # said once per process, not once per build
-        _NOTED.add(s.note)
-        log(s.note)
-    return DpiSources([Path(f) for f in s.sources], list(s.cflags), list(s.ldflags), s.fingerprint(), s.note)
+    """:func:`spatten.sim.dpi.dpi_sources`, its note said once per process (not per build)."""
+    d = dpi.dpi_sources()
+    if d.note and d.note not in _NOTED:
+        _NOTED.add(d.note)
+        log(d.note)
+    return d
 
 
 def _cocotb_build_dir(rtl: Rtl, waves: bool, dpi: bool) -> tuple[Path, DpiSources | None]:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from spatten.sim.build import dpi_module
+from spatten.sim.dpi import dpi_module
 
 HERE = Path(__file__).resolve().parent
 DPI = HERE.parent
