@@ -1,14 +1,10 @@
-"""Repository-wide pytest setup: the repo root is importable (``tools``, ``workloads``,
-``pyverif``), and every Chisel top the collected tests need is elaborated in one sbt run
-at the start (sbt starts slowly; one run for all tops saves minutes)."""
+"""Repository-wide pytest setup: every Chisel top the collected tests need is elaborated
+in one sbt run at the start (sbt starts slowly; one run for all tops saves minutes). The
+project's packages are importable through the editable install (``tools/setup.sh``)."""
 
 from __future__ import annotations
 
 import sys
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parent
-
 
 def pytest_collection_finish(session) -> None:  # noqa: D401 - pytest hook
     """Elaborate, in one sbt run, every (top, preset) that collected tests declare with
