@@ -59,6 +59,11 @@ def _signed_range(bits: int) -> tuple[int, int]:
     return -(1 << (bits - 1)), (1 << (bits - 1)) - 1
 
 
+def _field_max(name: str) -> int:
+    """The largest value of the ATTEND command's field ``name`` (from the contract)."""
+    return layout().packet("attend").field(name).limits[1]
+
+
 class StimulusGenerator:
     """Random commands for one hardware configuration.
 
@@ -146,7 +151,7 @@ class StimulusGenerator:
 
     # ---- commands ----------------------------------------------------------------------
     def _next_tag(self) -> int:
-        self.tag = (self.tag + 1) & 0xFFFF
+        self.tag = (self.tag + 1) % (_field_max("tag") + 1)
         return self.tag
 
     def _token_list(self, layer: Layer, n: int) -> np.ndarray:
@@ -164,18 +169,19 @@ class StimulusGenerator:
     def _scale(self, spread: int) -> tuple[int, int]:
         """``(scoreScale, scoreShift)`` giving a ``t`` range of a random target."""
         r = self.rng
+        top_scale, top_shift = _field_max("scoreScale"), _field_max("scoreShift")
         if r.random() < 0.05:
-            return 0, r.randint(0, 63)  # every t = 0: all p equal
+            return 0, r.randint(0, top_shift)  # every t = 0: all p equal
         if r.random() < 0.05:
-            return 0xFFFF, 0  # everything but the max saturates to e = 0
+            return top_scale, 0  # everything but the max saturates to e = 0
         target = r.choice([40, 300, 1500, 4000, 12000, 60000])
         if spread == 0:
-            return r.randint(0, 0xFFFF), r.randint(0, 63)
-        for shift in range(63, -1, -1):
+            return r.randint(0, top_scale), r.randint(0, top_shift)
+        for shift in range(top_shift, -1, -1):
             scale = round(target / spread * (1 << shift))
-            if scale <= 0xFFFF:
+            if scale <= top_scale:
                 return max(scale, 1), shift
-        return 0xFFFF, 0
+        return top_scale, 0
 
     def attend(self, **force: object) -> Stimulus:
         r = self.rng
@@ -198,7 +204,7 @@ class StimulusGenerator:
         s = dot_scores(q, layer.k_msb[ids] << layer.k_lsb_bits)
         scale, shift = self._scale(int(s.max() - s.min()))
         requant = r.random() < 0.5
-        thr = r.choice([0, (1 << 17) - 1, r.randint(0, 1 << 16), r.randint(0, 1 << 12)])
+        thr = r.choice([0, _field_max("requantThreshold"), r.randint(0, 1 << 16), r.randint(0, 1 << 12)])
         vk_choice = r.random()
         if vk_choice < 0.25:
             vk = 0
