@@ -213,7 +213,7 @@ def build(rows: Sequence[WorkloadRow], params: HwParams, *, tensors: dict | None
         return tag
 
     clear = ClearCmd(tag=next_tag(), tokens=True, heads=True)
-    emit(clear, CommandInfo("clear", None, rows[0].iteration if rows else 0, -1, -1),
+    emit(clear, CommandInfo("clear", None, rows[0].iteration_id if rows else 0, -1, -1),
          golden.execute_packet(clear.encode()))
 
     current: list[int] | None = None  # synthetic mode: the cascade's kept token list
