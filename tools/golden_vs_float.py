@@ -165,9 +165,9 @@ def _resolve_params(params_path: str | None, preset: str) -> HwParams:
 @click.option("--max-d", default=64, show_default=True, help="largest head dimension")
 @click.option("--max-n", default=1024, show_default=True, help="largest number of kept tokens")
 @click.option("--params", "params_path", default=None, type=click.Path(exists=True, dir_okay=False),
-              help="parameter JSON written by spatten.Elaborate (default: --preset via hwbuild)")
+              help="contract.json (or params.json) written by spatten.Elaborate (default: that of --preset)")
 @click.option("--preset", default="eighth", show_default=True,
-              help="preset whose JSON spatten/sim/build.py elaborates when --params is not given")
+              help="preset whose contract.json spatten.sim.build writes when --params is not given")
 @click.option("--json", "json_out", default=None, type=click.Path(dir_okay=False),
               help="also write the statistics as JSON here")
 def main(n_req: int, seed: int, max_d: int, max_n: int, params_path: str | None, preset: str,
