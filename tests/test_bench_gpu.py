@@ -166,12 +166,16 @@ def test_cli_without_cuda_exits_2(gqa_csv: Path, tmp_path: Path):
 def test_load_gpu_baseline(tmp_path: Path):
     p = tmp_path / "r.json"
     steps = [{"step": 0, "dense_us": {"median": 183.5, "p10": 180.0, "p90": 190.0},
-              "compacted_us": {"median": 120.25, "p10": 119.0, "p90": 125.0}},
+              "compacted_us": {"median": 120.25, "p10": 119.0, "p90": 125.0},
+              "dense_us_l2_warm": {"median": 170.0}, "compacted_us_l2_warm": {"median": 110.5}},
              {"step": 3, "dense_us": {"median": 200.0, "p10": 199.0, "p90": 201.0},
-              "compacted_us": {"median": 90.0, "p10": 89.0, "p90": 91.0}}]
+              "compacted_us": {"median": 90.0, "p10": 89.0, "p90": 91.0},
+              "dense_us_l2_warm": {"median": 190.0}, "compacted_us_l2_warm": {"median": 80.0}}]
     bench_gpu.write_json_atomic(p, {"tool": "bench_gpu", "tool_version": 1, "steps": steps})
     assert bench_gpu.load_gpu_baseline(p) == {0: {"dense_us": 183.5, "compacted_us": 120.25},
                                               3: {"dense_us": 200.0, "compacted_us": 90.0}}
+    assert bench_gpu.load_gpu_baseline(p, l2="warm") == {0: {"dense_us": 170.0, "compacted_us": 110.5},
+                                                         3: {"dense_us": 190.0, "compacted_us": 80.0}}
     p.write_text(json.dumps({"tool": "bench_gpu", "steps": [{"step": 0, "dense_us": {"median": 1.0}}]}))
     with pytest.raises(BenchError, match="steps\\[0\\]: missing or bad field 'compacted_us'"):
         bench_gpu.load_gpu_baseline(p)

@@ -8,9 +8,10 @@ token at batch 1 in fp16 through PyTorch's ``scaled_dot_product_attention``, wit
 heads of that layer as the CSV lists them. Each SDPA backend of ``--backends`` (default
 FlashAttention, cuDNN and memory-efficient) is timed on every step; per variant the fastest
 backend (lowest mean of step medians) gives the figures, and every backend's are kept (on an
-H200 with PyTorch 2.11, cuDNN's kernel was 1.6-1.7x faster than PyTorch's FlashAttention-2
-for one query token). Where the CSV has a ``kv_head_id`` column the query heads that share a K/V head read one K/V tensor (grouped-query attention, SDPA's
-``enable_gqa``); without it every head has its own K/V. Two variants:
+H200 with PyTorch 2.11, PyTorch's FlashAttention-2 took 1.45-1.54x cuDNN's time for one query
+token). Where the CSV has a ``kv_head_id`` column the query heads that share a K/V head read
+one K/V tensor (grouped-query attention, SDPA's ``enable_gqa``); without it every head has its
+own K/V. Two variants:
 
 - **dense**: each K/V head holds ``sentence_length_L`` tokens;
 - **compacted**: each head's K/V holds only its ``key_fetch_num`` kept tokens, gathered
@@ -267,10 +268,14 @@ def plan_workload(rows: list[HeadRow]) -> list[StepPlan]:
     return out
 
 
-def load_gpu_baseline(path: str | os.PathLike[str]) -> dict[int, dict[str, float]]:
+def load_gpu_baseline(path: str | os.PathLike[str], l2: str = "flushed") -> dict[int, dict[str, float]]:
     """Per-step microseconds of a ``bench_gpu.py`` result: ``{step: {"dense_us": median,
-    "compacted_us": median}}`` (L2 flushed before each replay). Raises ``BenchError``
+    "compacted_us": median}}``, with the L2 cache flushed before each replay (``l2="flushed"``,
+    the K/V read from HBM) or back-to-back replays (``l2="warm"``). Raises ``BenchError``
     naming the file and the missing field on a malformed result."""
+    if l2 not in ("flushed", "warm"):
+        raise ValueError(f"l2 must be 'flushed' or 'warm', got {l2!r}")
+    suffix = "_us" if l2 == "flushed" else "_us_l2_warm"
     p = str(path)
     try:
         data = json.loads(Path(p).read_text(encoding="utf-8"))
@@ -283,7 +288,7 @@ def load_gpu_baseline(path: str | os.PathLike[str]) -> dict[int, dict[str, float
     out: dict[int, dict[str, float]] = {}
     for i, s in enumerate(data["steps"]):
         try:
-            out[int(s["step"])] = {v + "_us": float(s[v + "_us"]["median"]) for v in VARIANTS}
+            out[int(s["step"])] = {v + "_us": float(s[v + suffix]["median"]) for v in VARIANTS}
         except (KeyError, TypeError, ValueError) as exc:
             raise BenchError(f"{p}: steps[{i}]: missing or bad field {exc}") from None
     return out
@@ -388,7 +393,7 @@ class PowerSampler:
         try:
             self._proc = subprocess.Popen(
                 ["nvidia-smi", f"--id={self.index}", "--query-gpu=power.draw", "--format=csv,noheader,nounits",
-                 f"-lms={int(self.period * 1000)}"],
+                 "-lms", str(int(self.period * 1000))],
                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         except OSError:
             self.method = None
