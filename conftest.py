@@ -4,8 +4,14 @@ at the start (sbt starts slowly; one run for all tops saves minutes)."""
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
+
+# No test reaches a public host: the Hugging Face libraries stay offline (they read this
+# when first imported, which is after this line). The hub tests point HF_ENDPOINT at a
+# server of their own on 127.0.0.1 (workloads/tests/local_hub.py).
+os.environ["HF_HUB_OFFLINE"] = "1"
 
 ROOT = Path(__file__).resolve().parent
 if str(ROOT) not in sys.path:
