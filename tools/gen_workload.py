@@ -1,10 +1,15 @@
 #!/usr/bin/env python3
 """Generate a SpAtten workload CSV (and tensors) from a Hugging Face model and real text.
 
-Example (the shipped SmolLM2 workload)::
+Examples::
 
-    python tools/gen_workload.py --model smollm2-135m --context 1024 --steps 32 \\
-        --policy spatten-default --tensors
+    python tools/gen_workload.py --model gpt2        # -> hardware/workloads/gpt2.csv
+    python tools/gen_workload.py --model smollm2-135m --tensors \\
+        --out hardware/workloads/smollm2-135m-ctx1024-s32-spatten-default.csv   # the shipped one
+
+The default name is ``<model>.csv`` (an HF id's ``/`` becomes ``--``); settings that
+differ from the defaults add ``-ctx<N>``, ``-s<N>``, ``-<policy>``. The tool ends by
+printing the ``run.py`` command that simulates what it wrote.
 
 Causal models prefill ``--context`` tokens of the text, then decode ``--steps`` tokens
 teacher-forced from the same text; the CSV has one row per (decode step, layer,

@@ -28,7 +28,8 @@ from huggingface_hub.errors import (
     RepositoryNotFoundError,
     RevisionNotFoundError,
 )
-from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_status
+from huggingface_hub import get_token, try_to_load_from_cache
+from huggingface_hub.utils import get_session, hf_raise_for_status
 
 #: Seconds to connect to the hub (and to get the repository info) before saying it is unreachable.
 PROBE_TIMEOUT_S = 5.0
@@ -67,15 +68,23 @@ def offline_help(kind: str = "model") -> str:
     )
 
 
+def in_cache(repo_id: str, filename: str = "config.json", repo_type: str = "model") -> bool:
+    """Whether the HF cache holds ``filename`` of ``repo_id`` (its ``main``), without any request."""
+    return isinstance(try_to_load_from_cache(repo_id, filename, repo_type=repo_type), str)
+
+
 def probe(repo_id: str, repo_type: str = "model") -> None:
     """Ask the hub for ``repo_id``'s info once, quickly. Returns when it exists and is
     readable; raises ``HubUnreachable`` when the hub cannot be reached, or the hub's own
     error (``RepositoryNotFoundError``, ``GatedRepoError``, ``HfHubHTTPError``...)."""
     url = f"{endpoint()}/api/{repo_type}s/{repo_id}"
+    # Only the token (private repositories need it): huggingface_hub's full headers fetch a
+    # registry from the hub first (3 s more when it is silent).
+    token = get_token()
     try:
         response = get_session().get(
             url,
-            headers=build_hf_headers(),
+            headers={"authorization": f"Bearer {token}"} if token else {},
             timeout=httpx2.Timeout(PROBE_TIMEOUT_S),
             follow_redirects=True,
         )
@@ -137,12 +146,25 @@ def reason(exc: BaseException, repo_id: str, repo_type: str = "model") -> str:
         what = "a Transformers model" if repo_type == "model" else "readable here"
         return f"{repo_id} lacks a file that is needed (so it is not {what}): {_first_line(e)}"
     if isinstance(e, HfHubHTTPError):
+        resp = e.response
+        if resp is not None and not e.server_message and "X-Error-Code" not in resp.headers:
+            return (
+                f"{endpoint()} answered HTTP {resp.status_code}{_for_url(resp)} without a hub error: "
+                f"is it a Hugging Face Hub (HF_ENDPOINT)? {offline_help(repo_type)}"
+            )
         return f"the hub refused the request for {repo_id}{_server_says(e) or ': ' + _first_line(e)}"
     if isinstance(e, HubUnreachable):
         return f"{e}. {offline_help(repo_type)}"
     if isinstance(e, httpx2.TransportError):
         return f"the connection to {endpoint()} failed ({type(e).__name__}: {e}). {offline_help(repo_type)}"
     return str(exc).strip() or type(exc).__name__
+
+
+def _for_url(resp: httpx2.Response) -> str:
+    try:
+        return f" for {resp.request.url}"
+    except RuntimeError:  # a response built without its request
+        return ""
 
 
 def _first_line(exc: BaseException) -> str:

@@ -144,15 +144,15 @@ def _load_hub(repo_id: str) -> LoadedModel:
         try:
             hub.probe(repo_id)
         except hub.HubUnreachable as exc:
+            not_cached = ModelError(f"{repo_id}: {exc}, and the model is not in the HF cache. {hub.offline_help()}")
+            if not hub.in_cache(repo_id):
+                raise not_cached from exc
             try:
                 lm = _from_pretrained(repo_id, local_files_only=True)
             except ModelError:
                 raise
             except (OSError, ValueError) as cached_exc:
-                raise ModelError(
-                    f"{repo_id}: {exc}, and the model is not in the HF cache. "
-                    f"{hub.offline_help()}"
-                ) from cached_exc
+                raise not_cached from cached_exc
             log.warning("%s: %s; using the copy in the HF cache (%s)", repo_id, exc, hub.cache_dir())
             return lm
         except (OSError, ValueError) as exc:  # the hub's HTTP errors (HfHubHTTPError is an OSError)

@@ -164,6 +164,50 @@ def test_unreachable_hub_says_so_within_seconds(hub: LocalHub, tmp_path: Path, m
     assert any("cannot reach the Hugging Face Hub" in r.message and "HF cache" in r.message for r in caplog.records)
 
 
+def test_silent_hub_times_out_quickly(tmp_path: Path, monkeypatch) -> None:
+    """A host that accepts the connection and never answers: the probe's timeout, no retries."""
+    from workloads import hub as hubmod
+
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)  # connections complete in the backlog; nothing is ever read or sent
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        _point_hf_at(monkeypatch, url, tmp_path / "hf")
+        monkeypatch.setattr(hubmod, "PROBE_TIMEOUT_S", 1.0)
+        t0 = time.monotonic()
+        with pytest.raises(ModelError) as err:
+            load_model(MODEL_ID)
+        elapsed = time.monotonic() - t0
+    assert f"cannot reach the Hugging Face Hub at {url}" in str(err.value)
+    assert "Timeout" in str(err.value) and "within 1 s" in str(err.value)
+    assert 1.0 <= elapsed < 3.0, elapsed
+
+
+def test_not_a_hub(tmp_path: Path, monkeypatch) -> None:
+    """An HF_ENDPOINT that answers like a plain web server, not like the hub."""
+    import http.server
+    import threading
+
+    class NotFound(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            self.send_error(404)
+
+        def log_message(self, *_a) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), NotFound)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        _point_hf_at(monkeypatch, url, tmp_path / "hf")
+        with pytest.raises(ModelError) as err:
+            load_model(MODEL_ID)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert f"{url} answered HTTP 404 for {url}/api/models/{MODEL_ID} without a hub error" in str(err.value)
+
+
 def test_default_names() -> None:
     assert default_name("gpt2", 1024, 32, "spatten-default", True) == "gpt2.csv"
     assert default_name("HuggingFaceTB/SmolLM2-135M", 1024, 32, "spatten-default", True) == (
