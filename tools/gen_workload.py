@@ -210,7 +210,9 @@ def main(
     try:
         _csv, _npz, summary = generate(model, text, context, steps, policy, out, tensors, quiet, command, kv_dtype)
     except (ModelError, PolicyError, TextError) as exc:
-        raise click.ClickException(str(exc)) from exc
+        err = click.ClickException(str(exc))
+        err.exit_code = 2  # bad input (model, text, policy): exit 2
+        raise err from exc
     click.echo(json.dumps(summary, indent=1))
     click.echo(f"simulate it: {summary['simulate']}")
 

@@ -153,7 +153,7 @@ def test_bad_inputs_give_clear_errors_and_no_output(assets: dict[str, Path], tmp
     outdir = tmp_path / "out"
     outdir.mkdir()
     res = CliRunner().invoke(main, ["--quiet", "--context", "48", "--out", str(outdir / "w.csv"), "--tensors", *args])
-    assert res.exit_code != 0
+    assert res.exit_code == 2, res.output  # bad input
     assert message in res.output, res.output
     assert "Traceback" not in res.output
     assert os.listdir(outdir) == []
