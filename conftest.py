@@ -4,7 +4,14 @@ project's packages are importable through the editable install (``tools/setup.sh
 
 from __future__ import annotations
 
+import os
 import sys
+
+# No test reaches a public host: the Hugging Face libraries stay offline (they read this
+# when first imported, which is after this line). The hub tests point HF_ENDPOINT at a
+# server of their own on 127.0.0.1 (workloads/tests/local_hub.py).
+os.environ["HF_HUB_OFFLINE"] = "1"
+
 
 def pytest_collection_finish(session) -> None:  # noqa: D401 - pytest hook
     """Elaborate, in one sbt run, every (top, preset) that collected tests declare with

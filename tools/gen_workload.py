@@ -1,10 +1,15 @@
 #!/usr/bin/env python3
 """Generate a SpAtten workload CSV (and tensors) from a Hugging Face model and real text.
 
-Example (the shipped SmolLM2 workload)::
+Examples::
 
-    python tools/gen_workload.py --model smollm2-135m --context 1024 --steps 32 \\
-        --policy spatten-default --tensors
+    python tools/gen_workload.py --model gpt2        # -> hardware/workloads/gpt2.csv
+    python tools/gen_workload.py --model smollm2-135m --tensors \\
+        --out hardware/workloads/smollm2-135m-ctx1024-s32-spatten-default.csv   # the shipped one
+
+The default name is ``<model>.csv`` (an HF id's ``/`` becomes ``--``); settings that
+differ from the defaults add ``-ctx<N>``, ``-s<N>``, ``-<policy>``. The tool ends by
+printing the ``run.py`` command that simulates what it wrote.
 
 Causal models prefill ``--context`` tokens of the text, then decode ``--steps`` tokens
 teacher-forced from the same text; the CSV has one row per (decode step, layer,
@@ -30,7 +35,7 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 
 from workloads.csvschema import atomic_write_bytes, format_workload
-from workloads.models import ModelError, load_model
+from workloads.models import ModelError, load_model, model_kind
 from workloads.spatten.export import build_workload, kv_bytes_ratio, run_sequence
 from workloads.spatten.hooks import model_geometry
 from workloads.spatten.policy import DEFAULT_POLICY, PolicyError, load_policy
@@ -39,9 +44,41 @@ from workloads.text import DEFAULT_TEXT, TextError, load_tokens
 OUT_DIR = REPO / "hardware" / "workloads"
 
 
+DEFAULT_CONTEXT, DEFAULT_STEPS = 1024, 32
+
+
 def _slug(text: str) -> str:
+    if model_kind(text) == "hub":  # HF id: keep its case, "/" -> "--" (HuggingFaceTB--SmolLM2-135M)
+        return "--".join(re.sub(r"[^A-Za-z0-9._-]+", "-", part).strip("-.") for part in text.split("/"))
     base = Path(text).stem if ("/" in text or text.endswith(".gguf")) else text
     return re.sub(r"[^A-Za-z0-9.]+", "-", base).strip("-").lower()
+
+
+def default_name(model: str, context: int, steps: int, policy: str, causal: bool) -> str:
+    """``<model>.csv`` for the default settings; each setting that differs adds its part
+    (``-ctx<N>``, ``-s<N>`` for causal models, ``-<policy>``)."""
+    parts = [_slug(model)]
+    if context != DEFAULT_CONTEXT:
+        parts.append(f"ctx{context}")
+    if causal and steps != DEFAULT_STEPS:
+        parts.append(f"s{steps}")
+    if policy != DEFAULT_POLICY:
+        parts.append(re.sub(r"[^A-Za-z0-9._-]+", "-", policy))
+    return "-".join(parts) + ".csv"
+
+
+def run_command(csv_path: Path) -> str:
+    """The command that simulates ``csv_path`` (relative to the current directory when inside it)."""
+    try:
+        shown = csv_path.resolve().relative_to(Path.cwd().resolve())
+    except ValueError:
+        shown = csv_path.resolve()
+    run_py = REPO / "run.py"
+    try:
+        run_shown = run_py.relative_to(Path.cwd().resolve())
+    except ValueError:
+        run_shown = run_py
+    return f"python {shlex.quote(str(run_shown))} {shlex.quote(str(shown))}"
 
 
 def config_line(policy_source: str, policy_name: str) -> str:
@@ -71,8 +108,11 @@ def generate(
     if steps < 0:
         raise click.BadParameter("must be >= 0", param_hint="--steps")
     pol = load_policy(policy)
+    out_dir = None
+    if out is not None and (out.is_dir() or str(out).endswith("/")):
+        out_dir, out = out, None
     if out is not None and out.suffix != ".csv":
-        raise click.BadParameter(f"{out}: the output must be a .csv path", param_hint="--out")
+        raise click.BadParameter(f"{out}: the output must be a .csv path or a directory", param_hint="--out")
     t0 = time.perf_counter()
     lm = load_model(model)
     causal = lm.causal
@@ -86,7 +126,7 @@ def generate(
     ids = load_tokens(lm.tokenizer, text, context + steps, encoder=not causal)
     geo = model_geometry(lm.model)
     t_load = time.perf_counter() - t0
-    csv_path = out or OUT_DIR / f"{_slug(model)}-ctx{context}-s{steps}-{pol.name}.csv"
+    csv_path = out or (out_dir or OUT_DIR) / default_name(model, context, steps, pol.name, causal)
     npz_path = csv_path.with_suffix(".npz") if tensors else None
 
     label = "prefill + decode" if causal else "encode"
@@ -136,6 +176,7 @@ def generate(
         "csv": str(csv_path),
         "npz": str(npz_path) if npz_path else None,
         "npz_bytes": npz_path.stat().st_size if npz_path else None,
+        "simulate": run_command(csv_path),
     }
     if run.nll:
         summary["decode_ppl"] = float(np.exp(np.mean(run.nll)))
@@ -143,12 +184,14 @@ def generate(
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--model", required=True, help="HF id (cache only), local dir, .gguf file, or smollm2-135m / minilm-l6.")
+@click.option("--model", required=True,
+              help="HF id (from the HF cache, else downloaded), local dir, .gguf file, or smollm2-135m / minilm-l6.")
 @click.option("--text", default=DEFAULT_TEXT, show_default=True, help="Text file, or dataset:<name>[:<config>[:<split>]].")
 @click.option("--context", default=1024, show_default=True, help="Prefill tokens (encoders: sequence length).")
 @click.option("--steps", default=32, show_default=True, help="Decode steps (ignored for encoders).")
 @click.option("--policy", default=DEFAULT_POLICY, show_default=True, help="Preset name or YAML path.")
-@click.option("--out", type=click.Path(path_type=Path), default=None, help="Output CSV (default: hardware/workloads/<auto>.csv).")
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="Output CSV, or a directory for the default name (default: hardware/workloads/<model>[-<settings>].csv).")
 @click.option("--tensors/--no-tensors", default=False, help="Also write <stem>.npz for functional simulation.")
 @click.option("--kv-dtype", type=click.Choice(["float16", "float32"]), default="float16", show_default=True,
               help="dtype of k and v in the npz (q and out_ref are always float32).")
@@ -165,8 +208,11 @@ def main(
     try:
         _csv, _npz, summary = generate(model, text, context, steps, policy, out, tensors, quiet, command, kv_dtype)
     except (ModelError, PolicyError, TextError) as exc:
-        raise click.ClickException(str(exc)) from exc
+        err = click.ClickException(str(exc))
+        err.exit_code = 2  # bad input (model, text, policy): exit 2
+        raise err from exc
     click.echo(json.dumps(summary, indent=1))
+    click.echo(f"simulate it: {summary['simulate']}")
 
 
 if __name__ == "__main__":

