@@ -1,0 +1,1 @@
+"""The SpAtten accelerator project: hardware contract, simulation driver and workloads."""

@@ -1,0 +1,1 @@
+"""Driving the simulator: input validation (inputs), child processes and signals (procs)."""
