@@ -83,6 +83,7 @@ def test_signal_stops_every_child_and_leaves_no_report(tmp_path: Path, sig: sign
         second = fx.run_py([str(csv), "--preset", "tiny", "--out", str(out)], timeout=120)
         assert second.returncode == 2, second.stderr
         assert f"another run (pid {proc.pid}) is writing there" in second.stderr, second.stderr
+    assert _alive(kids, groups), "nothing was running to stop"
     os.kill(proc.pid, sig)  # run.py's pid alone, as a CI cancel or a job scheduler does
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 128 + sig, err
