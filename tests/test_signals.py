@@ -93,3 +93,20 @@ def test_signal_stops_every_child_and_leaves_no_report(tmp_path: Path, sig: sign
     assert _alive(kids, groups) == [], f"left running: {_alive(kids, groups)}"
     assert not (out / "summary.json").exists() and not list(out.glob("summary.*"))
     assert not list(out.glob(".summary*.tmp"))
+
+
+def test_stop_all_stops_groups_and_grandchildren() -> None:
+    """What run.py does on a failed run or a signal: every child it started, in its own
+    process group or not, and their children, are stopped and reaped."""
+    from spatten.sim import procs
+
+    a = procs.popen(["sh", "-c", "sleep 60 & sleep 60"])  # a simulator with a child of its own
+    b = subprocess.Popen(["sh", "-c", "sleep 60 & sleep 60"])  # a build tool (subprocess.run) in our group
+    time.sleep(0.3)
+    kids = set(descendants())
+    assert {a.pid, b.pid} <= kids and len(kids) >= 4
+    procs.stop_all(timeout=5)
+    b.wait(timeout=5)
+    time.sleep(0.2)
+    assert _alive(kids, {a.pid}) == []
+    assert a.returncode is not None

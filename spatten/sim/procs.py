@@ -116,11 +116,19 @@ def stop_all(timeout: float = 5.0) -> None:
     _CHILDREN.clear()
 
 
+_STOPPING: list[int] = []
+
+
 def _handler(signum: int, _frame) -> None:
-    if _DEFER:
-        _PENDING.append(signum)
+    if _DEFER or _STOPPING:  # held back (a report being written), or already stopping
+        if not _STOPPING:
+            _PENDING.append(signum)
         return
-    stop_all()
+    _STOPPING.append(signum)
+    try:
+        stop_all()
+    finally:
+        _STOPPING.clear()
     raise Interrupted(signum)
 
 
