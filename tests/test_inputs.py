@@ -81,6 +81,10 @@ def test_fields_beyond_the_preset_rejected_before_any_build(tmp_path: Path, buil
     _bad_input(fx.run_py([str(wide), "--preset", "tiny", "--check-only"], env),
                f"{wide}:2: embedding_length_D", f"maxHeadDim={tiny.max_head_dim}", "--preset eighth fits")
 
+    one_bit = fx.write(tmp_path / "onebit.csv", [replace(rows[0], quant_value_bit=1)], None)
+    _bad_input(fx.run_py([str(one_bit), "--preset", "tiny", "--check-only"], env),
+               f"{one_bit}:2: quant_value_bit: 1 bit")
+
     from workloads.params import load
     paper = load(build_dir / "params" / next(p.name for p in (build_dir / "params").iterdir()
                                              if p.name.startswith("paper-")))

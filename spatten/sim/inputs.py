@@ -55,8 +55,8 @@ def check_rows(path: Path | str, rows: Sequence[Any], params: Any, preset: str =
                presets: Sequence[str] = (), params_of: Callable[[str], Any] | None = None) -> None:
     """Reject rows (``tools.program.Row``) that ``params`` cannot run: ``head_id`` beyond
     ``maxHeads``, ``embedding_length_D`` beyond ``maxHeadDim``, ``sentence_length_L`` or
-    ``key_fetch_num`` beyond ``maxTokens``, ``topk`` beyond the kept list, key bits beyond
-    16. The message names the first offending line and field, how many rows fail, and
+    ``key_fetch_num`` beyond ``maxTokens``, key bits beyond 16, 1-bit quantization (the
+    host's symmetric quantizer needs 2..16 bits). The message names the first offending line and field, how many rows fail, and
     which larger preset of ``presets`` (looked up with ``params_of``) fits, or that none
     does."""
     bad: list[tuple[int, str, str]] = []
@@ -73,6 +73,11 @@ def check_rows(path: Path | str, rows: Sequence[Any], params: Any, preset: str =
         elif r.key_fetch_num > params.max_tokens:
             bad.append((r.line, "key_fetch_num", f"{r.key_fetch_num} keys exceed the preset's "
                                                   f"maxTokens={params.max_tokens}"))
+        for fld, bits in (("quant_key_bit", r.quant_key_bit), ("quant_query_bit", r.quant_query_bit),
+                          ("quant_value_bit", r.quant_value_bit)):
+            if bits == 1:  # found by tests/test_inputs.py's fuzz test
+                bad.append((r.line, fld, "1 bit: symmetric quantization (workloads/quant.py) needs 2..16 bits, "
+                                         "sign and magnitude"))
         if r.quant_key_bit != -1 and r.requant_incre > 0 and r.quant_key_bit + r.requant_incre > 16:
             bad.append((r.line, "auto_requant_incre", f"quant_key_bit + auto_requant_incre = "
                                                        f"{r.quant_key_bit + r.requant_incre} > 16"))
