@@ -10,8 +10,10 @@ built (cached under ``build/``), the workload's commands and memory image are ma
 compared with the bit-exact golden model, a dense baseline of the same workload runs on
 the same hardware, and the report goes to ``--out`` (default ``results/<workload>/``):
 ``summary.json``, ``summary.md`` (the table, also printed), ``summary.txt`` (the original
-SpAtten line) and plots. Exit status: 0 when every response matched, 1 on a mismatch,
-2 on bad input.
+SpAtten line) and plots. Exit status: 0 when every response matched, 1 on a mismatch
+(or a failed simulation), 2 on bad input (found before anything is built: ``--check-only``
+stops there), 128 + the signal on SIGINT/SIGTERM (130/143; every child is stopped first
+and no report is left half-written).
 """
 
 from __future__ import annotations
@@ -21,32 +23,30 @@ import time
 from pathlib import Path
 
 import click
-import numpy as np
 
-from spatten.contract.params import load_params
-from spatten.errors import EXIT_FAILURE, InputError, SpAttenError, exit_code
+from spatten.contract.params import from_dict, load_params
+from spatten.errors import SpAttenError, exit_code
 from spatten.sim import build as hwbuild
-from spatten.sim import program, report
-from spatten.sim.simulate import Simulation, check_against_hardware, load_rows, name_states, progress
+from spatten.sim import inputs, procs, program, report
+from spatten.sim.simulate import Simulation, load_rows, name_states, progress
 
 ROOT = Path(__file__).resolve().parent
 
-PRESETS = ["tiny", "eighth", "paper"]
 DEFAULT_DRAM_CONFIG = ROOT / "hardware" / "dpi" / "configs" / "hbm2.yaml"
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("workload", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--preset", type=click.Choice(PRESETS), default="eighth", show_default=True,
-              help="Hardware parameter preset (SpAttenParams.scala).")
+@click.option("--preset", default="eighth", show_default=True,
+              help="Hardware parameter preset: a name in SpAttenParams.scala (the contract lists them).")
 @click.option("--dram", "backend", type=click.Choice(["builtin", "ramulator2", "ideal"]), default="builtin",
               show_default=True, help="DRAM backend of the DPI model.")
 @click.option("--dram-config", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help=f"Ramulator2-style YAML of the DRAM [default: {DEFAULT_DRAM_CONFIG.relative_to(ROOT)}].")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Run only the first N rows.")
 @click.option("--step", type=click.IntRange(min=0), default=None, help="Run only decode step (iteration_id) K.")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Output directory [default: results/<workload name>].")
+@click.option("--out", type=str, default=None,
+              help="Output directory [default: results/<workload name>]; one run at a time (locked).")
 @click.option("--dense/--no-dense", default=True, show_default=True,
               help="Also run the dense baseline of the workload.")
 @click.option("--check/--no-check", default=True, show_default=True,
@@ -56,44 +56,71 @@ DEFAULT_DRAM_CONFIG = ROOT / "hardware" / "dpi" / "configs" / "hbm2.yaml"
 @click.option("--waves", is_flag=True,
               help="Record every signal of the SpAtten run to <out>/sparse/waves.vcd (a separate simulator build "
                    "with tracing; large and slow: use with --limit or --step).")
-def main(workload: Path, preset: str, backend: str, dram_config: Path | None, limit: int | None,
-         step: int | None, out: Path | None, dense: bool, check: bool, seed: int, dram_trace: bool,
-         waves: bool) -> None:
+@click.option("--check-only", is_flag=True,
+              help="Check every input (CSV against the preset, tensors against the CSV, DRAM config, --out) "
+                   "and stop: exit 0 when all are usable, 2 when not; nothing is built.")
+def main(**kw) -> None:
     """Simulate WORKLOAD (a workload CSV; tensors beside it as <name>.npz are used when present)."""
+    procs.handle_signals()  # SIGINT/SIGTERM stop every simulator and build tool started here
+    code = 0
+    try:
+        code = _main(**kw)
+    except procs.Interrupted as e:
+        click.echo(f"[run] {e}: every child process stopped, no report written", err=True)
+        code = e.exit_code
+    except SpAttenError as e:
+        click.echo(f"[run] error: {e}", err=True)
+        code = exit_code(e)
+    finally:
+        procs.stop_all()  # a failed run leaves no simulation behind
+    sys.exit(code)
+
+
+def _main(workload: Path, preset: str, backend: str, dram_config: Path | None, limit: int | None,
+          step: int | None, out: str | None, dense: bool, check: bool, seed: int, dram_trace: bool,
+          waves: bool, check_only: bool) -> int:
+    t_start = time.monotonic()
+    # Every input is checked before anything is built (InputError: exit 2).
+    wl, rows = load_rows(workload, limit, step)
+    inputs.check_backend(backend, dram_config is not None)
+    npz = workload.with_suffix(".npz")
+    tensors = None
+    if npz.exists():
+        tensors = inputs.load_tensors(npz)
+        note = inputs.check_tensors(npz, tensors, workload, wl.rows)
+        if note:
+            click.echo(note, err=True)
+    dram_config = dram_config or DEFAULT_DRAM_CONFIG
+    if backend != "ideal":
+        inputs.check_dram_config(dram_config)
+    # The contract (parameters of every preset, no hardware elaborated; cached) decides
+    # what the rows may ask for.
+    contract = hwbuild.load_contract(preset)
+    presets = contract["presets"]
+    params = from_dict(contract["params"], source=f"contract of preset {preset}")
+    inputs.check_rows(workload, rows, params, preset, list(presets),
+                      lambda p: from_dict(presets[p], source=f"contract of preset {p}"))
+    out_dir = inputs.check_out_dir(ROOT / "results" / workload.stem if out is None else out, keep=not check_only)
+    click.echo(f"[run] {workload}: {len(rows)} rows, {'functional (tensors)' if tensors else 'synthetic data'}; "
+               f"preset {preset}, DRAM {backend}", err=True)
+    if check_only:
+        click.echo(f"[run] inputs OK: {workload}{' + ' + npz.name if tensors else ''}, preset {preset}, "
+                   f"DRAM {backend}, --out {out_dir}", err=True)
+        return 0
+    with procs.lock_output(out_dir):
+        return _simulate(workload, preset, backend, dram_config, limit, step, out_dir, dense, check, seed,
+                         dram_trace, waves, rows, tensors, t_start)
+
+
+def _simulate(workload, preset, backend, dram_config, limit, step, out, dense, check, seed, dram_trace, waves,
+              rows, tensors, t_start) -> int:
     import torch
 
     torch.set_num_threads(1)  # the float checks are small; threads only contend with the simulator
-    try:
-        bad = _run(workload, preset, backend, dram_config, limit, step, out, dense, check, seed, dram_trace, waves)
-    except SpAttenError as e:
-        click.echo(f"[run] error: {e}", err=True)
-        sys.exit(exit_code(e))
-    if bad:
-        sys.exit(EXIT_FAILURE)
-
-
-def _run(workload: Path, preset: str, backend: str, dram_config: Path | None, limit: int | None,
-         step: int | None, out: Path | None, dense: bool, check: bool, seed: int, dram_trace: bool,
-         waves: bool) -> bool:
-    """The whole run; True when a response or a float check failed."""
-    t_start = time.monotonic()
-    wl, rows = load_rows(workload, limit, step)
-    npz = workload.with_suffix(".npz")
-    tensors = None
-    if npz.is_file():
-        tensors = dict(np.load(npz, allow_pickle=False))
-    out = out or ROOT / "results" / workload.stem
-    dram_config = dram_config or DEFAULT_DRAM_CONFIG
-    if backend != "ideal" and not dram_config.is_file():
-        raise InputError(f"DRAM config {dram_config} does not exist (see hardware/dpi/configs/)")
-    click.echo(f"[run] {workload}: {len(rows)} rows, {'functional (tensors)' if tensors else 'synthetic data'}; "
-               f"preset {preset}, DRAM {backend}", err=True)
-
-    # One elaboration of SpAttenTop (cached): its parameters and state names, and the
+    # One elaboration of SpAttenTop (cached): the run's parameters and state names, and the
     # native builds below, all come from the same build directory.
     rtl = hwbuild.elaborate("SpAttenTop", preset)
     params = load_params(rtl.contract_path)
-    check_against_hardware(workload, rows, params)
     harness = [ROOT / "hardware" / "harness" / "spatten_sim.cpp"]
     exe = hwbuild.build_native("SpAttenTop", preset, harness)
     if waves and limit is None and step is None:
@@ -103,6 +130,7 @@ def _run(workload: Path, preset: str, backend: str, dram_config: Path | None, li
 
     click.echo("[run] building the program (golden model on every request)", err=True)
     sparse_prog = program.build(rows, params, tensors=tensors, seed=seed, progress=progress("SpAtten"))
+    inputs.check_no_error_responses(sparse_prog, workload)
     # The sparse simulation runs in the background while the dense baseline is built.
     sparse_sim = Simulation(wave_exe, sparse_prog, out / "sparse", backend, dram_config, "SpAtten", check,
                             trace=dram_trace, waves=waves)
@@ -110,29 +138,30 @@ def _run(workload: Path, preset: str, backend: str, dram_config: Path | None, li
     if dense:
         dense_prog = program.build(program.dense_rows(rows), params, tensors=None, seed=seed, dense=True,
                                    progress=progress("dense"))
+        inputs.check_no_error_responses(dense_prog, workload)
         dense_sim = Simulation(exe, dense_prog, out / "dense", backend, dram_config, "dense", check)
     sparse = sparse_sim.result()
     dense_res = dense_sim.result() if dense_sim else None
 
-    states = rtl.states
     for res in (sparse, dense_res):
         if res is not None:
-            name_states(res, states)
+            name_states(res, rtl.states)
     s = report.summarize(workload, preset, backend, sparse, dense_res)
     s["run_wall_s"] = time.monotonic() - t_start
-    files = report.write_all(s, params, out)
+    with procs.deferred_signals():  # the report is written whole or not at all
+        files = report.write_all(s, params, out)
     click.echo(report.table(s))
     click.echo(f"[run] report: {', '.join(str(f.relative_to(ROOT) if f.is_relative_to(ROOT) else f) for f in files)}",
                err=True)
     bad = sparse.mismatches + (dense_res.mismatches if dense_res else 0)
     if bad:
         click.echo(f"[run] FAILED: {bad} responses differ from the golden model", err=True)
-        return True
+        return 1
     if sparse.float_error and sparse.float_error["violations"]:
         click.echo(f"[run] FAILED: {sparse.float_error['violations']} outputs exceed the float-reference "
                    f"tolerance", err=True)
-        return True
-    return False
+        return 1
+    return 0
 
 
 if __name__ == "__main__":

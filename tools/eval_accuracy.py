@@ -10,6 +10,8 @@ attention requests (every decode step, layer and query head), relative to dense
 (all tokens, 16-bit K and V, every head).
 
 Writes ``<out>.md`` (table), ``<out>.json`` and ``<out>.png`` (plot), atomically.
+Exit status: 0 on success, 2 on bad input (options, text, model, policy, ``--merge``
+files), as ``run.py`` and ``gen_workload.py``.
 
 Example::
 
@@ -37,7 +39,13 @@ from workloads.csvschema import atomic_write_bytes
 from workloads.models import ModelError, load_model
 from workloads.spatten.export import kv_bytes_ratio, run_sequence
 from workloads.spatten.policy import Policy, PolicyError, load_policy
-from workloads.text import DEFAULT_TEXT, TextError, load_tokens
+from workloads.text import DEFAULT_TEXT, TextError, check_text, load_tokens
+
+
+class BadInput(click.ClickException):
+    """Bad input: exit status 2, as for a bad option."""
+
+    exit_code = 2
 
 DEFAULT_POLICIES = (
     "dense", "progressive-quant", "spatten-default", "spatten-balanced", "spatten-heads", "spatten-kv30",
@@ -155,11 +163,22 @@ def plot(results: list[dict[str, object]], causal: bool, title: str) -> bytes:
 
 def _merge(paths: tuple[Path, ...], out: Path, command: str) -> None:
     """Combine earlier runs' JSON into one table and plot (policies in order, first run wins)."""
-    runs = [json.loads(p.read_text()) for p in paths]
+    runs = []
+    for p in paths:
+        try:
+            r = json.loads(p.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise BadInput(f"--merge {p}: not a JSON file written by eval_accuracy.py ({e})") from None
+        need = ("model", "text", "setting", "command", "seconds", "results")
+        if not isinstance(r, dict) or any(k not in r for k in need) or not isinstance(r["results"], list) \
+                or not r["results"] or not all(isinstance(x, dict) and "policy" in x for x in r["results"]):
+            raise BadInput(f"--merge {p}: not an eval_accuracy.py result (needs the keys {', '.join(need)} and "
+                           f"a non-empty list of results with a policy each)")
+        runs.append(r)
     first = runs[0]
     for p, r in zip(paths, runs, strict=True):
         if (r["model"], r["text"], r["setting"]) != (first["model"], first["text"], first["setting"]):
-            raise click.ClickException(f"{p}: model, text or setting differ from {paths[0]}")
+            raise BadInput(f"{p}: model, text or setting differ from {paths[0]}")
     seen: dict[str, dict[str, object]] = {}
     for r in runs:
         for res in r["results"]:
@@ -180,13 +199,13 @@ def _merge(paths: tuple[Path, ...], out: Path, command: str) -> None:
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--model", required=True, help="HF id (cache only), local dir, .gguf file, or smollm2-135m / minilm-l6.")
 @click.option("--text", default=DEFAULT_TEXT, show_default=True, help="Text file, or dataset:<name>[:<config>[:<split>]].")
-@click.option("--context", default=512, show_default=True, help="Prefill tokens (encoders: window length).")
-@click.option("--eval-tokens", default=512, show_default=True, help="Decoded tokens scored (causal models).")
-@click.option("--windows", default=8, show_default=True, help="Windows (encoders).")
+@click.option("--context", type=click.IntRange(min=3), default=512, show_default=True, help="Prefill tokens (encoders: window length).")
+@click.option("--eval-tokens", type=click.IntRange(min=1), default=512, show_default=True, help="Decoded tokens scored (causal models).")
+@click.option("--windows", type=click.IntRange(min=1), default=8, show_default=True, help="Windows (encoders).")
 @click.option("--policy", "policies", multiple=True, help="Preset or YAML path; repeat. Default: the shipped presets.")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Output stem: writes .md, .json, .png.")
-@click.option("--jobs", default=1, show_default=True, help="Policies evaluated in parallel (one process and thread each).")
-@click.option("--threads", default=1, show_default=True, help="torch threads per process.")
+@click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True, help="Policies evaluated in parallel (one process and thread each).")
+@click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True, help="torch threads per process.")
 @click.option("--merge", "merge", multiple=True, type=click.Path(exists=True, path_type=Path),
               help="Instead of evaluating, merge the .json of earlier runs (same model, text and setting).")
 def main(
@@ -204,6 +223,7 @@ def main(
         pols = [load_policy(p) for p in (policies or DEFAULT_POLICIES)]
         if not any(p.is_dense for p in pols):
             pols.insert(0, load_policy("dense"))
+        check_text(text, min(context + eval_tokens, windows * (context - 2) + 2))  # before the model is loaded
         lm = load_model(model)
         torch.set_grad_enabled(False)
         if lm.causal:
@@ -217,7 +237,7 @@ def main(
                 for i in range(windows)
             ]
     except (ModelError, PolicyError, TextError) as exc:
-        raise click.ClickException(str(exc)) from exc
+        raise BadInput(str(exc)) from exc
     results = _evaluate_all(model, lm, pols, ids if lm.causal else wins, context, eval_tokens, jobs)
     if lm.causal:
         base = next(r["ppl"] for r, p in zip(results, pols, strict=True) if p.is_dense)

@@ -15,7 +15,9 @@ Causal models prefill ``--context`` tokens of the text, then decode ``--steps`` 
 teacher-forced from the same text; the CSV has one row per (decode step, layer,
 surviving head). Encoders (BERT family) run one pass over ``--context`` tokens and get
 one row per (layer, surviving query token, surviving head). Nothing is written unless
-everything succeeded; both files are written atomically.
+everything succeeded; both files are written atomically. The text, ``--steps``,
+``--context`` and the policy are checked before the model is loaded. Exit status: 0 on
+success, 2 on bad input (as ``run.py`` and ``eval_accuracy.py``).
 """
 
 from __future__ import annotations
@@ -39,12 +41,18 @@ from workloads.models import ModelError, load_model, model_kind
 from workloads.spatten.export import build_workload, kv_bytes_ratio, run_sequence
 from workloads.spatten.hooks import model_geometry
 from workloads.spatten.policy import DEFAULT_POLICY, PolicyError, load_policy
-from workloads.text import DEFAULT_TEXT, TextError, load_tokens
+from workloads.text import DEFAULT_TEXT, TextError, check_text, load_tokens
 
 OUT_DIR = REPO / "hardware" / "workloads"
 
 
 DEFAULT_CONTEXT, DEFAULT_STEPS = 1024, 32
+
+
+class BadInput(click.ClickException):
+    """Bad input (text, model, policy): exit status 2, as for a bad option."""
+
+    exit_code = 2
 
 
 def _slug(text: str) -> str:
@@ -105,14 +113,16 @@ def generate(
     """Run the generator; returns (csv path, npz path or None, summary). Raises on bad input."""
     if context < 2:
         raise click.BadParameter("must be >= 2", param_hint="--context")
-    if steps < 0:
-        raise click.BadParameter("must be >= 0", param_hint="--steps")
+    if steps < 1:
+        raise click.BadParameter("a causal model needs at least one decode step (encoders ignore --steps)",
+                                 param_hint="--steps")
     pol = load_policy(policy)
     out_dir = None
     if out is not None and (out.is_dir() or str(out).endswith("/")):
         out_dir, out = out, None
     if out is not None and out.suffix != ".csv":
         raise click.BadParameter(f"{out}: the output must be a .csv path or a directory", param_hint="--out")
+    check_text(text, context - 2)  # before the model is loaded: empty, binary or too short (any model)
     t0 = time.perf_counter()
     lm = load_model(model)
     causal = lm.causal
@@ -195,7 +205,7 @@ def generate(
 @click.option("--tensors/--no-tensors", default=False, help="Also write <stem>.npz for functional simulation.")
 @click.option("--kv-dtype", type=click.Choice(["float16", "float32"]), default="float16", show_default=True,
               help="dtype of k and v in the npz (q and out_ref are always float32).")
-@click.option("--threads", default=1, show_default=True,
+@click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True,
               help="torch threads (1 is fastest for decode on a small shared machine).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def main(
@@ -208,9 +218,7 @@ def main(
     try:
         _csv, _npz, summary = generate(model, text, context, steps, policy, out, tensors, quiet, command, kv_dtype)
     except (ModelError, PolicyError, TextError) as exc:
-        err = click.ClickException(str(exc))
-        err.exit_code = 2  # bad input (model, text, policy): exit 2
-        raise err from exc
+        raise BadInput(str(exc)) from exc
     click.echo(json.dumps(summary, indent=1))
     click.echo(f"simulate it: {summary['simulate']}")
 

@@ -45,6 +45,7 @@ Tensors for functional runs (``<stem>.npz`` beside ``<stem>.csv``, numpy ``savez
 | meta | 0-d str | JSON: model, model_type, n_layers, n_heads, n_kv_heads, head_dim, causal, softmax_scale (layer 0), softmax_scale_per_layer, context, steps, policy, policy_file, text, command, dtypes |
 | row_kv_head | [R] int32 | K/V head of CSV data row r (file order) |
 | row_position | [R] int32 | absolute token position of the query of row r |
+| row_id | [R, 3] int32 | (iteration_id, layer_id, head_id) of row r: run.py checks the tensors belong to the CSV's rows (files made before it existed lack it) |
 | q | [R, D] float32 | query row after RoPE, unquantized |
 | kept_offsets | [R+1] int32 | row r's kept token ids are ``kept_ids[kept_offsets[r]:kept_offsets[r+1]]`` |
 | kept_ids | [sum key_fetch_num] int32 | ascending token ids attended by row r |
@@ -234,12 +235,15 @@ def read_workload(path: str | os.PathLike[str]) -> Workload:
     """
     p = str(path)
     try:
-        text = Path(p).read_text(encoding="utf-8")
+        text = Path(p).read_text(encoding="utf-8-sig")  # a byte-order mark (Excel's "CSV UTF-8") is allowed
     except FileNotFoundError:
         raise WorkloadError(f"{p}: file not found") from None
     except UnicodeDecodeError as exc:
         raise WorkloadError(f"{p}: not UTF-8 text: {exc}") from None
-    lines = list(csv.reader(io.StringIO(text)))
+    try:
+        lines = list(csv.reader(io.StringIO(text)))
+    except csv.Error as exc:
+        raise WorkloadError(f"{p}: not a readable CSV: {exc}") from None
     if not lines:
         raise WorkloadError(f"{p}:1: header: file is empty")
     header = [h.strip() for h in lines[0]]

@@ -62,6 +62,24 @@ def read_text(source: str) -> str:
         raise TextError(f"{source}: not UTF-8 text: {exc}") from exc
 
 
+def check_text(source: str, n: int) -> None:
+    """Reject, before any model is loaded, a text file that cannot give ``n`` tokens:
+    missing, not UTF-8, binary (NUL or other control bytes), empty, or shorter in bytes
+    than ``n`` (no tokenizer makes more tokens than bytes). Datasets are checked when
+    loaded (:func:`load_tokens`)."""
+    if source.startswith("dataset:"):
+        return
+    text = read_text(source)
+    if not text.strip():
+        raise TextError(f"{source}: the text is empty")
+    bad = sum(1 for ch in text if ord(ch) < 32 and ch not in "\t\n\r\f\v")
+    if "\x00" in text or bad > len(text) // 100:
+        raise TextError(f"{source}: binary data, not text ({bad} control characters)")
+    size = len(text.encode("utf-8"))
+    if size < n:
+        raise TextError(f"{source}: text has {size} bytes, so fewer than the {n} tokens needed")
+
+
 def load_tokens(tokenizer: PreTrainedTokenizerBase, source: str, n: int, encoder: bool = False) -> torch.Tensor:
     """The first ``n`` token ids of ``source`` as a ``[1, n]`` tensor; error when shorter.
 

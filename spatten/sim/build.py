@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
-from spatten.errors import BuildError, ToolMissingError
+from spatten.errors import BuildError, InputError, ToolMissingError
 from spatten.sim import dpi
 from spatten.sim.dpi import DpiSources
 from spatten.sim.seed import run_seed
@@ -149,6 +149,32 @@ def contract_json(preset: str) -> Path:
         if not out.is_file():
             _sbt_elaborate([f"contract:{preset}:{out}"], f"contract-{preset}")
     return out
+
+
+def load_contract(preset: str) -> dict:
+    """The contract of ``preset`` as a dict (:func:`contract_json`). An unknown preset is
+    bad input (:class:`InputError`) naming the known ones, found without elaborating:
+    every contract lists all presets."""
+    known = _cached_preset_names()
+    if known and preset not in known:
+        raise InputError(f"unknown preset '{preset}'; known presets (SpAttenParams.scala): {', '.join(known)}")
+    try:
+        path = contract_json(preset)
+    except BuildError as e:
+        if f"unknown preset '{preset}'" in str(e):
+            raise InputError(f"unknown preset '{preset}' (SpAttenParams.scala)\n{e}") from None
+        raise
+    return json.loads(path.read_text())
+
+
+def _cached_preset_names() -> list[str]:
+    """Preset names from any contract already written for the current Chisel sources."""
+    for f in sorted((BUILD_DIR / "contract").glob(f"*-{chisel_hash()}.json")):
+        try:
+            return list(json.loads(f.read_text())["presets"])
+        except (OSError, ValueError, KeyError):
+            continue
+    return []
 
 
 @dataclass(frozen=True)

@@ -84,7 +84,7 @@ class FloatCheck:
 
     err: float
     tol: float
-    err_model: float
+    err_model: float | None
     scale: float
 
 
@@ -315,7 +315,7 @@ def _float_check(arrays: tuple[np.ndarray, np.ndarray, np.ndarray], ids: Sequenc
     err = float(np.max(np.abs(o_hw - o_ref.numpy()))) if o_hw.size else 0.0
     vmax = float(np.abs(v[res.selected]).max()) if len(res.selected) else 0.0
     tol = reference.fixed_point_tolerance(len(ids), len(res.selected), vmax)
-    err_model, scale = 0.0, 0.0
+    err_model, scale = None, 0.0  # None: no out_ref to compare with
     if out_ref is not None:
         ref = np.asarray(out_ref, dtype=np.float64)
         err_model = float(np.max(np.abs(o_hw * s_v - ref)))

@@ -125,6 +125,7 @@ def build_workload(
     kept: list[np.ndarray] = []
     kv_head: list[int] = []
     positions: list[int] = []
+    identity: list[tuple[int, int, int]] = []  # (iteration_id, layer_id, head_id) of each row
     for gi, rec in enumerate(records):
         nxt = records[gi + 1] if gi + 1 < len(records) else None
         n_rows = len(rec.query_positions) * len(rec.heads)
@@ -160,6 +161,7 @@ def build_workload(
                     kept.append(k_ids)
                     kv_head.append(head // groups)
                     positions.append(pos)
+                    identity.append((rows[-1].iteration_id, rows[-1].layer_id, rows[-1].head_id))
     if not tensors:
         return BuiltWorkload(rows=rows, tensors=None)
     lengths = np.array([len(k) for k in kept], dtype=np.int64)
@@ -172,6 +174,7 @@ def build_workload(
         "meta": np.array(json.dumps(meta or {})),
         "row_kv_head": np.array(kv_head, dtype=np.int32),
         "row_position": np.array(positions, dtype=np.int32),
+        "row_id": np.array(identity, dtype=np.int32).reshape(-1, 3),
         "q": np.stack(q_rows).astype(np.float32),
         "kept_offsets": offsets.astype(np.int32),
         "kept_ids": np.concatenate(kept).astype(np.int32),

@@ -50,6 +50,9 @@ def _check_tensors(csv_path: Path, causal: bool, n_layers: int, n_kv: int, t_tot
     d = meta["head_dim"]
     assert z["q"].shape == (r, d) and z["out_ref"].shape == (r, d)
     assert z["row_kv_head"].shape == (r,) and z["kept_offsets"].shape == (r + 1,)
+    # the identity run.py checks: (iteration_id, layer_id, head_id) of every CSV row
+    assert z["row_id"].dtype == np.int32
+    assert z["row_id"].tolist() == [[w.iteration_id, w.layer_id, w.head_id] for w in wl.rows]
     assert z["kept_ids"].dtype == np.int32 and z["kept_offsets"].dtype == np.int32
     assert z["k"].shape == (n_layers, n_kv, t_total, d) == z["v"].shape
     assert z["k"].dtype == np.dtype(meta["dtypes"]["k"])
@@ -135,7 +138,7 @@ def test_default_policy_quantized_workload(assets: dict[str, Path], tmp_path: Pa
     [
         (["--model", "no-such-model-xyz"], "HF_HUB_OFFLINE=1 forbids downloading it"),
         (["--model", "/nonexistent/dir"], "no such model directory"),
-        (["--model", "{gpt2}", "--text", "{short}"], "text has 10 tokens, 80 are needed"),
+        (["--model", "{gpt2}", "--text", "{short}"], "fewer than the 46 tokens needed"),  # before loading
         (["--model", "{gpt2}", "--text", "/nonexistent.txt"], "text file not found"),
         (["--model", "{gpt2}", "--policy", "{badpolicy}"], "value_pruning.keep: must be in (0, 1]"),
         (["--model", "{gpt2}", "--policy", "no-such-preset"], "unknown policy 'no-such-preset'"),

@@ -1,0 +1,585 @@
+"""Validation of every input of a simulation run, before anything is built.
+
+Each check raises :class:`InputError` naming the file, the line or key, the field and
+what is allowed; nothing here prints or exits (the CLIs do, with exit status 2)::
+
+    from spatten.sim import inputs
+    inputs.check_rows(csv_path, rows, params, preset, presets, params_of)   # CSV vs the hardware
+    t = inputs.load_tensors(npz_path)                                       # a readable .npz
+    note = inputs.check_tensors(npz_path, t, csv_path, wl.rows)             # tensors vs the CSV
+    inputs.check_dram_config(yaml_path)                                     # as hardware/dpi/dram_config.cc
+    inputs.check_backend("ramulator2", dram_config_given=False)             # optional backends present
+    out = inputs.check_out_dir("results/x")                                 # usable output folder
+    inputs.check_no_error_responses(program, csv_path)                      # no request the hardware rejects
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+
+from spatten.contract.layout import layout
+from spatten.errors import InputError
+
+__all__ = ["InputError", "check_rows", "load_tensors", "check_tensors", "REQUIRED_KEYS", "IDENTITY_KEY",
+           "check_dram_config", "parse_dram_config", "check_backend", "check_out_dir",
+           "check_no_error_responses"]
+
+
+
+
+# ---------------------------------------------------------------------------------------
+# CSV rows against the hardware configuration
+# ---------------------------------------------------------------------------------------
+
+def _needs(rows: Sequence[Any]) -> dict[str, int]:
+    """The workload's largest head id + 1, head dimension and key-list length."""
+    return {"max_heads": max(r.head_id for r in rows) + 1,
+            "max_head_dim": max(r.embedding_length_D for r in rows),
+            "max_tokens": max(max(r.sentence_length_L, r.key_fetch_num) for r in rows)}
+
+
+_LIMIT_KEYS = {"max_heads": "maxHeads", "max_head_dim": "maxHeadDim", "max_tokens": "maxTokens"}
+
+
+def _fits(params: Any, needs: Mapping[str, int]) -> bool:
+    return all(getattr(params, k) >= v for k, v in needs.items())
+
+
+def check_rows(path: Path | str, rows: Sequence[Any], params: Any, preset: str = "",
+               presets: Sequence[str] = (), params_of: Callable[[str], Any] | None = None) -> None:
+    """Reject rows (``workloads.csvschema.WorkloadRow``) that ``params`` cannot run: ``head_id`` beyond
+    ``maxHeads``, ``embedding_length_D`` beyond ``maxHeadDim``, ``sentence_length_L`` or
+    ``key_fetch_num`` beyond ``maxTokens``, key bits beyond 16, 1-bit quantization (the
+    host's symmetric quantizer needs 2..16 bits). The message names the first offending line and field, how many rows fail, and
+    which larger preset of ``presets`` (looked up with ``params_of``) fits, or that none
+    does."""
+    bad: list[tuple[int, str, str]] = []
+    for r in rows:
+        if r.head_id >= params.max_heads:
+            bad.append((r.line, "head_id", f"{r.head_id} is beyond the preset's maxHeads={params.max_heads} "
+                                           f"(heads 0..{params.max_heads - 1})"))
+        if r.embedding_length_D > params.max_head_dim:
+            bad.append((r.line, "embedding_length_D", f"{r.embedding_length_D} exceeds the preset's maxHeadDim={params.max_head_dim}"))
+        if r.sentence_length_L > params.max_tokens:
+            bad.append((r.line, "sentence_length_L", f"{r.sentence_length_L} keys exceed the preset's "
+                                                      f"maxTokens={params.max_tokens} (the dense baseline fetches "
+                                                      f"every one)"))
+        elif r.key_fetch_num > params.max_tokens:
+            bad.append((r.line, "key_fetch_num", f"{r.key_fetch_num} keys exceed the preset's "
+                                                  f"maxTokens={params.max_tokens}"))
+        for fld, bits in (("quant_key_bit", r.quant_key_bit), ("quant_query_bit", r.quant_query_bit),
+                          ("quant_value_bit", r.quant_value_bit)):
+            if bits == 1:  # found by tests/test_inputs.py's fuzz test
+                bad.append((r.line, fld, "1 bit: symmetric quantization (spatten/contract/quant.py) needs 2..16 bits, "
+                                         "sign and magnitude"))
+        if r.quant_key_bit != -1 and r.auto_requant_incre > 0 and r.quant_key_bit + r.auto_requant_incre > 16:
+            bad.append((r.line, "auto_requant_incre", f"quant_key_bit + auto_requant_incre = "
+                                                       f"{r.quant_key_bit + r.auto_requant_incre} > 16"))
+    if not bad:
+        return
+    line, fld, msg = bad[0]
+    more = f" ({len(bad) - 1} more problems in other rows)" if len(bad) > 1 else ""
+    hint = ""
+    if presets and preset in presets:
+        needs = _needs(rows)
+        larger = list(presets)[list(presets).index(preset) + 1:]
+        fit = None
+        if params_of is not None:
+            for name in larger:
+                try:
+                    if _fits(params_of(name), needs):
+                        fit = name
+                        break
+                except Exception:  # noqa: BLE001 - a hint only; the error below stands
+                    break
+        need_txt = ", ".join(f"{_LIMIT_KEYS[k]} >= {v}" for k, v in needs.items())
+        if fit:
+            hint = f"; --preset {fit} fits this workload"
+        else:
+            largest = list(presets)[-1]
+            hint = (f"; no preset fits: even the largest, {largest}, is too small (the workload needs "
+                    f"{need_txt}: a new configuration in SpAttenParams.scala)") if params_of or not larger \
+                else f"; choose a larger --preset ({', '.join(larger)})"
+    raise InputError(f"{path}:{line}: {fld}: {msg}{more}{hint}")
+
+
+# ---------------------------------------------------------------------------------------
+# Tensors (.npz) against the CSV
+# ---------------------------------------------------------------------------------------
+
+REQUIRED_KEYS = ("meta", "row_kv_head", "q", "kept_offsets", "kept_ids", "k", "v")
+IDENTITY_KEY = "row_id"
+"""[R, 3] int32: (iteration_id, layer_id, head_id) of CSV data row r, written by the
+generator so that a run can check that the tensors belong to the CSV's rows."""
+
+
+def load_tensors(path: Path | str) -> dict[str, np.ndarray]:
+    """Read every array of a ``.npz`` (no pickles), naming the file and key on failure."""
+    p = Path(path)
+    try:
+        z = np.load(p, allow_pickle=False)
+    except FileNotFoundError:
+        raise InputError(f"{p}: file not found") from None
+    except Exception as e:  # noqa: BLE001 - numpy and zipfile raise many kinds on a damaged file
+        size = p.stat().st_size if p.exists() else 0
+        why = "empty file" if size == 0 else f"{type(e).__name__}: {e}"
+        if "pickled" in str(e):
+            why = "not a numpy .npz archive (numpy took it for a pickle)"
+        raise InputError(f"{p}: not a readable .npz tensor archive ({why})") from None
+    if not isinstance(z, np.lib.npyio.NpzFile):
+        raise InputError(f"{p}: a single .npy array, not an .npz archive of the keys {', '.join(REQUIRED_KEYS)}")
+    out: dict[str, np.ndarray] = {}
+    with z:
+        for key in z.files:
+            try:
+                out[key] = z[key]
+            except Exception as e:  # noqa: BLE001 - zlib, zipfile, numpy: a damaged member in any way
+                raise InputError(f"{p}: key '{key}': cannot be read ({type(e).__name__}: {e})") from None
+    return out
+
+
+def _err(npz: Path, key: str, msg: str) -> InputError:
+    return InputError(f"{npz}: key '{key}': {msg}")
+
+
+def _int_array(npz: Path, t: Mapping[str, np.ndarray], key: str, ndim: int) -> np.ndarray:
+    a = t[key]
+    if a.ndim != ndim or not np.issubdtype(a.dtype, np.integer):
+        raise _err(npz, key, f"expected a {ndim}-D integer array, got shape {a.shape} dtype {a.dtype}")
+    return a.astype(np.int64)
+
+
+def _float_array(npz: Path, t: Mapping[str, np.ndarray], key: str, ndim: int) -> np.ndarray:
+    a = t[key]
+    if a.ndim != ndim or not (np.issubdtype(a.dtype, np.floating)):
+        raise _err(npz, key, f"expected a {ndim}-D float array, got shape {a.shape} dtype {a.dtype}")
+    if not np.isfinite(a).all():
+        raise _err(npz, key, "holds NaN or infinite values")
+    return a
+
+
+def check_tensors(npz: Path | str, t: Mapping[str, np.ndarray], csv: Path | str, rows: Sequence[Any]) -> str:
+    """Check the tensors of ``npz`` against every data row of the CSV (``WorkloadRow``s,
+    file order). Raises :class:`InputError`; returns a one-line note ("" when the rows'
+    identity was verified through ``row_id``, else a note saying it could not be)."""
+    npz = Path(npz)
+    missing = [k for k in REQUIRED_KEYS if k not in t]
+    if missing:
+        raise InputError(f"{npz}: missing key{'s' if len(missing) > 1 else ''} {', '.join(map(repr, missing))} "
+                         f"(a functional workload's .npz holds {', '.join(REQUIRED_KEYS)}; see workloads/csvschema.py)")
+    n_rows = len(rows)
+    # meta
+    m = t["meta"]
+    if m.ndim != 0 or m.dtype.kind not in "US":
+        raise _err(npz, "meta", f"expected a 0-d JSON string, got shape {m.shape} dtype {m.dtype}")
+    try:
+        meta = json.loads(str(m))
+    except json.JSONDecodeError as e:
+        raise _err(npz, "meta", f"not valid JSON: {e}") from None
+    if not isinstance(meta, dict):
+        raise _err(npz, "meta", f"expected a JSON object, got {type(meta).__name__}")
+    scale = meta.get("softmax_scale", 0.0)
+    if not isinstance(scale, (int, float)) or isinstance(scale, bool) or not math.isfinite(scale) or scale < 0:
+        raise _err(npz, "meta", f"softmax_scale must be a finite number >= 0, got {scale!r}")
+    if not scale:
+        hd = meta.get("head_dim")
+        if not isinstance(hd, int) or isinstance(hd, bool) or hd < 1:
+            raise _err(npz, "meta", f"needs softmax_scale or a positive integer head_dim, got head_dim={hd!r}")
+    per_layer = meta.get("softmax_scale_per_layer")
+    if isinstance(per_layer, str):
+        try:
+            per_layer = json.loads(per_layer)
+        except json.JSONDecodeError as e:
+            raise _err(npz, "meta", f"softmax_scale_per_layer: not valid JSON: {e}") from None
+    max_layer = max(r.layer_id for r in rows)
+    if per_layer:
+        if not isinstance(per_layer, list) or not all(
+                isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) and x > 0
+                for x in per_layer):
+            raise _err(npz, "meta", "softmax_scale_per_layer must be a list of positive numbers")
+        if len(per_layer) <= max_layer:
+            raise _err(npz, "meta", f"softmax_scale_per_layer has {len(per_layer)} layers; {csv} uses layer "
+                                    f"{max_layer}")
+    # per-row arrays
+    kvh = _int_array(npz, t, "row_kv_head", 1)
+    if len(kvh) != n_rows:
+        raise _err(npz, "row_kv_head", f"{len(kvh)} rows, but {csv} has {n_rows} data rows: the tensors "
+                                       f"belong to another workload (or the CSV was edited)")
+    q = _float_array(npz, t, "q", 2)
+    if q.shape[0] != n_rows:
+        raise _err(npz, "q", f"{q.shape[0]} rows, {csv} has {n_rows}")
+    k = _float_array(npz, t, "k", 4)
+    v = _float_array(npz, t, "v", 4)
+    if v.shape != k.shape:
+        raise _err(npz, "v", f"shape {v.shape} differs from k's {k.shape}")
+    n_layers, n_kv, n_tok, d = k.shape
+    if q.shape[1] != d:
+        raise _err(npz, "q", f"head dimension {q.shape[1]} differs from k's {d}")
+    if "out_ref" in t:
+        o = _float_array(npz, t, "out_ref", 2)
+        if o.shape != q.shape:
+            raise _err(npz, "out_ref", f"shape {o.shape}, expected {q.shape} (like q)")
+    offs = _int_array(npz, t, "kept_offsets", 1)
+    ids = _int_array(npz, t, "kept_ids", 1)
+    if len(offs) != n_rows + 1:
+        raise _err(npz, "kept_offsets", f"{len(offs)} entries, expected {n_rows + 1} (data rows of {csv} + 1)")
+    if offs[0] != 0 or offs[-1] != len(ids) or (np.diff(offs) < 0).any():
+        raise _err(npz, "kept_offsets", f"must rise from 0 to len(kept_ids)={len(ids)}")
+    ident = None
+    if IDENTITY_KEY in t:
+        ident = _int_array(npz, t, IDENTITY_KEY, 2)
+        if ident.shape != (n_rows, 3):
+            raise _err(npz, IDENTITY_KEY, f"shape {ident.shape}, expected ({n_rows}, 3) for the data rows of {csv}")
+    counts = np.diff(offs)
+    for idx, r in enumerate(rows):
+        line = idx + 2
+
+        def bad(key: str, msg: str) -> InputError:
+            return _err(npz, key, f"row {idx} ({csv}:{line}): {msg}")
+
+        if ident is not None and tuple(ident[idx]) != (r.iteration_id, r.layer_id, r.head_id):
+            it, la, he = (int(x) for x in ident[idx])
+            raise bad(IDENTITY_KEY, f"holds iteration {it}, layer {la}, head {he}; the CSV row says iteration "
+                                    f"{r.iteration_id}, layer {r.layer_id}, head {r.head_id}")
+        if r.embedding_length_D != d:
+            raise bad("q", f"head dimension {d}, the CSV's embedding_length_D is {r.embedding_length_D}")
+        if r.layer_id >= n_layers:
+            raise bad("k", f"has {n_layers} layers, the CSV's layer_id is {r.layer_id}")
+        if not 0 <= kvh[idx] < n_kv:
+            raise bad("row_kv_head", f"K/V head {kvh[idx]} not in 0..{n_kv - 1} (k has {n_kv})")
+        if "kv_head_id" in r.extra and r.extra["kv_head_id"].strip() != str(kvh[idx]):
+            raise bad("row_kv_head", f"K/V head {kvh[idx]}, the CSV's kv_head_id is {r.extra['kv_head_id']!r}")
+        if counts[idx] != r.key_fetch_num:
+            raise bad("kept_offsets", f"{counts[idx]} kept token ids, the CSV's key_fetch_num is {r.key_fetch_num}")
+        kept = ids[offs[idx]:offs[idx + 1]]
+        if len(kept):
+            lim = min(r.sentence_length_L, n_tok)
+            if kept[0] < 0 or kept[-1] >= lim or (len(kept) > 1 and (np.diff(kept) <= 0).any()):
+                raise bad("kept_ids", f"must be ascending token ids in 0..{lim - 1} (sentence_length_L="
+                                      f"{r.sentence_length_L}, k holds {n_tok} tokens)")
+    if ident is None:
+        return (f"[run] note: {npz.name}: unverifiable identity (no '{IDENTITY_KEY}' array: made before it was "
+                f"recorded); rows checked by count, shape, K/V head and kept-list length only")
+    return ""
+
+
+# ---------------------------------------------------------------------------------------
+# DRAM configuration (the rules of hardware/dpi/dram_config.cc)
+# ---------------------------------------------------------------------------------------
+
+_ORG_PRESETS = {  # hbm2_presets.cc: density, dq, channel, pseudochannel, bankgroup, bank, row, column
+    "HBM2_2Gb": (2048, 128, 1, 2, 4, 2, 1 << 14, 1 << 6),
+    "HBM2_4Gb": (4096, 128, 1, 2, 4, 4, 1 << 14, 1 << 6),
+    "HBM2_8Gb": (8192, 128, 1, 2, 4, 4, 1 << 15, 1 << 6),
+}
+_ORG_FIELDS = ("density", "dq", "channel", "pseudochannel", "bankgroup", "bank", "row", "column", "channel_width")
+_TIMING_FIELDS = ("nBL", "nCL", "nRCDRD", "nRCDWR", "nRP", "nRAS", "nRC", "nWR", "nRTPS", "nRTPL", "nCWL", "nCCDS",
+                  "nCCDL", "nRRDS", "nRRDL", "nWTRS", "nWTRL", "nRTW", "nFAW", "nRFC", "nRFCSB", "nREFI",
+                  "nREFISB", "nRREFD")
+_TIMING_PRESETS = {"HBM2_2Gbps": dict(
+    rate=2000, nBL=4, nCL=7, nRCDRD=7, nRCDWR=7, nRP=7, nRAS=17, nRC=19, nWR=8, nRTPS=2, nRTPL=3, nCWL=2,
+    nCCDS=1, nCCDL=2, nRRDS=2, nRRDL=3, nWTRS=3, nWTRL=4, nRTW=3, nFAW=15, nRFC=-1, nRFCSB=160, nREFI=3900,
+    nREFISB=-1, nRREFD=8)}
+_TRFC_NS = {2048: 160, 4096: 260, 8192: 350, 16384: 450}
+_PREFETCH = 2
+
+
+def _tdiv(a: int, b: int) -> int:
+    """C++ integer division (truncation toward zero)."""
+    q = abs(a) // abs(b)
+    return q if (a >= 0) == (b > 0) else -q
+
+
+def _jedec_cycles(ns: float, tck_ps: int) -> int:
+    ps = int(math.floor(ns * 1000.0 + 0.5)) if ns * 1000.0 >= 0 else -int(math.floor(-ns * 1000.0 + 0.5))
+    return _tdiv(_tdiv(ps * 1000, tck_ps) + 974, 1000)
+
+
+class _Reader:
+    def __init__(self, source: str) -> None:
+        self.source = source
+
+    def fail(self, key: str, msg: str) -> InputError:
+        return InputError(f"DRAM config {self.source}: {key}: {msg}")
+
+    def required(self, parent: Any, key: str, path: str) -> Any:
+        if not isinstance(parent, dict) or key not in parent:
+            raise self.fail(path + key, "missing field")
+        return parent[key]
+
+    @staticmethod
+    def _scalar(n: Any) -> bool:
+        return n is not None and not isinstance(n, (dict, list))
+
+    def str(self, n: Any, path: str) -> str:
+        if not self._scalar(n):
+            raise self.fail(path, "expected a string")
+        if isinstance(n, bool):
+            return "true" if n else "false"
+        return str(n)
+
+    def integer(self, n: Any, path: str) -> int:
+        if not self._scalar(n):
+            raise self.fail(path, "expected an integer")
+        if isinstance(n, bool) or not isinstance(n, int):
+            raise self.fail(path, f"expected an integer, got '{n}'")
+        return n
+
+    def real(self, n: Any, path: str) -> float:
+        if not self._scalar(n):
+            raise self.fail(path, "expected a number")
+        if isinstance(n, bool):
+            raise self.fail(path, f"expected a number, got '{n}'")
+        try:
+            x = float(n)
+        except (TypeError, ValueError):
+            raise self.fail(path, f"expected a number, got '{n}'") from None
+        if not math.isfinite(x):
+            raise self.fail(path, f"expected a finite number, got '{n}'")
+        return x
+
+    def impl(self, parent: Any, key: str, path: str) -> str:
+        n = self.required(parent, key, path)
+        return self.str(self.required(n, "impl", path + key + "."), path + key + ".impl")
+
+
+def _is_pow2(v: int) -> bool:
+    return v > 0 and (v & (v - 1)) == 0
+
+
+def _parse_org(rd: _Reader, org: Any) -> dict[str, int]:
+    p = "MemorySystem.DRAM.org."
+    if not isinstance(org, dict):
+        raise rd.fail(p[:-1], "expected a mapping")
+    o = {f: -1 for f in _ORG_FIELDS}
+    o["channel_width"] = 64
+    if "preset" in org:
+        name = rd.str(org["preset"], p + "preset")
+        if name not in _ORG_PRESETS:
+            raise rd.fail(p + "preset", f"unknown organization preset '{name}'; known: {', '.join(sorted(_ORG_PRESETS))}")
+        o.update(zip(_ORG_FIELDS[:8], _ORG_PRESETS[name]))
+    for key, val in org.items():
+        key = rd.str(key, p + "(key)")
+        if key == "preset":
+            continue
+        if key not in _ORG_FIELDS:
+            raise rd.fail(p + key, "unknown organization field")
+        v = rd.integer(val, p + key)
+        if v <= 0 or v > (1 << 30):
+            raise rd.fail(p + key, f"must be a positive integer, got {v}")
+        o[key] = v
+    for name in _ORG_FIELDS:
+        if o[name] < 0:
+            raise rd.fail(p + name, "missing field (no preset gives it)")
+    for name in ("channel", "pseudochannel", "bankgroup", "bank", "row", "column"):
+        if not _is_pow2(o[name]):
+            raise rd.fail(p + name, f"must be a power of two, got {o[name]}")
+    if o["column"] < _PREFETCH:
+        raise rd.fail(p + "column", f"must be at least the prefetch ({_PREFETCH})")
+    bits = o["pseudochannel"] * o["bankgroup"] * o["bank"] * o["row"] * o["column"] * o["dq"]
+    mb = bits >> 20
+    if mb != o["density"]:
+        raise rd.fail(p + "density", f"calculated channel density {mb} Mb (pseudochannel*bankgroup*bank*row*column*dq)"
+                                     f" does not equal {o['density']} Mb")
+    return o
+
+
+def _parse_timing(rd: _Reader, timing: Any, density: int) -> dict[str, int]:
+    p = "MemorySystem.DRAM.timing."
+    if not isinstance(timing, dict):
+        raise rd.fail(p[:-1], "expected a mapping")
+    t = {f: -1 for f in _TIMING_FIELDS}
+    t["rate"] = -1
+    preset = False
+    if "preset" in timing:
+        name = rd.str(timing["preset"], p + "preset")
+        if name not in _TIMING_PRESETS:
+            raise rd.fail(p + "preset", f"unknown timing preset '{name}'; known: {', '.join(sorted(_TIMING_PRESETS))}")
+        t.update(_TIMING_PRESETS[name])
+        preset = True
+    if "rate" in timing:
+        if preset:
+            raise rd.fail(p + "rate", "cannot change the transfer rate when a timing preset is used")
+        r = rd.integer(timing["rate"], p + "rate")
+        if r <= 0:
+            raise rd.fail(p + "rate", "must be positive")
+        t["rate"] = r
+    if t["rate"] <= 0:
+        raise rd.fail(p + "rate", "missing field (no preset gives it)")
+    if t["rate"] // 2 == 0 or 1000000 // (t["rate"] // 2) == 0:
+        raise rd.fail(p + "rate", f"{t['rate']} MT/s gives a clock period below 1 ps")
+    tck_ps = 1000000 // (t["rate"] // 2)
+    if tck_ps > (1 << 31) - 1:
+        raise rd.fail(p + "rate", "out of range")
+    if density in _TRFC_NS:
+        t["nRFC"] = _jedec_cycles(_TRFC_NS[density], tck_ps)
+    for key, val in timing.items():
+        key = rd.str(key, p + "(key)")
+        if key in ("preset", "rate"):
+            continue
+        nkey, ns = (("n" + key[1:]), True) if key.startswith("t") else (key, False)
+        if nkey not in _TIMING_FIELDS:
+            raise rd.fail(p + key, "unknown timing parameter")
+        v = _jedec_cycles(rd.real(val, p + key), tck_ps) if ns else rd.integer(val, p + key)
+        if v < 0 or v > 1000000:
+            raise rd.fail(p + key, f"out of range: {v}")
+        t[nkey] = v
+    for name in _TIMING_FIELDS:
+        if name in ("nREFISB", "nRFCSB"):
+            continue
+        if t[name] < 0:
+            raise rd.fail(p + name, "missing field (no preset gives it)")
+    if t["nBL"] <= 0 or t["nCL"] <= 0 or t["nREFI"] <= 0:
+        raise rd.fail(p + "nBL/nCL/nREFI", "must be positive")
+    return t
+
+
+def parse_dram_config(text: str, source: str) -> dict[str, Any]:
+    """Parse a Ramulator2-style DRAM YAML with the rules of ``hardware/dpi/dram_config.cc``
+    (every check it makes, in its order); returns what it read (org, timing, controller)."""
+    import yaml
+
+    rd = _Reader(source)
+    try:
+        root = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise InputError(f"DRAM config {source}: not valid YAML: {e}") from None
+    if not isinstance(root, dict):
+        raise rd.fail("(top level)", "expected a mapping with a MemorySystem key")
+    ms = rd.required(root, "MemorySystem", "")
+    ms_impl = rd.str(rd.required(ms, "impl", "MemorySystem."), "MemorySystem.impl")
+    if ms_impl != "GenericDRAM":
+        raise rd.fail("MemorySystem.impl", f"unsupported '{ms_impl}' (expected GenericDRAM)")
+    if "clock_ratio" in ms:
+        if rd.integer(ms["clock_ratio"], "MemorySystem.clock_ratio") != 1:
+            raise rd.fail("MemorySystem.clock_ratio", "only 1 is supported; the accelerator clock is set with +clock_mhz")
+    dram = rd.required(ms, "DRAM", "MemorySystem.")
+    dram_impl = rd.str(rd.required(dram, "impl", "MemorySystem.DRAM."), "MemorySystem.DRAM.impl")
+    if dram_impl != "HBM2":
+        raise rd.fail("MemorySystem.DRAM.impl", f"unsupported '{dram_impl}' (the built-in model implements HBM2)")
+    org = _parse_org(rd, rd.required(dram, "org", "MemorySystem.DRAM."))
+    timing = _parse_timing(rd, rd.required(dram, "timing", "MemorySystem.DRAM."), org["density"])
+    ctrl = rd.required(ms, "Controller", "MemorySystem.")
+    c_impl = rd.str(rd.required(ctrl, "impl", "MemorySystem.Controller."), "MemorySystem.Controller.impl")
+    if c_impl != "Generic":
+        raise rd.fail("MemorySystem.Controller.impl", f"unsupported '{c_impl}' (expected Generic)")
+    if "read_queue_size" in ctrl:
+        q = rd.integer(ctrl["read_queue_size"], "MemorySystem.Controller.read_queue_size")
+        if not 1 <= q <= 4096:
+            raise rd.fail("MemorySystem.Controller.read_queue_size", "must be in 1..4096")
+    sched = rd.impl(ctrl, "Scheduler", "MemorySystem.Controller.")
+    if sched == "FRFCFS_Cap":
+        if "cap" in ctrl["Scheduler"]:
+            if rd.integer(ctrl["Scheduler"]["cap"], "MemorySystem.Controller.Scheduler.cap") < 1:
+                raise rd.fail("MemorySystem.Controller.Scheduler.cap", "must be positive")
+    elif sched not in ("FRFCFS", "FCFS"):
+        raise rd.fail("MemorySystem.Controller.Scheduler.impl",
+                      f"unknown scheduler '{sched}'; known: FRFCFS, FRFCFS_Cap, FCFS")
+    refresh = rd.impl(ctrl, "RefreshManager", "MemorySystem.Controller.")
+    if refresh not in ("AllBank", "None"):
+        raise rd.fail("MemorySystem.Controller.RefreshManager.impl",
+                      f"unknown refresh manager '{refresh}'; known: AllBank, None")
+    mapper = rd.impl(ms, "AddrMapper", "MemorySystem.")
+    if mapper not in ("RoBaRaCoCh", "ChRaBaRoCo"):
+        raise rd.fail("MemorySystem.AddrMapper.impl", f"unknown address mapper '{mapper}'; known: RoBaRaCoCh, ChRaBaRoCo")
+    return {"org": org, "timing": timing, "scheduler": sched, "refresh": refresh, "mapper": mapper}
+
+
+def check_dram_config(path: Path | str) -> dict[str, Any]:
+    """Read and check a DRAM YAML file (see :func:`parse_dram_config`)."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError(f"DRAM config {p}: file not found (see hardware/dpi/configs/)") from None
+    except IsADirectoryError:
+        raise InputError(f"DRAM config {p}: is a directory, expected a YAML file") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise InputError(f"DRAM config {p}: cannot open file ({e})") from None
+    return parse_dram_config(text, str(p))
+
+
+def check_backend(backend: str, dram_config_given: bool) -> None:
+    """``ideal`` takes no DRAM config; ``ramulator2`` needs a Ramulator2 checkout."""
+    if backend == "ideal" and dram_config_given:
+        raise InputError("--dram ideal models no DRAM device, so --dram-config would be ignored; give one or "
+                         "the other")
+    if backend == "ramulator2":
+        import importlib.util
+        import sys
+
+        path = Path(__file__).resolve().parents[2] / "hardware" / "dpi" / "build_ramulator2.py"
+        spec = importlib.util.spec_from_file_location("spatten_build_ramulator2", path)
+        mod = sys.modules.get("spatten_build_ramulator2")
+        if mod is None:
+            assert spec is not None and spec.loader is not None
+            mod = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(mod)
+            sys.modules["spatten_build_ramulator2"] = mod
+        src = mod.ramulator2_dir()
+        if not mod.has_checkout(src):
+            raise InputError(f"--dram ramulator2: no Ramulator2 checkout at {src} (set $SPATTEN_RAMULATOR2_DIR or "
+                             f"clone it there; the next build compiles it in: see hardware/dpi/README.md and "
+                             f"hardware/dpi/build_ramulator2.py)")
+
+
+# ---------------------------------------------------------------------------------------
+# Output folder
+# ---------------------------------------------------------------------------------------
+
+def check_out_dir(out: str | os.PathLike[str], keep: bool = True) -> Path:
+    """An output folder the run can write: not empty text, not a file, creatable and
+    writable (tried with a temporary file). Creates the folder and returns it; with
+    ``keep=False`` (a check only) removes again the folders it created."""
+    if str(out).strip() == "":
+        raise InputError("--out: empty path (give a folder, e.g. results/<name>)")
+    p = Path(out)
+    if p.exists() and not p.is_dir():
+        raise InputError(f"--out {p}: exists and is not a folder")
+    created = []
+    q = p.absolute()
+    while not q.exists() and q != q.parent:
+        created.append(q)
+        q = q.parent
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".write-test.", dir=p)
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as e:
+        raise InputError(f"--out {p}: not writable ({e.strerror or e})") from None
+    finally:
+        if not keep:
+            for d in created:
+                try:
+                    d.rmdir()
+                except OSError:
+                    break
+    return p
+
+
+# ---------------------------------------------------------------------------------------
+# Error responses
+# ---------------------------------------------------------------------------------------
+
+def check_no_error_responses(prog: Any, csv: Path | str) -> None:
+    """Fail when the golden model answers any request of ``prog`` with an error response:
+    a run must not report figures of requests the hardware refused."""
+    lay = layout()
+    err_op = lay.opcode("ERROR")
+    bad = [i for i, exp in enumerate(prog.expected) if exp and lay.opcode_field.extract(int(exp[0][0])) == err_op]
+    if not bad:
+        return
+    i = bad[0]
+    info = prog.info[i]
+    row = f"row {info.row}" if info.row is not None else "no row"
+    raise InputError(f"{csv}: {len(bad)} of {len(prog.expected)} requests would end in an error response "
+                     f"(the first: command {i}, {info.kind}, {row}, layer {info.layer}, head {info.head}); "
+                     f"the hardware refuses them, so the run reports nothing")
