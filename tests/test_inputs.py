@@ -175,15 +175,10 @@ def test_error_responses_fail_the_run(tiny) -> None:
     from spatten.sim import program
 
     rows, _ = fx.workload()
-    good = [program.Row(index=i, line=i + 2, iteration=r.iteration_id, layer=r.layer_id, head=r.head_id,
-                        d=r.embedding_length_D, sentence_len=r.sentence_length_L, key_fetch_num=r.key_fetch_num,
-                        quant_key_bit=r.quant_key_bit, quant_query_bit=r.quant_query_bit,
-                        requant_threshold=r.auto_requant_thres, if_requant=r.if_requant,
-                        requant_incre=r.auto_requant_incre, value_fetch_num=r.value_fetch_num,
-                        quant_value_bit=r.quant_value_bit, accumulate_importance=True, rescale_importance=False,
-                        if_topk=r.if_topk, topk=r.topk) for i, r in enumerate(rows)]
+    good = [replace(r, index=i, line=i + 2, if_accumulate_importance=True, if_rescale_previous_importance=False)
+            for i, r in enumerate(rows)]
     inputs.check_no_error_responses(program.build(good, tiny), "w.csv")
-    bad = good[:3] + [replace(good[3], head=tiny.max_heads)]
+    bad = good[:3] + [replace(good[3], head_id=tiny.max_heads)]
     prog = program.build(bad, tiny)
     with pytest.raises(inputs.InputError, match=r"w.csv: 1 of \d+ requests would end in an error response.*head "
                                                 f"{tiny.max_heads}"):
