@@ -11,10 +11,13 @@ import java.nio.file.{Files, StandardCopyOption}
   * {{{
   * runMain spatten.Elaborate <top>:<preset>:<outDir> [<top>:<preset>:<outDir> ...]
   * }}}
-  * The pseudo-top `params` writes only the parameter JSON: `params:<preset>:<file.json>`.
+  * The pseudo-top `params` writes only the parameter JSON: `params:<preset>:<file.json>`;
+  * the pseudo-top `contract` writes only the hardware contract ([[Contract.toJson]]):
+  * `contract:<preset>:<file.json>`; neither elaborates hardware.
   * Each output directory receives the split SystemVerilog files, any BlackBox resources,
-  * `filelist.f` (the sources in compile order), `params.json` and `ctrl_states.json` (the
-  * controller's front- and back-end state names by number). Called by
+  * `filelist.f` (the sources in compile order), `contract.json` (SPEC.md section 7),
+  * `params.json` and `ctrl_states.json` (the controller's front- and back-end state names
+  * by number; both also inside `contract.json`). Called by
   * `tools/hwbuild.py`, which caches the outputs by source hash; elaboration itself has no
   * side effects, only this entry point writes files.
   */
@@ -67,6 +70,7 @@ object Elaborate {
       .map(_.getName).sorted
     write(new File(tmp, "filelist.f"), svFiles.mkString("", "\n", "\n"))
     write(new File(tmp, "params.json"), params.toJson)
+    write(new File(tmp, "contract.json"), Contract.toJson(params))
     // The controller's states by number, for reports and hang messages (io_status_state).
     def names(ns: Seq[String]): String = ns.map(n => s""""$n"""").mkString("[", ", ", "]")
     write(new File(tmp, "ctrl_states.json"),
@@ -80,6 +84,15 @@ object Elaborate {
     try w.write(s) finally w.close()
   }
 
+  /** Writes `s` to `<out>.tmp`, then renames it to `out`. */
+  private def writeAtomically(out: File, s: String): Unit = {
+    val f = out.getAbsoluteFile
+    f.getParentFile.mkdirs()
+    val tmp = new File(f.getPath + ".tmp")
+    write(tmp, s)
+    Files.move(tmp.toPath, f.toPath, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING)
+  }
+
   private def deleteRecursively(f: File): Unit = {
     if (f.isDirectory) f.listFiles().foreach(deleteRecursively)
     if (f.exists()) f.delete()
@@ -90,12 +103,11 @@ object Elaborate {
     args.foreach { job =>
       job.split(":", 3) match {
         case Array("params", preset, out) =>
-          val f = new File(out).getAbsoluteFile
-          f.getParentFile.mkdirs()
-          val tmp = new File(f.getPath + ".tmp")
-          write(tmp, SpAttenParams.byName(preset).toJson)
-          Files.move(tmp.toPath, f.toPath, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING)
+          writeAtomically(new File(out), SpAttenParams.byName(preset).toJson)
           println(s"[elaborate] params ($preset) -> $out")
+        case Array("contract", preset, out) =>
+          writeAtomically(new File(out), Contract.toJson(SpAttenParams.byName(preset)))
+          println(s"[elaborate] contract ($preset) -> $out")
         case Array(top, preset, out) =>
           new File(out).getAbsoluteFile.getParentFile.mkdirs()
           emit(top, preset, new File(out).getAbsoluteFile)

@@ -69,23 +69,24 @@ case class SpAttenParams(
     s"topkParallelism must be a power of two, got $topkParallelism")
   require(maxInflight >= 1, s"maxInflight must be positive, got $maxInflight")
 
+  /** The parameters, primary and derived, by JSON key (SPEC.md section 7), in order. */
+  def jsonFields: Seq[(String, Any)] = Seq(
+    "preset" -> preset, "maxHeadDim" -> maxHeadDim, "maxTokens" -> maxTokens,
+    "maxHeads" -> maxHeads, "dotLanes" -> dotLanes, "numChannels" -> numChannels,
+    "burstBytes" -> burstBytes, "dramAddrBits" -> dramAddrBits,
+    "topkParallelism" -> topkParallelism, "clockMHz" -> clockMHz,
+    "maxInflight" -> maxInflight, "wordBits" -> wordBits,
+    "expLutFracBits" -> expLutFracBits, "probFracBits" -> probFracBits,
+    "recipShift" -> recipShift, "importanceBits" -> importanceBits,
+    "headImportanceBits" -> headImportanceBits, "dataBits" -> dataBits,
+    "maxRowBytes" -> maxRowBytes)
+
   /** The parameters, primary and derived, as one JSON object (keys as in SPEC.md). */
-  def toJson: String = {
-    val fields: Seq[(String, Any)] = Seq(
-      "preset" -> preset, "maxHeadDim" -> maxHeadDim, "maxTokens" -> maxTokens,
-      "maxHeads" -> maxHeads, "dotLanes" -> dotLanes, "numChannels" -> numChannels,
-      "burstBytes" -> burstBytes, "dramAddrBits" -> dramAddrBits,
-      "topkParallelism" -> topkParallelism, "clockMHz" -> clockMHz,
-      "maxInflight" -> maxInflight, "wordBits" -> wordBits,
-      "expLutFracBits" -> expLutFracBits, "probFracBits" -> probFracBits,
-      "recipShift" -> recipShift, "importanceBits" -> importanceBits,
-      "headImportanceBits" -> headImportanceBits, "dataBits" -> dataBits,
-      "maxRowBytes" -> maxRowBytes)
-    fields.map {
+  def toJson: String =
+    jsonFields.map {
       case (k, v: String) => s"""  "$k": "$v""""
       case (k, v)         => s"""  "$k": $v"""
     }.mkString("{\n", ",\n", "\n}\n")
-  }
 }
 
 /** The named presets. Use `SpAttenParams.byName`. */
