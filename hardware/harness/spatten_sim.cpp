@@ -200,7 +200,7 @@ int main(int argc, char** argv) {
                     opt.maxIdle, cycle, cmdPacket, numPackets, respPacket,
                     respInPacket ? " (one partly)" : "", static_cast<unsigned>(top->io_status_state),
                     static_cast<unsigned>(top->io_status_backState),
-                    "names in ctrl_states.json beside the RTL: CtrlState and BackState in AttentionController.scala");
+                    "names in contract.json (\"states\") beside the RTL: CtrlState in FrontEnd.scala, BackState in BackEnd.scala");
       top->final();
       closeWaves();  // the waves up to the hang are the point of recording them
       fail(3, buf);

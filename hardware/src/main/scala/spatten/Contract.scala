@@ -73,7 +73,7 @@ case class Packet(name: String, direction: String, opcodes: Seq[String], headerW
     val parts = scala.collection.mutable.ArrayBuffer[UInt]()
     for (f <- inWord) {
       if (f.lo > pos) parts += 0.U((f.lo - pos).W)
-      parts += named.get(f.name).map(v => v.pad(f.width)(f.hi - f.lo, 0)).getOrElse(0.U(f.width.W))
+      parts += named.get(f.name).map(v => v.pad(f.width)(f.width - 1, 0)).getOrElse(0.U(f.width.W))
       pos = f.hi + 1
     }
     if (pos < Contract.wordBits) parts += 0.U((Contract.wordBits - pos).W)
@@ -148,6 +148,16 @@ object Contract {
   val packets: Seq[Packet] = Seq(attend, topkTokens, topkHeads, clear, readImportance,
     attendResp, topkResp, clearResp, readImportanceResp, errorResp)
 
+  // The intake decodes word 0 before it knows the opcode, so the word-0 fields that
+  // several commands have must sit at one position in all of them.
+  for (pk <- Seq(topkTokens, topkHeads, readImportance)) {
+    require(pk("n") == attend("n"), s"${pk.name}.n must sit where attend.n does")
+    require(pk.fields.find(_.name == "k").forall(_.copy(name = "valueTopK") == attend("valueTopK")),
+      s"${pk.name}.k must sit where attend.valueTopK does")
+  }
+  require(topkTokens("listBase") == readImportance("listBase"), "the list base word must agree")
+  require(topkHeads.headerWords == 1 && clear.headerWords == 1, "TOPK_HEADS and CLEAR are one word")
+
   // ---------------------------------------------------------------------------------
   // JSON
   // ---------------------------------------------------------------------------------
@@ -191,4 +201,55 @@ object Contract {
     "packets" -> obj(packets.map(pk => pk.name -> packetJson(pk, "    ")), "  "),
     "states" -> s"""{"front": ${names(CtrlState.names)}, "back": ${names(BackState.names)}}"""
   ), "") + "\n"
+}
+
+/** Command opcodes and the error opcode of the response stream, from [[Contract.opcodes]]. */
+object Opcode {
+  val attend: Int         = Contract.opcode("ATTEND")
+  val topkTokens: Int     = Contract.opcode("TOPK_TOKENS")
+  val topkHeads: Int      = Contract.opcode("TOPK_HEADS")
+  val clear: Int          = Contract.opcode("CLEAR")
+  val readImportance: Int = Contract.opcode("READ_IMPORTANCE")
+  val error: Int          = Contract.opcode("ERROR")
+}
+
+/** Every response word the hardware writes, packed through the [[Contract]] layout: the
+  * one place that builds response words (the controller's front and back ends and the
+  * [[ResponseWriter]] call these).
+  */
+object ResponseWords {
+  import Contract._
+
+  private val idTail = attendResp.tail("ids")
+  require(topkResp.tail("ids") == idTail.copy(count = "count"),
+    "the TOPK and ATTEND responses must pack ids alike (one id packer)")
+  // The front end builds the TOPK_*, READ_IMPORTANCE and CLEAR headers with one packer,
+  // whatever the opcode: their count fields must coincide.
+  require(readImportanceResp("n").copy(name = "count") == topkResp("count"),
+    "READ_IMPORTANCE's n and TOPK's count must share their position")
+  require(clearResp.fields.forall(f => topkResp.fields.contains(f)), "CLEAR's header must be TOPK's without count")
+
+  /** Ids in one id word, and the bits of one id. */
+  val idsPerWord: Int = idTail.lanesPerWord
+  val idBits: Int = idTail.laneBits
+
+  /** ATTEND response word 0. */
+  def attendHeader(tag: UInt, m: UInt, n: UInt, requantized: Bool): UInt =
+    attendResp.pack(0, "opcode" -> Opcode.attend.U(attendResp("opcode").width.W), "tag" -> tag, "m" -> m,
+      "requantized" -> requantized, "n" -> n)
+  /** ATTEND response word 1. */
+  def attendWord1(pmax: UInt, cycles: UInt): UInt = attendResp.pack(1, "pmax" -> pmax, "cycles" -> cycles)
+  /** An ATTEND output word. */
+  def o(x: SInt): UInt = attendResp.tail("o").pack(Seq(x.asUInt))
+  /** A response id word, lane 0 first. */
+  def ids(lanes: Seq[UInt]): UInt = idTail.pack(lanes)
+  /** The header of a TOPK_TOKENS / TOPK_HEADS (`count` kept), READ_IMPORTANCE (`count` =
+    * n) or CLEAR (`count` = 0) response. */
+  def header(opcode: UInt, tag: UInt, count: UInt): UInt =
+    topkResp.pack(0, "opcode" -> opcode, "tag" -> tag, "count" -> count)
+  /** A READ_IMPORTANCE value word. */
+  def importance(x: UInt): UInt = readImportanceResp.tail("importance").pack(Seq(x))
+  /** The error response for a command with opcode `badOpcode`. */
+  def error(tag: UInt, badOpcode: UInt): UInt =
+    errorResp.pack(0, "opcode" -> Opcode.error.U(errorResp("opcode").width.W), "tag" -> tag, "badOpcode" -> badOpcode)
 }

@@ -6,20 +6,18 @@ import circt.stage.ChiselStage
 import java.io.{File, PrintWriter}
 import java.nio.file.{Files, StandardCopyOption}
 
-/** Emits SystemVerilog for one or more (top, preset) pairs, plus the parameters as JSON.
+/** Emits SystemVerilog for one or more (top, preset) pairs, plus the hardware contract as JSON.
   *
   * {{{
   * runMain spatten.Elaborate <top>:<preset>:<outDir> [<top>:<preset>:<outDir> ...]
   * }}}
-  * The pseudo-top `params` writes only the parameter JSON: `params:<preset>:<file.json>`;
-  * the pseudo-top `contract` writes only the hardware contract ([[Contract.toJson]]):
-  * `contract:<preset>:<file.json>`; neither elaborates hardware.
+  * The pseudo-top `contract` writes only the hardware contract ([[Contract.toJson]]):
+  * `contract:<preset>:<file.json>`, without elaborating hardware.
   * Each output directory receives the split SystemVerilog files, any BlackBox resources,
-  * `filelist.f` (the sources in compile order), `contract.json` (SPEC.md section 7),
-  * `params.json` and `ctrl_states.json` (the controller's front- and back-end state names
-  * by number; both also inside `contract.json`). Called by
-  * `tools/hwbuild.py`, which caches the outputs by source hash; elaboration itself has no
-  * side effects, only this entry point writes files.
+  * `filelist.f` (the sources in compile order) and `contract.json` (SPEC.md section 7: the
+  * parameters of every preset, the opcodes and packet layouts, the controller's state
+  * names). Called by `spatten/sim/build.py`, which caches the outputs by source hash;
+  * elaboration itself has no side effects, only this entry point writes files.
   */
 object Elaborate {
 
@@ -69,12 +67,7 @@ object Elaborate {
     val svFiles = tmp.listFiles().filter(f => f.isFile && (f.getName.endsWith(".sv") || f.getName.endsWith(".v")))
       .map(_.getName).sorted
     write(new File(tmp, "filelist.f"), svFiles.mkString("", "\n", "\n"))
-    write(new File(tmp, "params.json"), params.toJson)
     write(new File(tmp, "contract.json"), Contract.toJson(params))
-    // The controller's states by number, for reports and hang messages (io_status_state).
-    def names(ns: Seq[String]): String = ns.map(n => s""""$n"""").mkString("[", ", ", "]")
-    write(new File(tmp, "ctrl_states.json"),
-      s"""{"front": ${names(CtrlState.names)}, "back": ${names(BackState.names)}}\n""")
     deleteRecursively(outDir)
     Files.move(tmp.toPath, outDir.toPath, StandardCopyOption.ATOMIC_MOVE)
   }
@@ -102,9 +95,6 @@ object Elaborate {
     require(args.nonEmpty, "usage: Elaborate <top>:<preset>:<outDir> ...")
     args.foreach { job =>
       job.split(":", 3) match {
-        case Array("params", preset, out) =>
-          writeAtomically(new File(out), SpAttenParams.byName(preset).toJson)
-          println(s"[elaborate] params ($preset) -> $out")
         case Array("contract", preset, out) =>
           writeAtomically(new File(out), Contract.toJson(SpAttenParams.byName(preset)))
           println(s"[elaborate] contract ($preset) -> $out")

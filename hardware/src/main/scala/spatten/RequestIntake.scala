@@ -3,51 +3,45 @@ package spatten
 import chisel3._
 import chisel3.util._
 
-/** Command opcodes and the error opcode of the response stream (SPEC.md section 5). */
-object Opcode {
-  val attend: Int         = 1
-  val topkTokens: Int     = 2
-  val topkHeads: Int      = 3
-  val clear: Int          = 4
-  val readImportance: Int = 5
-  val error: Int          = 0xff
-}
-
 /** One parsed command: every field of every opcode (unused ones are zero), the query of an
   * ATTEND, the verdict of the range checks and the cycle at which its first word arrived.
+  * Field widths are those of the [[Contract]] layout.
   *
   * For TOPK_TOKENS / TOPK_HEADS / READ_IMPORTANCE `n` is the item count and `k` the kept
   * count; for ATTEND `n` is N and `k` is valueTopK. `listBase` is word 5 of an ATTEND and
   * word 1 of the others.
   */
 class Request(p: SpAttenParams) extends Bundle {
-  val opcode     = UInt(8.W)
-  val tag        = UInt(16.W)
-  val n          = UInt(16.W)
-  val k          = UInt(16.W)
-  val headId     = UInt(8.W)
-  val d          = UInt(8.W)
-  val kMsbBits   = UInt(5.W)
-  val kLsbBits   = UInt(5.W)
-  val vBits      = UInt(5.W)
+  private def w(f: Field): UInt = UInt(f.width.W)
+  private val a = Contract.attend
+  val opcode     = w(a("opcode"))
+  val tag        = w(a("tag"))
+  val n          = w(a("n"))
+  val k          = w(a("valueTopK"))
+  val headId     = w(a("headId"))
+  val d          = w(a("d"))
+  val kMsbBits   = w(a("kMsbBits"))
+  val kLsbBits   = w(a("kLsbBits"))
+  val vBits      = w(a("vBits"))
   val requant    = Bool()
   val accum      = Bool()
-  val scoreShift = UInt(6.W)
-  val threshold  = UInt(17.W)
-  val scoreScale = UInt(16.W)
+  val scoreShift = w(a("scoreShift"))
+  val threshold  = w(a("requantThreshold"))
+  val scoreScale = w(a("scoreScale"))
   val kMsbBase   = UInt(p.dramAddrBits.W)
   val kLsbBase   = UInt(p.dramAddrBits.W)
   val vBase      = UInt(p.dramAddrBits.W)
   val listBase   = UInt(p.dramAddrBits.W)
   val clearTok   = Bool()
   val clearHead  = Bool()
-  val query      = Vec(p.maxHeadDim, SInt(p.dataBits.W))
+  val query      = Vec(p.maxHeadDim, SInt(a.tail("query").laneBits.W))
   /** A range check failed or the opcode is unknown: answer with opcode 0xFF. */
   val error      = Bool()
   val startCycle = UInt(32.W)
 }
 
-/** Parses the command stream (SPEC.md section 5) into [[Request]]s.
+/** Parses the command stream (SPEC.md section 5) into [[Request]]s; every field is read
+  * through the [[Contract]] layout.
   *
   * Words are consumed until `last`; the packet's first word decides the opcode and the
   * number of words expected. A packet whose fields are out of range, whose opcode is
@@ -58,6 +52,10 @@ class Request(p: SpAttenParams) extends Bundle {
   * `kMsbBits` in 1..16, `kLsbBits` in 0..15, `kMsbBits + kLsbBits <= 16`, `vBits` in
   * 1..16, `headId < maxHeads`; TOPK_TOKENS / READ_IMPORTANCE `n <= maxTokens`;
   * TOPK_HEADS `n <= maxHeads`; every DRAM base below `2^dramAddrBits` and burst-aligned.
+  *
+  * Word 0 is decoded before the opcode is known, so the layout must place the word-0
+  * fields that several commands share (`n`, `k`/`valueTopK`) at one position
+  * ([[Contract]] checks this).
   *
   * One request register: the next packet is accepted only once the current request has
   * been taken on `out`, so parsing overlaps the previous request's execution.
@@ -74,6 +72,11 @@ class RequestIntake(p: SpAttenParams) extends Module {
     val wordCount = Output(UInt(16.W))
   })
 
+  private val A  = Contract.attend
+  private val TT = Contract.topkTokens
+  private val C  = Contract.clear
+  private val query = A.tail("query")
+
   val req      = Reg(new Request(p))
   val full     = RegInit(false.B)
   val wordIdx  = RegInit(0.U(16.W))
@@ -87,18 +90,21 @@ class RequestIntake(p: SpAttenParams) extends Module {
 
   private val aBits = p.dramAddrBits
   private val burstLsb = log2Ceil(p.burstBytes)
-  /** A 64-bit command word used as a DRAM base: in range and burst-aligned. */
-  private def baseOk(w: UInt): Bool =
-    (if (aBits < 64) w(63, aBits) === 0.U else true.B) && w(burstLsb - 1, 0) === 0.U
+  /** A 64-bit base field used as a DRAM address: in range and burst-aligned. */
+  private def baseOk(b: UInt): Bool =
+    (if (aBits < b.getWidth) b(b.getWidth - 1, aBits) === 0.U else true.B) && b(burstLsb - 1, 0) === 0.U
+  /** The DRAM address of base field `f` of word `w`. */
+  private def addr(f: Field, w: UInt): UInt = f.extract(w)(aBits - 1, 0)
 
   val w    = io.cmd.bits.data
-  val op   = Mux(wordIdx === 0.U, w(7, 0), req.opcode)
-  val dCur = Mux(wordIdx === 1.U, w(7, 0), req.d)
-  /** Number of words the opcode's packet must have. */
+  val op   = Mux(wordIdx === 0.U, A("opcode").extract(w), req.opcode)
+  val dCur = Mux(wordIdx === A("d").word.U, A("d").extract(w), req.d)
+  private val queryLanesLog = log2Ceil(query.lanesPerWord)
+  /** Number of words the opcode's packet must have (TOPK_HEADS, CLEAR and unknown: 1). */
   val expectedWords = MuxLookup(op, 1.U(16.W))(Seq(
-    Opcode.attend.U         -> (6.U(16.W) + ((dCur +& 3.U) >> 2)),
-    Opcode.topkTokens.U     -> 2.U(16.W),
-    Opcode.readImportance.U -> 2.U(16.W)))
+    Opcode.attend.U         -> (A.headerWords.U(16.W) + ((dCur +& (query.lanesPerWord - 1).U) >> queryLanesLog)),
+    Opcode.topkTokens.U     -> TT.headerWords.U(16.W),
+    Opcode.readImportance.U -> Contract.readImportance.headerWords.U(16.W)))
   val badBase = WireDefault(false.B)
 
   when(io.cmd.fire) {
@@ -106,49 +112,54 @@ class RequestIntake(p: SpAttenParams) extends Module {
     when(wordIdx === 0.U) {
       val fresh = Wire(new Request(p))
       fresh := 0.U.asTypeOf(new Request(p))
-      fresh.opcode     := w(7, 0)
-      fresh.tag        := w(23, 8)
-      fresh.n          := w(39, 24)
-      fresh.k          := w(55, 40)
-      fresh.headId     := w(63, 56)
-      fresh.clearTok   := w(24)
-      fresh.clearHead  := w(25)
+      val opcode = A("opcode").extract(w)
+      val n      = A("n").extract(w)
+      val headId = A("headId").extract(w)
+      fresh.opcode     := opcode
+      fresh.tag        := A("tag").extract(w)
+      fresh.n          := n
+      fresh.k          := A("valueTopK").extract(w)
+      fresh.headId     := headId
+      fresh.clearTok   := C("clearTok").flag(w)
+      fresh.clearHead  := C("clearHead").flag(w)
       fresh.startCycle := io.cycle
-      val known = w(7, 0) >= Opcode.attend.U && w(7, 0) <= Opcode.readImportance.U
-      val n     = w(39, 24)
+      val known = opcode >= Opcode.attend.U && opcode <= Opcode.readImportance.U
       fresh.error := !known ||
-        (w(7, 0) === Opcode.attend.U && (n === 0.U || n > p.maxTokens.U || w(63, 56) >= p.maxHeads.U)) ||
-        ((w(7, 0) === Opcode.topkTokens.U || w(7, 0) === Opcode.readImportance.U) && n > p.maxTokens.U) ||
-        (w(7, 0) === Opcode.topkHeads.U && n > p.maxHeads.U)
+        (opcode === Opcode.attend.U && (n === 0.U || n > p.maxTokens.U || headId >= p.maxHeads.U)) ||
+        ((opcode === Opcode.topkTokens.U || opcode === Opcode.readImportance.U) && n > p.maxTokens.U) ||
+        (opcode === Opcode.topkHeads.U && n > p.maxHeads.U)
       req := fresh
     }.elsewhen(op === Opcode.attend.U) {
       switch(wordIdx) {
-        is(1.U) {
-          val d = w(7, 0); val msb = w(12, 8); val lsb = w(17, 13); val vb = w(22, 18)
+        is(A("d").word.U) {
+          val d = A("d").extract(w); val msb = A("kMsbBits").extract(w)
+          val lsb = A("kLsbBits").extract(w); val vb = A("vBits").extract(w)
           req.d := d; req.kMsbBits := msb; req.kLsbBits := lsb; req.vBits := vb
-          req.requant := w(23); req.accum := w(24); req.scoreShift := w(30, 25)
-          req.threshold := w(47, 31); req.scoreScale := w(63, 48)
+          req.requant := A("requant").flag(w); req.accum := A("accumImportance").flag(w)
+          req.scoreShift := A("scoreShift").extract(w)
+          req.threshold := A("requantThreshold").extract(w); req.scoreScale := A("scoreScale").extract(w)
           when(d === 0.U || d > p.maxHeadDim.U || msb === 0.U || msb > 16.U || lsb > 15.U ||
             (msb +& lsb) > 16.U || vb === 0.U || vb > 16.U) { req.error := true.B }
         }
-        is(2.U) { req.kMsbBase := w(p.dramAddrBits - 1, 0); badBase := !baseOk(w) }
-        is(3.U) { req.kLsbBase := w(p.dramAddrBits - 1, 0); badBase := !baseOk(w) }
-        is(4.U) { req.vBase := w(p.dramAddrBits - 1, 0); badBase := !baseOk(w) }
-        is(5.U) { req.listBase := w(p.dramAddrBits - 1, 0); badBase := !baseOk(w) }
+        is(A("kMsbBase").word.U) { req.kMsbBase := addr(A("kMsbBase"), w); badBase := !baseOk(A("kMsbBase").extract(w)) }
+        is(A("kLsbBase").word.U) { req.kLsbBase := addr(A("kLsbBase"), w); badBase := !baseOk(A("kLsbBase").extract(w)) }
+        is(A("vBase").word.U)    { req.vBase := addr(A("vBase"), w); badBase := !baseOk(A("vBase").extract(w)) }
+        is(A("listBase").word.U) { req.listBase := addr(A("listBase"), w); badBase := !baseOk(A("listBase").extract(w)) }
       }
-      when(wordIdx >= 6.U) {
+      when(wordIdx >= A.headerWords.U) {
         val qIdxBits = log2Ceil(p.maxHeadDim).max(1)
-        for (lane <- 0 until 4) {
-          val i = ((wordIdx - 6.U) << 2) + lane.U
+        for (lane <- 0 until query.lanesPerWord) {
+          val i = ((wordIdx - A.headerWords.U) << queryLanesLog) + lane.U
           when(i < p.maxHeadDim.U) {
-            req.query(i(qIdxBits - 1, 0)) := w(16 * lane + 15, 16 * lane).asSInt
+            req.query(i(qIdxBits - 1, 0)) := query.lane(w, lane).asSInt
           }
         }
       }
       when(badBase) { req.error := true.B }
-    }.elsewhen(wordIdx === 1.U) {
-      req.listBase := w(p.dramAddrBits - 1, 0)
-      when(!baseOk(w)) { req.error := true.B }
+    }.elsewhen(wordIdx === TT("listBase").word.U) {
+      // TOPK_TOKENS and READ_IMPORTANCE: the token list base (same word in both)
+      req.listBase := addr(TT("listBase"), w)
+      when(!baseOk(TT("listBase").extract(w))) { req.error := true.B }
     }
     when(io.cmd.bits.last) {
       wordIdx := 0.U

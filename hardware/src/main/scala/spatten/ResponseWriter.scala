@@ -3,17 +3,18 @@ package spatten
 import chisel3._
 import chisel3.util._
 
-/** One 16-bit id for the packed id list of a response. */
+/** One id for the packed id list of a response ([[ResponseWords.idBits]] bits). */
 class PackedId extends Bundle {
-  val id   = UInt(16.W)
+  val id   = UInt(ResponseWords.idBits.W)
   /** The final id of the response. */
   val last = Bool()
 }
 
 /** Builds the response stream (SPEC.md section 5) from two sources: whole words (`words`:
-  * headers, o_i, importance values) and ids (`ids`), which it packs four to a word, lane
-  * `i` in bits `[16 i + 15 : 16 i]`, unused lanes zero, a word leaving when four ids are in
-  * it or the id carries `last` (that word then carries `last`). `selIds` picks the source
+  * headers, o_i, importance values) and ids (`ids`), which it packs into id words with
+  * [[ResponseWords.ids]] (four to a word, lane `i` in bits `[16 i + 15 : 16 i]`, unused
+  * lanes zero), a word leaving when it is full or the id carries `last` (that word then
+  * carries `last`). `selIds` picks the source
   * (the controller switches it only between packets parts; a partial id word is never left
   * behind because the final id is marked `last`).
   *
@@ -35,14 +36,16 @@ class ResponseWriter(p: SpAttenParams) extends Module {
   val q = Module(new Queue(new WordStream(p), 2))
   io.out <> q.io.deq
 
-  val lanes = Reg(Vec(4, UInt(16.W)))
-  val fill  = RegInit(0.U(3.W))
+  private val perWord = ResponseWords.idsPerWord
+  private val laneIdx = log2Ceil(perWord)
+  val lanes = Reg(Vec(perWord, UInt(ResponseWords.idBits.W)))
+  val fill  = RegInit(0.U((laneIdx + 1).W))
 
-  val idWordDone = fill === 3.U || io.ids.bits.last
+  val idWordDone = fill === (perWord - 1).U || io.ids.bits.last
   val packed = Wire(new WordStream(p))
-  packed.data := VecInit((0 until 4).map { i =>
+  packed.data := ResponseWords.ids((0 until perWord).map { i =>
     Mux(fill === i.U, io.ids.bits.id, Mux(i.U < fill, lanes(i), 0.U))
-  }).asUInt
+  })
   packed.last := io.ids.bits.last
 
   q.io.enq.valid := Mux(io.selIds, io.ids.valid && idWordDone, io.words.valid)
@@ -54,7 +57,7 @@ class ResponseWriter(p: SpAttenParams) extends Module {
     when(idWordDone) {
       fill := 0.U
     }.otherwise {
-      lanes(fill(1, 0)) := io.ids.bits.id
+      lanes(fill(laneIdx - 1, 0)) := io.ids.bits.id
       fill := fill + 1.U
     }
   }

@@ -4,9 +4,9 @@ import chisel3.util.log2Ceil
 
 /** Every size of the accelerator, in one place.
   *
-  * The Scala side is the single source of truth: [[SpAttenParams.toJson]] writes these
-  * values (and the derived ones) for the Python golden model, memory-image writer and
-  * testbenches, which never restate them. Formats and layouts that use them are defined
+  * The Scala side is the single source of truth: [[Contract.toJson]] writes these values
+  * (and the derived ones, [[jsonFields]]) as the `params` of `contract.json` for the Python
+  * golden model, memory-image writer and testbenches, which never restate them. Formats and layouts that use them are defined
   * in `hardware/SPEC.md`.
   *
   * @param preset          name of the preset this came from
@@ -80,13 +80,6 @@ case class SpAttenParams(
     "recipShift" -> recipShift, "importanceBits" -> importanceBits,
     "headImportanceBits" -> headImportanceBits, "dataBits" -> dataBits,
     "maxRowBytes" -> maxRowBytes)
-
-  /** The parameters, primary and derived, as one JSON object (keys as in SPEC.md). */
-  def toJson: String =
-    jsonFields.map {
-      case (k, v: String) => s"""  "$k": "$v""""
-      case (k, v)         => s"""  "$k": $v"""
-    }.mkString("{\n", ",\n", "\n}\n")
 }
 
 /** The named presets. Use `SpAttenParams.byName`. */

@@ -1,0 +1,378 @@
+package spatten
+
+import chisel3._
+import chisel3.util._
+
+/** Front-end states, exposed on the status bundle as their numbers (the numbering is part
+  * of the testbench's hang diagnosis and of `run.py`'s per-stage report: the elaborator
+  * writes [[names]], by number, to `contract.json`). A state's
+  * number is its place in this list.
+  */
+object CtrlState extends ChiselEnum {
+  val idle, waitSlot, loadQuery, list, keys, summary, handoff, drain,
+    tkScores, tkCount, tkIds, readImp, clear, respHeader, respError = Value
+  /** The state names, by number. */
+  def names: Seq[String] = allNames
+  val stateBits: Int = getWidth
+}
+
+/** The front end of the [[AttentionController]]: takes each [[Request]], and for an ATTEND
+  * runs everything up to the softmax summary; it runs the other commands alone.
+  *
+  * ATTEND: wait for a free slot of the [[TokenListBank]] (the softmax score bank of the
+  * same number goes with it); load the query into the [[DotProductArray]]; fetch the
+  * token list into the slot (`burstBytes / 2` ids a row, one burst a row); pass 1 streams
+  * the MSB rows of the `N` keys through the key [[RowFetcher]], [[RowAssembler]] and
+  * [[PlaneUnpacker]] (`k = msb << kLsbBits`) into the dot-product array, keeping every
+  * pass-1 score in a score buffer, and the scores into the [[Softmax]] (the slot's bank).
+  * At the summary the requantization decision is taken (`requant`, `kLsbBits > 0`,
+  * `pmax < threshold`); if taken pass 2 streams only the LSB rows (unsigned) through the
+  * same array: since `(msb << L) | lsb = (msb << L) + lsb`, the full-precision score is the
+  * pass-1 score plus `q . lsb`, so the MSB plane is never fetched twice. The request, its
+  * slot and its summary go to the back end as an [[AttendJob]] (`jobs`), and the front end
+  * takes the next request.
+  *
+  * Other commands (in order with the ATTENDs: each waits in `drain` until `backDrained`,
+  * i.e. the back end has answered every earlier ATTEND): TOPK_TOKENS / TOPK_HEADS rank
+  * token (after a token-list fetch) or head importance in the 48-bit rank [[TopKEngine]];
+  * READ_IMPORTANCE fetches the list and returns `imp[tok_j]`; CLEAR sweeps the token
+  * importance and/or zeroes the head importance. Error responses also wait for the back
+  * end. A command that uses importance and finds an id its [[ImportanceBuffer]] cannot
+  * hold answers with an error before changing any state.
+  *
+  * Interface to the others: owns the key path (key fetcher, assembler, unpacker, dot
+  * array, score buffer) and the rank engine; shares `softmax` (config, bank, scores,
+  * summary; the back end drives its stream and probs), `imp` (reads and clear; the back
+  * end accumulates), `bank` (fills slots, sets `slotBusy`). Its response words leave on
+  * `fWord` (with `fWordValid`, `fWordLast`; taken when the controller sets `fWordFire`),
+  * packed by [[ResponseWords]]; ranked ids leave on `ids` (packed into words by the
+  * [[ResponseWriter]]). `finish` pulses when it answers.
+  *
+  * @param p the hardware parameters
+  */
+class FrontEnd(p: SpAttenParams, reqIn: DecoupledIO[Request], ids: DecoupledIO[PackedId], selIds: Bool,
+               softmax: Softmax, imp: ImportanceBuffer, bank: TokenListBank,
+               jobs: DecoupledIO[AttendJob], backDrained: Bool, finish: Bool) {
+  import AttentionController.{low, fetchRow}
+
+  private val cntBits   = p.tokenIdxBits
+  private val scoreBits = DotProductArray.scoreBits(p)
+  private val idxBits   = log2Ceil(p.maxTokens).max(1)
+  private def ix(j: UInt): UInt = low(j, idxBits)
+
+  // ---------------- units of the key path ----------------
+  /** Fetches token lists and key rows (its DRAM port goes to the controller's arbiter). */
+  val keyFetch  = Module(new RowFetcher(p))
+  val keyAsm    = Module(new RowAssembler(p))
+  val keyUnpack = Module(new PlaneUnpacker(p))
+  val dot       = Module(new DotProductArray(p))
+  val rankTopk  = Module(new TopKEngine(p, p.headImportanceBits, p.maxTokens.max(p.maxHeads), p.topkParallelism))
+  keyAsm.io.in <> keyFetch.io.groups
+
+  val state = RegInit(CtrlState.idle)
+  def in(st: CtrlState.Type): Bool = state === st
+  def goto(st: CtrlState.Type): Unit = state := st
+
+  val req  = Reg(new Request(p))
+  val slot = RegInit(0.U(1.W)) // the slot the front end fills next
+  val pass = RegInit(1.U(2.W))
+  val requantized = Reg(Bool())
+  val badId = Reg(Bool())
+  val n = req.n(cntBits - 1, 0)
+  /** M: the number of selected values. */
+  val m = Mux(req.k === 0.U || req.k >= req.n, req.n, req.k)(cntBits - 1, 0)
+
+  val s1Buf = Mem(p.maxTokens, SInt(scoreBits.W))
+
+  // counters of the current phase
+  val issueCnt = RegInit(0.U(cntBits.W)) // rows / scores / positions issued
+  val doneCnt  = RegInit(0.U(cntBits.W)) // rows / scores received
+  val aux      = RegInit(0.U(cntBits.W)) // third counter (scores into softmax, ids sent)
+  val cmdSent  = RegInit(false.B)
+
+  // defaults
+  reqIn.ready := false.B
+  ids.valid := false.B
+  ids.bits.id := 0.U
+  ids.bits.last := false.B
+  selIds := in(CtrlState.tkIds)
+  /** The response word the front end offers, and whether the controller took it. */
+  val fWordValid = WireDefault(false.B)
+  val fWord = WireDefault(0.U(p.wordBits.W))
+  val fWordLast = WireDefault(false.B)
+  val fWordFire = WireDefault(false.B)
+
+  keyFetch.io.rows.valid := false.B
+  keyFetch.io.rows.bits := fetchRow(p, issueCnt, req.listBase, 1.U)
+  keyAsm.io.out.ready := false.B
+  keyUnpack.io.in.valid := false.B
+  keyUnpack.io.in.bits.row := keyAsm.io.out.bits
+  keyUnpack.io.in.bits.bits := 0.U
+  keyUnpack.io.in.bits.isSigned := true.B
+  keyUnpack.io.out.ready := false.B
+  dot.io.query.valid := false.B
+  dot.io.query.bits.q := req.query
+  dot.io.query.bits.d := low(req.d, p.dimBits) // D <= maxHeadDim: checked at the intake
+  dot.io.keys.valid := false.B
+  dot.io.keys.bits.k := keyUnpack.io.out.bits
+  dot.io.keys.bits.last := false.B
+  dot.io.scores.ready := false.B
+  softmax.io.cfg.scoreScale := req.scoreScale
+  softmax.io.cfg.scoreShift := req.scoreShift
+  softmax.io.bank := slot
+  softmax.io.scores.valid := false.B
+  softmax.io.scores.bits.s := dot.io.scores.bits.s
+  softmax.io.scores.bits.last := false.B
+  softmax.io.summary.ready := false.B
+  rankTopk.io.cmd.valid := false.B
+  rankTopk.io.cmd.bits := req.k
+  rankTopk.io.in.valid := false.B
+  rankTopk.io.in.bits.score := 0.U
+  rankTopk.io.in.bits.last := false.B
+  rankTopk.io.count.ready := false.B
+  rankTopk.io.out.ready := false.B
+  imp.io.tokReadId := 0.U
+  imp.io.headReadId := 0.U
+  imp.io.clear.valid := false.B
+  imp.io.clear.bits.tok := req.clearTok
+  imp.io.clear.bits.head := req.clearHead
+  jobs.valid := false.B
+
+  /** Does this command use token importance (and so need ids below maxTokens)? */
+  val usesImportance = req.opcode =/= Opcode.attend.U || req.accum
+  val isAttend = req.opcode === Opcode.attend.U
+
+  // ---------------- idle: take a request ----------------
+  when(in(CtrlState.idle)) {
+    reqIn.ready := true.B
+    when(reqIn.fire) {
+      val r = reqIn.bits
+      req := r
+      pass := 1.U
+      requantized := false.B
+      badId := false.B
+      issueCnt := 0.U
+      doneCnt := 0.U
+      aux := 0.U
+      cmdSent := false.B
+      // ATTENDs overlap the back end; everything else waits for it to drain
+      when(!r.error && r.opcode === Opcode.attend.U) { goto(CtrlState.waitSlot) }.otherwise { goto(CtrlState.drain) }
+    }
+  }
+
+  when(in(CtrlState.drain)) {
+    when(backDrained) {
+      when(req.error || badId) {
+        goto(CtrlState.respError)
+      }.otherwise {
+        switch(req.opcode) {
+          is(Opcode.topkTokens.U)     { goto(CtrlState.list) }
+          is(Opcode.topkHeads.U)      { goto(CtrlState.tkScores) }
+          is(Opcode.clear.U)          { goto(CtrlState.clear) }
+          is(Opcode.readImportance.U) { goto(CtrlState.list) }
+        }
+      }
+    }
+  }
+
+  when(in(CtrlState.waitSlot)) {
+    when(!bank.slotBusy(slot)) { goto(CtrlState.loadQuery) }
+  }
+
+  when(in(CtrlState.loadQuery)) {
+    dot.io.query.valid := true.B
+    when(dot.io.query.fire) { goto(CtrlState.list) }
+  }
+
+  // ---------------- token list fetch ----------------
+  val listBursts = ((req.n +& (bank.idsPerRow - 1).U) >> bank.laneBits)(cntBits, 0)
+  when(in(CtrlState.list)) {
+    keyFetch.io.rows.valid := issueCnt < listBursts
+    keyFetch.io.rows.bits := fetchRow(p, issueCnt, req.listBase, 1.U)
+    when(keyFetch.io.rows.fire) { issueCnt := issueCnt + 1.U }
+    keyAsm.io.out.ready := true.B
+    when(keyAsm.io.out.fire) {
+      val rowIds = bank.rowIds(keyAsm.io.out.bits)
+      bank.write(slot, doneCnt, rowIds)
+      for (i <- 0 until bank.idsPerRow) {
+        val j = (doneCnt << bank.laneBits) + i.U
+        when(j < req.n && (rowIds(i) >> imp.idBits).orR && usesImportance) { badId := true.B }
+      }
+      doneCnt := doneCnt + 1.U
+    }
+    val allIn = doneCnt === listBursts
+    when(allIn) {
+      issueCnt := 0.U
+      doneCnt := 0.U
+      when(badId) {
+        goto(CtrlState.drain) // then the error response, in order
+      }.elsewhen(isAttend) {
+        goto(CtrlState.keys)
+      }.elsewhen(req.opcode === Opcode.topkTokens.U) {
+        goto(CtrlState.tkScores)
+      }.otherwise {
+        goto(CtrlState.respHeader)
+      }
+    }
+  }
+
+  // ---------------- key passes ----------------
+  val keyBits = Mux(pass === 1.U, req.kMsbBits, req.kLsbBits)
+  when(in(CtrlState.keys)) {
+    // issue: the token ids of positions 0..N-1
+    keyFetch.io.rows.valid := issueCnt < n
+    keyFetch.io.rows.bits := fetchRow(p, bank.tok(slot, issueCnt), Mux(pass === 1.U, req.kMsbBase, req.kLsbBase),
+      AttentionController.rowBursts(p, req.d, keyBits))
+    when(keyFetch.io.rows.fire) { issueCnt := issueCnt + 1.U }
+    // rows -> unpack
+    keyUnpack.io.in.valid := keyAsm.io.out.valid
+    keyAsm.io.out.ready := keyUnpack.io.in.ready
+    keyUnpack.io.in.bits.bits := keyBits
+    keyUnpack.io.in.bits.isSigned := pass === 1.U
+    // elements -> dot (pass 1: msb << kLsbBits; pass 2: the unsigned lsb as is)
+    dot.io.keys.valid := keyUnpack.io.out.valid
+    keyUnpack.io.out.ready := dot.io.keys.ready
+    dot.io.keys.bits.k := Mux(pass === 1.U,
+      VecInit(keyUnpack.io.out.bits.map(e => PlaneUnpacker.combineKey(e, 0.S, req.kLsbBits, false.B))),
+      keyUnpack.io.out.bits)
+    dot.io.keys.bits.last := doneCnt === n - 1.U
+    when(dot.io.keys.fire) { doneCnt := doneCnt + 1.U }
+    // scores -> softmax (pass 2 adds the pass-1 score)
+    val s1 = s1Buf(ix(aux))
+    softmax.io.scores.valid := dot.io.scores.valid
+    dot.io.scores.ready := softmax.io.scores.ready
+    softmax.io.scores.bits.s := Mux(pass === 1.U, dot.io.scores.bits.s, s1 + dot.io.scores.bits.s)
+    softmax.io.scores.bits.last := dot.io.scores.bits.last
+    when(softmax.io.scores.fire) {
+      when(pass === 1.U) { s1Buf(ix(aux)) := dot.io.scores.bits.s }
+      aux := aux + 1.U
+      when(softmax.io.scores.bits.last) { goto(CtrlState.summary) }
+    }
+  }
+
+  val summary = Reg(new SoftmaxSummary(p))
+  when(in(CtrlState.summary)) {
+    softmax.io.summary.ready := true.B
+    when(softmax.io.summary.fire) {
+      val pm = softmax.io.summary.bits.pmax
+      summary := softmax.io.summary.bits
+      issueCnt := 0.U
+      doneCnt := 0.U
+      aux := 0.U
+      when(pass === 1.U && req.requant && req.kLsbBits =/= 0.U && pm < req.threshold) {
+        pass := 2.U // this pass is dropped; its bank is overwritten by pass 2
+        requantized := true.B
+        goto(CtrlState.keys)
+      }.otherwise {
+        goto(CtrlState.handoff)
+      }
+    }
+  }
+
+  when(in(CtrlState.handoff)) {
+    jobs.valid := true.B
+    when(jobs.fire) {
+      bank.slotBusy(slot) := true.B
+      slot := ~slot
+      goto(CtrlState.idle)
+    }
+  }
+  val job = jobs.bits
+  job.slot := slot
+  job.tag := req.tag
+  job.n := n
+  job.m := m
+  job.headId := req.headId
+  job.d := req.d
+  job.vBits := req.vBits
+  job.accum := req.accum
+  job.vBase := req.vBase
+  job.startCycle := req.startCycle
+  job.requantized := requantized
+  job.pmax := summary.pmax
+  job.recip := summary.recip
+
+  // ---------------- ranking (TOPK_TOKENS, TOPK_HEADS) ----------------
+  when(in(CtrlState.tkScores)) {
+    val isTok = req.opcode === Opcode.topkTokens.U
+    when(req.n === 0.U) {
+      goto(CtrlState.respHeader) // nothing to rank: count 0
+    }.otherwise {
+      rankTopk.io.cmd.valid := !cmdSent
+      when(rankTopk.io.cmd.fire) { cmdSent := true.B }
+      imp.io.tokReadId := low(bank.tok(slot, issueCnt), imp.idBits)
+      imp.io.headReadId := low(issueCnt, log2Ceil(p.maxHeads).max(1))
+      rankTopk.io.in.valid := cmdSent && issueCnt < n
+      rankTopk.io.in.bits.score := Mux(isTok, imp.io.tokReadData, imp.io.headReadData)
+      rankTopk.io.in.bits.last := issueCnt === n - 1.U
+      when(rankTopk.io.in.fire) {
+        issueCnt := issueCnt + 1.U
+        when(rankTopk.io.in.bits.last) { goto(CtrlState.tkCount) }
+      }
+    }
+  }
+  val rankCount = Reg(UInt(cntBits.W))
+  when(in(CtrlState.tkCount)) {
+    rankTopk.io.count.ready := true.B
+    when(rankTopk.io.count.fire) {
+      rankCount := rankTopk.io.count.bits
+      goto(CtrlState.respHeader)
+    }
+  }
+
+  // ---------------- CLEAR ----------------
+  when(in(CtrlState.clear)) {
+    imp.io.clear.valid := true.B
+    goto(CtrlState.respHeader)
+  }
+
+  // ---------------- responses (not ATTEND) ----------------
+  when(in(CtrlState.respError)) {
+    fWordValid := true.B
+    fWord := ResponseWords.error(req.tag, req.opcode)
+    fWordLast := true.B
+    when(fWordFire) { finish := true.B }
+  }
+
+  val isRank   = req.opcode === Opcode.topkTokens.U || req.opcode === Opcode.topkHeads.U
+  val isRead   = req.opcode === Opcode.readImportance.U
+  val rankKept = Mux(req.n === 0.U, 0.U, rankCount)
+  when(in(CtrlState.respHeader)) {
+    fWordValid := true.B
+    val count = Mux(isRank, rankKept, Mux(isRead, n, 0.U))
+    fWord := ResponseWords.header(req.opcode, req.tag, count)
+    // a header is the whole packet for CLEAR and for empty rankings / reads
+    val alone = count === 0.U
+    fWordLast := alone
+    when(fWordFire) {
+      aux := 0.U
+      when(alone) {
+        finish := true.B
+      }.elsewhen(isRank) {
+        goto(CtrlState.tkIds)
+      }.otherwise {
+        goto(CtrlState.readImp)
+      }
+    }
+  }
+  when(in(CtrlState.tkIds)) {
+    val isTok = req.opcode === Opcode.topkTokens.U
+    ids.valid := rankTopk.io.out.valid
+    rankTopk.io.out.ready := ids.ready
+    val pos = rankTopk.io.out.bits.position
+    ids.bits.id := Mux(isTok, bank.tok(slot, pos), pos.pad(ResponseWords.idBits))
+    ids.bits.last := rankTopk.io.out.bits.last
+    when(ids.fire && ids.bits.last) { finish := true.B }
+  }
+  when(in(CtrlState.readImp)) {
+    imp.io.tokReadId := low(bank.tok(slot, aux), imp.idBits)
+    fWordValid := true.B
+    fWord := ResponseWords.importance(imp.io.tokReadData)
+    fWordLast := aux === n - 1.U
+    when(fWordFire) {
+      aux := aux + 1.U
+      when(fWordLast) { finish := true.B }
+    }
+  }
+  when(finish) { goto(CtrlState.idle) }
+}

@@ -1,0 +1,47 @@
+package spatten
+
+import chisel3._
+import chisel3.util._
+
+/** The token-list bank of the controller: two slots, one per ATTEND in flight, each holding
+  * the token ids of one request's list (SPEC.md section 4: 16-bit ids, `burstBytes / 2` to
+  * a burst, one burst a row), and the slots' busy flags.
+  *
+  * Interface: the front end ([[FrontEnd]]) claims a free slot (`slotBusy`), fills it row
+  * by row with [[write]] while the token list is fetched and reads ids with [[tok]] (keys,
+  * ranking, READ_IMPORTANCE); the back end ([[BackEnd]]) reads ids of its job's slot with
+  * [[tok]] (value rows, importance, the response's ids) and frees the slot after the
+  * response. Every [[tok]] call is one combinational read port of the memory.
+  *
+  * Not a module: it lives inside [[AttentionController]] (its memory is the controller's).
+  *
+  * @param p the hardware parameters
+  */
+class TokenListBank(p: SpAttenParams) {
+  /** Ids in one row (one burst of the list). */
+  val idsPerRow: Int = p.burstBytes * 8 / p.tokenBits
+  /** Bits of an id's lane within its row. */
+  val laneBits: Int = log2Ceil(idsPerRow)
+  /** Rows of the longest list (`maxTokens` ids). */
+  val rows: Int = (p.maxTokens + idsPerRow - 1) / idsPerRow
+  val rowBits: Int = log2Ceil(rows).max(1)
+
+  /** Slot `s` holds a list whose ATTEND has not yet answered. */
+  val slotBusy = RegInit(VecInit(Seq.fill(2)(false.B)))
+  val tokBuf = Mem(2 << rowBits, Vec(idsPerRow, UInt(p.tokenBits.W)))
+
+  /** The ids of one fetched list burst, lane `i` in bits `[tokenBits*(i+1)-1 : tokenBits*i]`. */
+  def rowIds(burst: UInt): Vec[UInt] =
+    VecInit(Seq.tabulate(idsPerRow)(i => burst(p.tokenBits * i + p.tokenBits - 1, p.tokenBits * i)))
+
+  /** Writes row `row` of the list in slot `slot`. */
+  def write(slot: UInt, row: UInt, ids: Vec[UInt]): Unit =
+    tokBuf(Cat(slot, AttentionController.low(row, rowBits))) := ids
+
+  /** Token id at position `j` of the list in slot `slot`. */
+  def tok(slot: UInt, j: UInt): UInt = {
+    val jj = j.pad(rowBits + laneBits)
+    val row = tokBuf(Cat(slot, AttentionController.low(jj >> laneBits, rowBits)))
+    if (laneBits == 0) row(0) else row(jj(laneBits - 1, 0))
+  }
+}
