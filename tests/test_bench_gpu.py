@@ -1,7 +1,7 @@
-"""CPU tests of ``tools/bench_gpu.py``: workload CSV -> SDPA calls per (step, layer), the
-grouping of query heads on K/V heads, the K/V lengths of the dense and compacted variants,
-input errors (exit 2) and reading a result back. No GPU needed; expected values are
-worked out by hand from the small CSVs written here."""
+"""CPU tests of ``tools/bench_gpu.py`` and ``spatten/sim/gpu_baseline.py``: workload CSV ->
+SDPA calls per (step, layer), the grouping of query heads on K/V heads, the K/V lengths of
+the dense and compacted variants, input errors (exit 2) and reading a result back. No GPU
+needed; expected values are worked out by hand from the small CSVs written here."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from spatten.sim import gpu_baseline
+from spatten.sim.gpu_baseline import AttnCall, BenchError, plan_workload, read_heads
 from tools import bench_gpu
-from tools.bench_gpu import AttnCall, BenchError, plan_workload, read_heads
 from workloads import csvschema
 from workloads.csvschema import WorkloadRow, write_workload
 
@@ -47,7 +48,7 @@ def gqa_csv(tmp_path: Path) -> Path:
 
 
 def test_columns_follow_the_schema():
-    assert bench_gpu.COLUMNS == csvschema.COLUMNS
+    assert gpu_baseline.COLUMNS == csvschema.COLUMNS
 
 
 def test_read_heads_gqa(gqa_csv: Path):
@@ -172,13 +173,13 @@ def test_load_gpu_baseline(tmp_path: Path):
               "compacted_us": {"median": 90.0, "p10": 89.0, "p90": 91.0},
               "dense_us_l2_warm": {"median": 190.0}, "compacted_us_l2_warm": {"median": 80.0}}]
     bench_gpu.write_json_atomic(p, {"tool": "bench_gpu", "tool_version": 1, "steps": steps})
-    assert bench_gpu.load_gpu_baseline(p) == {0: {"dense_us": 183.5, "compacted_us": 120.25},
-                                              3: {"dense_us": 200.0, "compacted_us": 90.0}}
-    assert bench_gpu.load_gpu_baseline(p, l2="warm") == {0: {"dense_us": 170.0, "compacted_us": 110.5},
-                                                         3: {"dense_us": 190.0, "compacted_us": 80.0}}
+    assert gpu_baseline.load_gpu_baseline(p) == {0: {"dense_us": 183.5, "compacted_us": 120.25},
+                                                 3: {"dense_us": 200.0, "compacted_us": 90.0}}
+    assert gpu_baseline.load_gpu_baseline(p, l2="warm") == {0: {"dense_us": 170.0, "compacted_us": 110.5},
+                                                            3: {"dense_us": 190.0, "compacted_us": 80.0}}
     p.write_text(json.dumps({"tool": "bench_gpu", "steps": [{"step": 0, "dense_us": {"median": 1.0}}]}))
     with pytest.raises(BenchError, match="steps\\[0\\]: missing or bad field 'compacted_us'"):
-        bench_gpu.load_gpu_baseline(p)
+        gpu_baseline.load_gpu_baseline(p)
     p.write_text("{}")
     with pytest.raises(BenchError, match="not a bench_gpu.py result"):
-        bench_gpu.load_gpu_baseline(p)
+        gpu_baseline.load_gpu_baseline(p)

@@ -26,6 +26,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -152,29 +153,20 @@ def contract_json(preset: str) -> Path:
 
 
 def load_contract(preset: str) -> dict:
-    """The contract of ``preset`` as a dict (:func:`contract_json`). An unknown preset is
-    bad input (:class:`InputError`) naming the known ones, found without elaborating:
-    every contract lists all presets."""
-    known = _cached_preset_names()
-    if known and preset not in known:
-        raise InputError(f"unknown preset '{preset}'; known presets (SpAttenParams.scala): {', '.join(known)}")
+    """The contract of ``preset`` as a dict (:func:`contract_json`). An unknown preset is an
+    :class:`InputError` naming the known ones: from any contract already written for these
+    sources (each lists every preset), else from the elaborator's refusal."""
+    for f in sorted((BUILD_DIR / "contract").glob(f"*-{chisel_hash()}.json"))[:1]:
+        known = list(json.loads(f.read_text())["presets"])
+        if preset not in known:
+            raise InputError(f"unknown preset '{preset}'; known presets (SpAttenParams.scala): {', '.join(known)}")
     try:
-        path = contract_json(preset)
+        return json.loads(contract_json(preset).read_text())
     except BuildError as e:
-        if f"unknown preset '{preset}'" in str(e):
-            raise InputError(f"unknown preset '{preset}' (SpAttenParams.scala)\n{e}") from None
+        m = re.search(rf"unknown preset '{re.escape(preset)}'; known presets: ([\w, ]+)", str(e))
+        if m:
+            raise InputError(f"unknown preset '{preset}'; known presets (SpAttenParams.scala): {m.group(1)}") from None
         raise
-    return json.loads(path.read_text())
-
-
-def _cached_preset_names() -> list[str]:
-    """Preset names from any contract already written for the current Chisel sources."""
-    for f in sorted((BUILD_DIR / "contract").glob(f"*-{chisel_hash()}.json")):
-        try:
-            return list(json.loads(f.read_text())["presets"])
-        except (OSError, ValueError, KeyError):
-            continue
-    return []
 
 
 @dataclass(frozen=True)
