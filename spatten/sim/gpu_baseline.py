@@ -29,32 +29,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from spatten.errors import InputError
+from workloads.csvschema import COLUMNS  # the 17 standard columns, in the original order (stdlib only)
 
 __all__ = ["COLUMNS", "KV_HEAD_COLUMN", "VARIANTS", "BenchError", "HeadRow", "AttnCall", "LayerPlan",
            "StepPlan", "read_heads", "plan_layer", "plan_workload", "load_gpu_baseline", "percentile",
            "timing_stats", "file_sha256", "PowerSampler"]
 
-#: The 17 standard columns, in the original SpAtten order (= ``workloads.csvschema.COLUMNS``;
-#: a unit test keeps the two equal). Extra columns of ours may follow (``kv_head_id``).
-COLUMNS: tuple[str, ...] = (
-    "iteration_id",
-    "layer_id",
-    "head_id",
-    "embedding_length_D",
-    "sentence_length_L",
-    "key_fetch_num",
-    "quant_key_bit",
-    "quant_query_bit",
-    "auto_requant_thres",
-    "if_requant",
-    "auto_requant_incre",
-    "value_fetch_num",
-    "quant_value_bit",
-    "if_accumulate_importance",
-    "if_rescale_previous_importance",
-    "if_topk",
-    "topk",
-)
 KV_HEAD_COLUMN = "kv_head_id"
 VARIANTS = ("dense", "compacted")
 
