@@ -31,12 +31,25 @@ BackingStore::BackingStore(const std::string& path) : path_(path) {
       throw DramError("memory image " + path + ": cannot mmap: " + std::strerror(e));
     }
     data_ = static_cast<const uint8_t*>(p);
+    mapped_ = true;
   }
   ::close(fd);
 }
 
 BackingStore::~BackingStore() {
-  if (data_ != nullptr) ::munmap(const_cast<uint8_t*>(data_), size_);
+  if (mapped_) ::munmap(const_cast<uint8_t*>(data_), size_);
+}
+
+void BackingStore::write(uint64_t addr, size_t len, const uint8_t* src) {
+  if (mapped_) {  // from now on the store owns its bytes
+    owned_.assign(data_, data_ + size_);
+    ::munmap(const_cast<uint8_t*>(data_), size_);
+    mapped_ = false;
+  }
+  if (addr + len > owned_.size()) owned_.resize(addr + len, 0);
+  std::memcpy(owned_.data() + addr, src, len);
+  data_ = owned_.data();
+  size_ = owned_.size();
 }
 
 void BackingStore::read(uint64_t addr, size_t len, uint8_t* dst) const {

@@ -1,6 +1,9 @@
 // The DPI-C functions SpAttenDram.sv calls: init (one handle per channel instance),
 // tick (once per clock), finish (statistics). Everything the instances share lives
 // in one Context, the only global this file keeps (DPI offers no other place).
+// One more entry point is for the native harness, not for SystemVerilog:
+// spatten_dram_host_write writes bytes into the memory (a host whose K/V cache grows
+// while the accelerator runs; the harness's --stream mode).
 #include <svdpi.h>
 
 #include <cstdio>
@@ -25,7 +28,8 @@ namespace {
 struct Context {
   bool ready = false;
   DramOptions opts;
-  std::shared_ptr<const BackingStore> store;
+  std::shared_ptr<BackingStore> store;
+  uint64_t addrLimit = 0;  ///< 2^addrBits
   std::shared_ptr<TraceWriter> trace;
   std::map<int, std::unique_ptr<DramPort>> ports;  ///< by channel
   std::map<int, PortStats> finished;               ///< channels whose finish ran
@@ -50,6 +54,7 @@ void setupOnce(Context& ctx, int numChannels, int burstBytes, int addrBits) {
   } else {
     ctx.store = std::make_shared<BackingStore>();
   }
+  ctx.addrLimit = addrBits >= 64 ? ~uint64_t{0} : (uint64_t{1} << addrBits);
   if (!ctx.opts.tracePath.empty()) {
     ctx.trace = std::make_shared<TraceWriter>(ctx.opts.tracePath,
                                               TraceHeader{numChannels, burstBytes, addrBits, ctx.opts.clockMhz});
@@ -151,6 +156,23 @@ void spatten_dram_finish(void* handle) {
   } catch (const std::exception& e) {
     report(port->config().channel, e.what());
   }
+}
+
+/// Writes `len` bytes at byte address `addr` of the memory (after the instances were
+/// initialized); returns 0, or 1 after printing why not.
+int spatten_dram_host_write(uint64_t addr, const uint8_t* data, uint64_t len) {
+  Context& ctx = context();
+  if (!ctx.ready || !ctx.store) {
+    report(-1, "memory write before the DRAM model was initialized");
+    return 1;
+  }
+  if (addr >= ctx.addrLimit || len > ctx.addrLimit - addr) {
+    report(-1, "memory write of " + std::to_string(len) + " bytes at " + std::to_string(addr) +
+                   " is beyond the address space");
+    return 1;
+  }
+  ctx.store->write(addr, static_cast<size_t>(len), data);
+  return 0;
 }
 
 }  // extern "C"

@@ -13,6 +13,20 @@
 // unit front or back, the two pipeline stages of AttentionController).
 // Exit status: 0 when every command got its response; 2 on bad arguments or files;
 // 3 when the accelerator stops making progress (the message names the stalled stage).
+//
+// Streaming mode, for a host that feeds requests as they come (spatten/sim/stream.py):
+//
+//   VSpAttenTop --stream [--max-idle N] +dram_backend=... [+dram_image=...]
+//
+// reads one command a line from stdin and answers on stdout (hex numbers, no 0x):
+//   W <addr> <bytes as hex pairs>   write bytes into the DRAM memory image (no answer)
+//   P <word0> <word1> ...           queue one command packet (last on its final word)
+//   R                               run until every queued packet is answered; answers
+//                                   "A <start_cycle> <end_cycle> <word0> <word1> ..." per
+//                                   packet in order (cycles decimal), then "D <cycle>"
+//   Q (or end of input)             finish (DRAM statistics to +dram_stats), "Q <cycle>"
+// Simulated time stands still while the host thinks: cycles pass only inside R.
+// A malformed line exits with status 2, a stalled accelerator with 3 (message on stderr).
 
 #include <chrono>
 #include <cinttypes>
@@ -28,6 +42,9 @@
 
 #include "VSpAttenTop.h"
 #include "verilated.h"
+
+// In hardware/dpi/spatten_dram_dpi.cc: write bytes into the DRAM memory (0 on success).
+extern "C" int spatten_dram_host_write(uint64_t addr, const uint8_t* data, uint64_t len);
 #if VM_TRACE
 #include "verilated_vcd_c.h"
 #endif
@@ -69,6 +86,7 @@ void writeAtomically(const std::string& path, const std::string& content) {
 }
 
 struct Options {
+  bool stream = false;
   std::string commands, responses, log, name = "sim", waves;
   uint64_t maxIdle = 200000;
   uint64_t progressEvery = 0;
@@ -84,7 +102,8 @@ Options parse(int argc, char** argv) {
       if (i + 1 >= argc) fail(2, "option " + a + " needs a value");
       return argv[++i];
     };
-    if (a == "--commands") o.commands = next();
+    if (a == "--stream") o.stream = true;
+    else if (a == "--commands") o.commands = next();
     else if (a == "--responses") o.responses = next();
     else if (a == "--log") o.log = next();
     else if (a == "--name") o.name = next();
@@ -96,16 +115,155 @@ Options parse(int argc, char** argv) {
     else if (!a.empty() && a[0] == '+') continue;  // plusargs for the DPI model
     else fail(2, "unknown option " + a);
   }
-  if (o.commands.empty() || o.responses.empty() || o.log.empty())
-    fail(2, "usage: VSpAttenTop --commands FILE --responses FILE --log FILE [+plusargs]");
+  if (!o.stream && (o.commands.empty() || o.responses.empty() || o.log.empty()))
+    fail(2, "usage: VSpAttenTop --commands FILE --responses FILE --log FILE [+plusargs] | --stream [+plusargs]");
   if (o.stallPercent > 100) fail(2, "--stall-percent must be 0..100");
   return o;
+}
+
+uint64_t parseHex(const std::string& tok, size_t line) {
+  if (tok.empty() || tok.size() > 16 || tok.find_first_not_of("0123456789abcdefABCDEF") != std::string::npos)
+    fail(2, "stream line " + std::to_string(line) + ": '" + tok + "' is not a hex number of at most 64 bits");
+  return std::stoull(tok, nullptr, 16);
+}
+
+std::vector<std::string> splitWords(const std::string& s) {
+  std::vector<std::string> out;
+  size_t i = 0;
+  while (i < s.size()) {
+    while (i < s.size() && (s[i] == ' ' || s[i] == '\r')) ++i;
+    size_t j = i;
+    while (j < s.size() && s[j] != ' ' && s[j] != '\r') ++j;
+    if (j > i) out.push_back(s.substr(i, j - i));
+    i = j;
+  }
+  return out;
+}
+
+/// The --stream mode (see the header comment).
+int runStream(VerilatedContext* ctx, VSpAttenTop* top, const Options& opt) {
+  // Reset (the DPI model initializes during the first evaluations).
+  top->clock = 0;
+  top->reset = 1;
+  top->io_cmd_valid = 0;
+  top->io_resp_ready = 0;
+  for (int i = 0; i < 10; ++i) {
+    top->clock = 0; top->eval();
+    top->clock = 1; top->eval();
+  }
+  top->clock = 0;
+  top->reset = 0;
+  top->eval();
+  (void)ctx;
+
+  std::vector<std::vector<uint64_t>> queued;
+  uint64_t cycle = 0;
+  std::string line;
+  size_t lineNo = 0;
+  std::vector<uint8_t> bytes;
+  auto finish = [&]() {
+    top->final();
+    std::printf("Q %" PRIu64 "\n", cycle);
+    std::fflush(stdout);
+    return 0;
+  };
+  while (true) {
+    line.clear();
+    int ch;
+    while ((ch = std::getchar()) != EOF && ch != '\n') line.push_back(static_cast<char>(ch));
+    if (ch == EOF && line.empty()) return finish();
+    ++lineNo;
+    if (line.empty()) continue;
+    const char op = line[0];
+    if (op == 'Q') return finish();
+    if (op == 'W') {
+      const auto f = splitWords(line.substr(1));
+      if (f.size() != 2 || f[1].size() % 2) fail(2, "stream line " + std::to_string(lineNo) + ": expected W <addr> <hex bytes>");
+      const uint64_t addr = parseHex(f[0], lineNo);
+      bytes.resize(f[1].size() / 2);
+      for (size_t i = 0; i < bytes.size(); ++i) bytes[i] = static_cast<uint8_t>(parseHex(f[1].substr(2 * i, 2), lineNo));
+      if (spatten_dram_host_write(addr, bytes.data(), bytes.size()) != 0)
+        fail(2, "stream line " + std::to_string(lineNo) + ": the memory write failed (see above)");
+      continue;
+    }
+    if (op == 'P') {
+      const auto f = splitWords(line.substr(1));
+      if (f.empty()) fail(2, "stream line " + std::to_string(lineNo) + ": a packet needs at least one word");
+      std::vector<uint64_t> pkt;
+      for (const auto& t : f) pkt.push_back(parseHex(t, lineNo));
+      queued.push_back(std::move(pkt));
+      continue;
+    }
+    if (op != 'R') fail(2, "stream line " + std::to_string(lineNo) + ": unknown command '" + std::string(1, op) + "' (W, P, R or Q)");
+    // Run every queued packet.
+    const size_t n = queued.size();
+    std::vector<uint64_t> start(n, 0), end(n, 0);
+    std::vector<std::vector<uint64_t>> resp(n);
+    size_t p = 0, wi = 0, rp = 0;
+    uint64_t lastProgress = cycle;
+    while (rp < n) {
+      top->io_cmd_valid = p < n;
+      if (p < n) {
+        top->io_cmd_bits_data = queued[p][wi];
+        top->io_cmd_bits_last = wi + 1 == queued[p].size();
+      }
+      top->io_resp_ready = 1;
+      top->eval();
+      const bool cmdFire = top->io_cmd_valid && top->io_cmd_ready;
+      const bool respFire = top->io_resp_valid && top->io_resp_ready;
+      if (cmdFire) {
+        if (wi == 0) start[p] = cycle;
+        if (++wi == queued[p].size()) { ++p; wi = 0; }
+      }
+      if (respFire) {
+        if (rp >= n) fail(3, "response words after the last expected response");
+        resp[rp].push_back(top->io_resp_bits_data);
+        if (top->io_resp_bits_last) end[rp++] = cycle;
+      }
+      if (cmdFire || respFire) lastProgress = cycle;
+      top->clock = 1; top->eval();
+      top->clock = 0; top->eval();
+      ++cycle;
+      if (cycle - lastProgress > opt.maxIdle) {
+        char buf[256];
+        std::snprintf(buf, sizeof buf,
+                      "no progress for %" PRIu64 " cycles at cycle %" PRIu64 ": %zu of %zu queued commands sent, "
+                      "%zu answered; front-end state %u, back-end state %u",
+                      opt.maxIdle, cycle, p, n, rp, static_cast<unsigned>(top->io_status_state),
+                      static_cast<unsigned>(top->io_status_backState));
+        top->final();
+        fail(3, buf);
+      }
+    }
+    std::string out;
+    char num[40];
+    for (size_t i = 0; i < n; ++i) {
+      std::snprintf(num, sizeof num, "A %" PRIu64 " %" PRIu64, start[i], end[i]);
+      out += num;
+      for (uint64_t w : resp[i]) {
+        std::snprintf(num, sizeof num, " %" PRIx64, w);
+        out += num;
+      }
+      out += '\n';
+    }
+    std::snprintf(num, sizeof num, "D %" PRIu64 "\n", cycle);
+    out += num;
+    std::fwrite(out.data(), 1, out.size(), stdout);
+    std::fflush(stdout);
+    queued.clear();
+  }
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
   const Options opt = parse(argc, argv);
+  if (opt.stream) {
+    auto sctx = std::make_unique<VerilatedContext>();
+    sctx->commandArgs(argc, argv);
+    auto stop = std::make_unique<VSpAttenTop>(sctx.get(), "TOP");
+    return runStream(sctx.get(), stop.get(), opt);
+  }
   const std::vector<Record> cmds = readStream(opt.commands);
   std::vector<size_t> packetStart;  // word index of each command's first word
   for (size_t i = 0; i < cmds.size(); ++i)
