@@ -95,9 +95,24 @@ class _NoBar:
         """Progress is reported per policy in parallel runs."""
 
 
-def _eval_one(lm, pol: Policy, data, context: int, eval_tokens: int) -> dict[str, object]:
+def _eval_engine(lm, pol: Policy, data, context: int, eval_tokens: int, engine: str, preset: str):
+    """Perplexity with the accelerator in the loop (``spatten.loop``: golden model or RTL)."""
+    from spatten.loop.engines import make_engine  # noqa: PLC0415
+    from spatten.loop.generate import perplexity  # noqa: PLC0415
+
+    with make_engine(engine, pol, preset=preset, capacity=context + eval_tokens) as eng:
+        res = perplexity(lm.model, eng, data, context, eval_tokens)
+        if engine == "rtl":
+            res["cycles"] = eng.cycles
+    return {**res, "engine": engine, "preset": preset}
+
+
+def _eval_one(lm, pol: Policy, data, context: int, eval_tokens: int, engine: str = "torch",
+              preset: str = "eighth") -> dict[str, object]:
     t = time.perf_counter()
-    if lm.causal:
+    if engine != "torch":
+        res = _eval_engine(lm, pol, data, context, eval_tokens, engine, preset)
+    elif lm.causal:
         res = eval_causal(lm, data, pol, context, eval_tokens, _NoBar())
     else:
         res = eval_encoder(lm, data, pol, _NoBar())
@@ -106,10 +121,11 @@ def _eval_one(lm, pol: Policy, data, context: int, eval_tokens: int) -> dict[str
     return out
 
 
-def _evaluate_all(model: str, lm, pols: list[Policy], data, context: int, eval_tokens: int, jobs: int):
+def _evaluate_all(model: str, lm, pols: list[Policy], data, context: int, eval_tokens: int, jobs: int,
+                  engine: str = "torch", preset: str = "eighth"):
     """Evaluate every policy, in ``jobs`` worker processes when jobs > 1 (order kept)."""
-    if jobs <= 1:
-        return [_eval_one(lm, p, data, context, eval_tokens) for p in pols]
+    if jobs <= 1 or engine != "torch":
+        return [_eval_one(lm, p, data, context, eval_tokens, engine, preset) for p in pols]
     import concurrent.futures as cf  # noqa: PLC0415
     import multiprocessing as mp  # noqa: PLC0415
 
@@ -208,9 +224,13 @@ def _merge(paths: tuple[Path, ...], out: Path, command: str) -> None:
 @click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True, help="torch threads per process.")
 @click.option("--merge", "merge", multiple=True, type=click.Path(exists=True, path_type=Path),
               help="Instead of evaluating, merge the .json of earlier runs (same model, text and setting).")
+@click.option("--engine", type=click.Choice(["torch", "golden", "rtl"]), default="torch", show_default=True,
+              help="Attention engine: the PyTorch algorithm, or the accelerator in the loop (bit-exact golden "
+                   "model, or the Verilated RTL of --preset); causal models.")
+@click.option("--preset", default="eighth", show_default=True, help="Hardware preset of --engine golden/rtl.")
 def main(
     model: str, text: str, context: int, eval_tokens: int, windows: int, policies: tuple[str, ...], out: Path,
-    jobs: int, threads: int, merge: tuple[Path, ...],
+    jobs: int, threads: int, merge: tuple[Path, ...], engine: str = "torch", preset: str = "eighth",
 ) -> None:
     """Perplexity (or output similarity) and K/V bytes of SpAtten policies vs dense."""
     command = "python tools/eval_accuracy.py " + " ".join(sys.argv[1:])
@@ -238,13 +258,29 @@ def main(
             ]
     except (ModelError, PolicyError, TextError) as exc:
         raise BadInput(str(exc)) from exc
-    results = _evaluate_all(model, lm, pols, ids if lm.causal else wins, context, eval_tokens, jobs)
+    if engine != "torch" and not lm.causal:
+        raise BadInput(f"--engine {engine}: the accelerator engines run causal models only")
+    from spatten.errors import InputError, SpAttenError  # noqa: PLC0415
+    from spatten.sim import procs  # noqa: PLC0415
+
+    procs.handle_signals()
+    try:
+        results = _evaluate_all(model, lm, pols, ids if lm.causal else wins, context, eval_tokens, jobs, engine,
+                                preset)
+    except SpAttenError as exc:
+        if isinstance(exc, InputError):
+            raise BadInput(str(exc)) from exc
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        procs.stop_all()
     if lm.causal:
         base = next(r["ppl"] for r, p in zip(results, pols, strict=True) if p.is_dense)
         for r in results:
             r["ppl_increase"] = float(r["ppl"]) / float(base) - 1.0
     setting = (f"{context}-token dense prefill + {eval_tokens} decoded tokens scored" if lm.causal
                else f"{windows} windows of {context} tokens")
+    if engine != "torch":
+        setting += f", engine {engine} ({preset})"
     header = {"model": model, "text": text, "setting": setting, "command": command,
               "seconds": round(time.perf_counter() - t0, 1)}
     md = render(results, lm.causal, header)

@@ -40,7 +40,8 @@ from typing import Callable, Sequence
 import numpy as np
 
 from spatten.contract import quant
-from spatten.contract.commands import (AttendCmd, ClearCmd, TopkResp, TopkTokensCmd, Word, decode_response)
+from spatten.contract.commands import (AttendCmd, ClearCmd, TopkHeadsCmd, TopkResp, TopkTokensCmd, Word,
+                                      decode_response)
 from spatten.contract.golden import GoldenAccelerator
 from spatten.contract.memimage import MemoryImage
 from spatten.contract.params import HwParams
@@ -100,6 +101,10 @@ class Program:
     info: list[CommandInfo] = field(default_factory=list)
     image: MemoryImage | None = None
     value_scale: dict[int, float] = field(default_factory=dict)  # command index -> s_v
+    kept_checks: list[dict] = field(default_factory=list)
+    """Functional mode: each TOPK's answer (the accelerator's own kept set, as the golden
+    model computes it and the run checks) beside the set the PyTorch run kept there:
+    ``{"iteration", "layer", "kind": "tokens"|"heads", "own", "recorded"}``."""
     float_checks: dict[int, "FloatCheck"] = field(default_factory=dict)  # functional mode only
 
     @property
@@ -131,7 +136,14 @@ def _key_bits(r: WorkloadRow, functional: bool) -> tuple[int, int, bool]:
 
 
 class _Planes:
-    """K/V planes in the image, made on first use, one set per (layer, kv-head, widths)."""
+    """K/V planes in the image, made on first use, one set per (layer, kv-head, widths,
+    scales).
+
+    ``length`` (functional mode): the row's sentence length. The model quantized K and V
+    with one scale per (layer, kv-head) over the cache *of that decode step* (its first
+    ``length`` tokens, a prefix of the final cache), so the scales are taken over that
+    prefix; steps whose scales agree share their planes (rows beyond a step's length,
+    clipped at its scale, are never read by its requests)."""
 
     def __init__(self, image: MemoryImage, source: Callable[[int, int], tuple[np.ndarray, np.ndarray]]) -> None:
         self.image = image
@@ -139,14 +151,18 @@ class _Planes:
         self.cache: dict[tuple, tuple[int, int, int, float, float]] = {}
         # the keys as pass 1 and pass 2 see them, and the values, as float64 (exact)
         self.arrays: dict[tuple, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        self.keys: dict[tuple, tuple] = {}
 
-    def get(self, layer: int, kvh: int, msb: int, lsb: int, vbits: int) -> tuple[int, int, int, float, float]:
+    def get(self, layer: int, kvh: int, msb: int, lsb: int, vbits: int,
+            length: int | None = None) -> tuple[int, int, int, float, float]:
         """(k_msb_base, k_lsb_base, v_base, s_k, s_v)."""
-        key = (layer, kvh, msb, lsb, vbits)
+        key = self.key(layer, kvh, msb, lsb, vbits, length)
         if key not in self.cache:
             k, v = self.source(layer, kvh)
-            qk = quant.quantize_key(k, msb, lsb)
-            qv = quant.quantize_value(v, vbits)
+            s_k = quant.symmetric_scale(k[:length], msb + lsb) if length is not None else None
+            s_v = quant.symmetric_scale(v[:length], vbits) if length is not None else None
+            qk = quant.quantize_key(k, msb, lsb, s_k)
+            qv = quant.quantize_value(v, vbits, s_v)
             k_msb_base = self.image.add_plane(qk.msb, msb, True)
             k_lsb_base = self.image.add_plane(qk.lsb, lsb, False) if lsb > 0 else 0
             v_base = self.image.add_plane(qv.values, vbits, True)
@@ -154,6 +170,18 @@ class _Planes:
             self.arrays[key] = (qk.msb_only.astype(np.float64), qk.full.astype(np.float64),
                                 np.asarray(qv.values, dtype=np.float64))
         return self.cache[key]
+
+    def key(self, layer: int, kvh: int, msb: int, lsb: int, vbits: int, length: int | None = None) -> tuple:
+        """The cache key of a plane set: widths, and the scales of the step's prefix."""
+        memo = (layer, kvh, msb, lsb, vbits, length)
+        if memo not in self.keys:
+            if length is None:
+                self.keys[memo] = memo
+            else:
+                k, v = self.source(layer, kvh)
+                self.keys[memo] = (layer, kvh, msb, lsb, vbits, quant.symmetric_scale(k[:length], msb + lsb),
+                                   quant.symmetric_scale(v[:length], vbits))
+        return self.keys[memo]
 
 
 def build(rows: Sequence[WorkloadRow], params: HwParams, *, tensors: dict | None = None, seed: int = 1,
@@ -226,9 +254,31 @@ def build(rows: Sequence[WorkloadRow], params: HwParams, *, tensors: dict | None
             list_cache[key] = image.add_tokens(np.asarray(key, dtype=np.int64))
         return list_cache[key]
 
+    # Cascade head pruning: a layer whose rows have fewer heads than the layer before (all
+    # heads before the first) starts with a TOPK_HEADS keeping that many.
+    group_heads: dict[tuple[int, int], list[int]] = {}
+    for r in rows:
+        group_heads.setdefault((r.iteration_id, r.layer_id), []).append(r.head_id)
+    n_heads = max(r.head_id for r in rows) + 1 if rows else 0
+    if functional and "n_heads" in meta:
+        n_heads = int(meta["n_heads"])
+    prev_heads: dict[int, int] = {}
+
     for i, r in enumerate(rows):
         if progress:
             progress(i, len(rows))
+        if i == 0 or (rows[i - 1].iteration_id, rows[i - 1].layer_id) != (r.iteration_id, r.layer_id):
+            heads_here = sorted(set(group_heads[(r.iteration_id, r.layer_id)]))
+            before = prev_heads.get(r.iteration_id, n_heads)
+            if len(heads_here) < before:
+                th = TopkHeadsCmd(tag=next_tag(), n=n_heads, k=len(heads_here))
+                exp = golden.execute_packet(th.encode())
+                emit(th, CommandInfo("topk_heads", i, r.iteration_id, r.layer_id, -1, n=n_heads), exp)
+                if functional:
+                    resp = decode_response(exp)
+                    prog.kept_checks.append({"iteration": r.iteration_id, "layer": r.layer_id, "kind": "heads",
+                                             "own": list(getattr(resp, "ids", ())), "recorded": heads_here})
+            prev_heads[r.iteration_id] = len(heads_here)
         msb, lsb, requant = _key_bits(r, functional)
         vbits = quant.bits_or_16(r.quant_value_bit)
         qbits = quant.bits_or_16(r.quant_query_bit)
@@ -247,7 +297,8 @@ def build(rows: Sequence[WorkloadRow], params: HwParams, *, tensors: dict | None
             ids = current
             g = np.random.default_rng([seed, 1_000_003, i])
             q_float = g.standard_normal(r.embedding_length_D)
-        k_msb_base, k_lsb_base, v_base, s_k, s_v = planes.get(r.layer_id, kvh, msb, lsb, vbits)
+        length = r.sentence_length_L if functional else None
+        k_msb_base, k_lsb_base, v_base, s_k, s_v = planes.get(r.layer_id, kvh, msb, lsb, vbits, length)
         qq = quant.quantize_query(q_float, qbits)
         if functional:
             c = quant.score_unit(qq.scale, s_k, float(per_layer[r.layer_id]) if per_layer else default_scale)
@@ -280,7 +331,8 @@ def build(rows: Sequence[WorkloadRow], params: HwParams, *, tensors: dict | None
         emit(cmd, info, expected)
         prog.value_scale[idx] = s_v
         if functional and res is not None:
-            prog.float_checks[idx] = _float_check(planes.arrays[(r.layer_id, kvh, msb, lsb, vbits)], ids, qq.values,
+            prog.float_checks[idx] = _float_check(planes.arrays[planes.key(r.layer_id, kvh, msb, lsb, vbits, length)],
+                                                  ids, qq.values,
                                                   res, lsb, score_scale, score_shift, s_v,
                                                   tensors["out_ref"][r.index] if "out_ref" in tensors else None)
         if r.if_topk and r.topk >= 0:
@@ -290,10 +342,15 @@ def build(rows: Sequence[WorkloadRow], params: HwParams, *, tensors: dict | None
             emit(tk, CommandInfo("topk", i, r.iteration_id, r.layer_id, r.head_id, n=len(ids),
                                  bursts={"token_list": (2 * len(ids) + params.burst_bytes - 1)
                                          // params.burst_bytes}), exp)
+            resp = decode_response(exp)
             if not functional:
-                resp = decode_response(exp)
                 assert isinstance(resp, TopkResp)
                 current = list(resp.ids)
+            elif i + 1 < len(rows) and rows[i + 1].iteration_id == r.iteration_id:
+                t1 = rows[i + 1].index
+                prog.kept_checks.append({"iteration": r.iteration_id, "layer": rows[i + 1].layer_id, "kind": "tokens",
+                                         "own": list(getattr(resp, "ids", ())),
+                                         "recorded": [int(x) for x in kept_ids[kept_offsets[t1]:kept_offsets[t1 + 1]]]})
     if progress:
         progress(len(rows), len(rows))
     return prog

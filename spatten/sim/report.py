@@ -80,6 +80,8 @@ def summarize(workload: Path, preset: str, backend: str, sparse: RunResult,
     }
     if sparse.dram_stats:
         s["dram_model"] = sparse.dram_stats
+    if sparse.prog.kept_checks:
+        s["own_vs_recorded"] = own_vs_recorded(sparse.prog.kept_checks)
     if sparse.float_error:
         s["float_error"] = sparse.float_error
     if dense is not None:
@@ -97,6 +99,27 @@ def summarize(workload: Path, preset: str, backend: str, sparse: RunResult,
         s["speedup"] = dense.cycles / sparse.cycles if sparse.cycles else None
         s["dram_reduction"] = dense_bytes / total if total else None
     return s
+
+
+def own_vs_recorded(checks: list[dict]) -> dict:
+    """How far the accelerator's own TOPK answers are from the kept sets the PyTorch run
+    recorded (replay uses the recorded ones): per (step, layer) and kind, the overlap
+    ``|own & recorded| / |recorded|``; means by kind. The accelerator's importance starts
+    at the replay's CLEAR (no prefill mass) and its TOPK_TOKENS ranks every listed id (the
+    algorithm keeps the sinks and the recent window first), so 1.0 is not expected."""
+    per = []
+    for c in checks:
+        rec, own = set(c["recorded"]), set(c["own"])
+        per.append({"iteration": c["iteration"], "layer": c["layer"], "kind": c["kind"], "kept": len(rec),
+                    "overlap": len(rec & own) / len(rec) if rec else 1.0})
+    out: dict = {"per_step_layer": per}
+    for kind in ("tokens", "heads"):
+        vals = [x["overlap"] for x in per if x["kind"] == kind]
+        if vals:
+            out[f"{kind}_mean_overlap"] = sum(vals) / len(vals)
+            out[f"{kind}_min_overlap"] = min(vals)
+            out[f"{kind}_selections"] = len(vals)
+    return out
 
 
 def table(s: dict) -> str:
@@ -128,6 +151,13 @@ def table(s: dict) -> str:
         rows.append(("vs the model's float", f"max {fe['model_max_abs']:.3g}, mean {fe['model_mean_abs']:.3g} "
                                              f"(quantization included)" if fe.get("model_max_abs") is not None
                      else "not checked (the tensors have no out_ref)"))
+    ovr = s.get("own_vs_recorded")
+    for kind in ("tokens", "heads"):
+        if ovr and f"{kind}_mean_overlap" in ovr:
+            rows.append((f"own TOPK_{kind.upper()} vs recorded",
+                         f"overlap mean {100 * ovr[f'{kind}_mean_overlap']:.1f}%, min "
+                         f"{100 * ovr[f'{kind}_min_overlap']:.1f}% over {ovr[f'{kind}_selections']} selections "
+                         f"(replay used the recorded sets)"))
     if s.get("sim_cycles_per_s"):
         rows.append(("simulation speed", f"{s['sim_cycles_per_s']:,.0f} cycles/s ({s['sim_wall_s']:.1f} s)"))
     w = max(len(k) for k, _ in rows)
