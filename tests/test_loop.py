@@ -182,3 +182,28 @@ def test_chat_prompt_end_to_end(tmp_path):
                          "--preset", "tiny", "--policy", str(pol), "--prompt", " ".join(["w1"] * 80)],
                         capture_output=True, text=True, timeout=600)
     assert r2.returncode == 2 and "holds at most 64 tokens" in r2.stderr
+
+
+def test_replay_sends_topk_heads():
+    """run.py's program: a layer whose rows have fewer heads than the layer before starts
+    with a TOPK_HEADS keeping that many (n = all heads); the golden model answers it."""
+    from spatten.contract.commands import TopkResp, decode_response
+    from spatten.sim import program
+    from workloads.csvschema import WorkloadRow
+
+    rows = []
+    for layer, heads in enumerate([[0, 1, 2, 3], [0, 1, 2, 3], [0, 2, 3], [2, 3]]):
+        for h in heads:
+            rows.append(WorkloadRow(iteration_id=0, layer_id=layer, head_id=h, embedding_length_D=16,
+                                    sentence_length_L=20, key_fetch_num=20, quant_key_bit=8, quant_query_bit=16,
+                                    auto_requant_thres=-1, if_requant=False, auto_requant_incre=-1,
+                                    value_fetch_num=12, quant_value_bit=8, if_accumulate_importance=True,
+                                    if_rescale_previous_importance=False, if_topk=False, topk=-1))
+    prog = program.build(rows, tiny())
+    th = [(i, c) for i, c in enumerate(prog.info) if c.kind == "topk_heads"]
+    assert [(c.layer, c.n) for _, c in th] == [(2, 4), (3, 4)]
+    answers = [decode_response(prog.expected[i]) for i, _ in th]
+    assert all(isinstance(a, TopkResp) and a.heads for a in answers)
+    assert [len(a.ids) for a in answers] == [3, 2]
+    # value pruning: every ATTEND fetched 12 of its 20 V rows
+    assert all(c.m == 12 for c in prog.info if c.kind == "attend")

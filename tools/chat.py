@@ -29,31 +29,6 @@ import click
 from spatten.errors import SpAttenError, exit_code
 from spatten.loop.engines import ENGINES
 
-PLAIN_FORMAT = "User: {text}\nAssistant:"
-
-
-def _prompt_ids(tok, history: list[dict[str, str]]):
-    import torch
-
-    if getattr(tok, "chat_template", None):
-        ids = tok.apply_chat_template(history, add_generation_prompt=True, return_tensors="pt")
-        if not isinstance(ids, torch.Tensor):  # transformers 5 may return a BatchEncoding
-            ids = ids["input_ids"]
-        return ids
-    text = "".join(PLAIN_FORMAT.format(text=m["content"]) if m["role"] == "user" else f" {m['content']}\n"
-                   for m in history)
-    return tok(text, return_tensors="pt").input_ids
-
-
-def _eos_ids(tok) -> set[int]:
-    ids = {tok.eos_token_id} if tok.eos_token_id is not None else set()
-    for t in ("<|im_end|>", "<|endoftext|>"):
-        i = tok.convert_tokens_to_ids(t)
-        if isinstance(i, int) and i != tok.unk_token_id and i >= 0:
-            ids.add(i)
-    return ids
-
-
 def _fmt_bytes(n: float) -> str:
     return f"{n / 1024:.1f} KiB" if n < 1 << 20 else f"{n / (1 << 20):.2f} MiB"
 
@@ -67,11 +42,11 @@ class Session:
 
     def reply(self, text: str) -> str:
         from spatten.errors import InputError
-        from spatten.loop.generate import greedy
+        from spatten.loop.generate import eos_ids, greedy, prompt_ids
 
         tok = self.lm.tokenizer
         self.history.append({"role": "user", "content": text})
-        ids = _prompt_ids(tok, self.history)
+        ids = prompt_ids(tok, self.history)
         n_prompt = int(ids.shape[1])
         max_new = self.max_new
         if self.capacity is not None:
@@ -99,7 +74,7 @@ class Session:
                 click.echo(piece, nl=False)
             sys.stdout.flush()
 
-        gen = greedy(self.lm.model, self.engine, ids, max_new, _eos_ids(tok), on_token)
+        gen = greedy(self.lm.model, self.engine, ids, max_new, eos_ids(tok), on_token)
         reply = tok.decode(gen.tokens, skip_special_tokens=True).strip()
         if not self.per_token:
             click.echo()

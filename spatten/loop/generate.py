@@ -19,7 +19,34 @@ import torch
 from spatten.loop.engines import Engine
 from spatten.loop.host import CallRecord
 
-__all__ = ["TokenStats", "Generation", "greedy", "perplexity", "kept_overlap"]
+__all__ = ["TokenStats", "Generation", "greedy", "perplexity", "kept_overlap", "prompt_ids", "eos_ids",
+           "PLAIN_FORMAT"]
+
+PLAIN_FORMAT = "User: {text}\nAssistant:"
+"""The prompt format of a tokenizer without a chat template (a base model)."""
+
+
+def prompt_ids(tok, history: list[dict[str, str]]) -> torch.Tensor:
+    """Token ids of a conversation: the tokenizer's chat template with the generation
+    prompt when it has one, else :data:`PLAIN_FORMAT` turns."""
+    if getattr(tok, "chat_template", None):
+        ids = tok.apply_chat_template(history, add_generation_prompt=True, return_tensors="pt")
+        if not isinstance(ids, torch.Tensor):  # transformers 5 may return a BatchEncoding
+            ids = ids["input_ids"]
+        return ids
+    text = "".join(PLAIN_FORMAT.format(text=m["content"]) if m["role"] == "user" else f" {m['content']}\n"
+                   for m in history)
+    return tok(text, return_tensors="pt").input_ids
+
+
+def eos_ids(tok) -> set[int]:
+    """Ids that end a reply: the tokenizer's EOS and the chat end-of-turn markers it has."""
+    ids = {tok.eos_token_id} if tok.eos_token_id is not None else set()
+    for t in ("<|im_end|>", "<|endoftext|>"):
+        i = tok.convert_tokens_to_ids(t)
+        if isinstance(i, int) and i >= 0 and i != tok.unk_token_id:
+            ids.add(i)
+    return ids
 
 
 @dataclass(frozen=True)
