@@ -24,10 +24,8 @@ import click
 from spatten.errors import SpAttenError, exit_code
 from spatten.fileio import atomic_output
 
-DEFAULT_PROMPT = ("Here is a short story. A small robot lived in an old lighthouse by the sea. Every night it "
-                  "climbed the stairs, cleaned the great lamp and watched the ships pass in the dark. One winter "
-                  "a storm broke the lamp, and the robot had to find a way to warn the ships before morning. "
-                  "Continue the story in a few sentences.")
+DEFAULT_PROMPT = ("A small robot lived in an old lighthouse by the sea. One winter a storm broke the great lamp, "
+                  "and the robot had to warn the ships before morning. Tell the story.")
 
 
 def _kept(gen) -> list[list[tuple]]:
