@@ -207,3 +207,15 @@ def test_replay_sends_topk_heads():
     assert [len(a.ids) for a in answers] == [3, 2]
     # value pruning: every ATTEND fetched 12 of its 20 V rows
     assert all(c.m == 12 for c in prog.info if c.kind == "attend")
+
+
+@pytest.mark.parametrize("args, expect", [
+    (["--engine", "fpga"], "unknown engine; one of torch, golden, rtl"),
+    (["--policy", "no-such-policy"], "--policy"),
+    (["--preset", "huge"], "unknown preset 'huge'"),
+])
+def test_chat_bad_input(args, expect):
+    r = subprocess.run([sys.executable, str(ROOT / "tools" / "chat.py"), "--prompt", "hi", *args],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2, r.stderr
+    assert expect in r.stderr
