@@ -21,6 +21,7 @@ TOPK_TOKENS / TOPK_HEADS answers, so ``golden`` and ``rtl`` must agree token for
 from __future__ import annotations
 
 import contextlib
+import os
 from pathlib import Path
 from typing import Iterator
 
@@ -190,7 +191,7 @@ def make_engine(name: str, policy, preset: str = "eighth", capacity: int = 1 << 
         params = load_params(rtl.contract_path)
         exe = hwbuild.build_native("SpAttenTop", preset, [ROOT / "hardware" / "harness" / "spatten_sim.cpp"])
         if workdir is None:
-            workdir = ROOT / "results" / "loop" / preset
+            workdir = ROOT / "results" / "loop" / f"{preset}-{os.getpid()}"  # one simulator per process
         if dram_config is None and backend != "ideal":
             dram_config = ROOT / "hardware" / "dpi" / "configs" / "hbm2.yaml"
     return AcceleratorEngine(name, policy, params, capacity, exe=exe, workdir=workdir, check=check,
