@@ -38,6 +38,9 @@ class TokenListBank(p: SpAttenParams) {
   def write(slot: UInt, row: UInt, ids: Vec[UInt]): Unit =
     tokBuf(Cat(slot, AttentionController.low(row, rowBits))) := ids
 
+  /** Row `row` of the list in slot `slot` (one combinational read port). */
+  def row(slot: UInt, row: UInt): Vec[UInt] = tokBuf(Cat(slot, AttentionController.low(row, rowBits)))
+
   /** Token id at position `j` of the list in slot `slot`. */
   def tok(slot: UInt, j: UInt): UInt = {
     val jj = j.pad(rowBits + laneBits)
