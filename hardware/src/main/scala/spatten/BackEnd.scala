@@ -16,7 +16,7 @@ object BackState extends ChiselEnum {
   * end needs, its slot, and the softmax summary of its final pass. */
 class AttendJob(p: SpAttenParams) extends Bundle {
   private def w(f: String): UInt = UInt(Contract.attend(f).width.W)
-  val slot        = UInt(1.W)
+  val slot        = UInt(log2Ceil(AttentionController.slots).W)
   val tag         = w("tag")
   val n           = UInt(p.tokenIdxBits.W)
   val m           = UInt(p.tokenIdxBits.W)

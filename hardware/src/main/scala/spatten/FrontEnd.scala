@@ -74,7 +74,7 @@ class FrontEnd(p: SpAttenParams, reqIn: DecoupledIO[Request], ids: DecoupledIO[P
   def goto(st: CtrlState.Type): Unit = state := st
 
   val req  = Reg(new Request(p))
-  val slot = RegInit(0.U(1.W)) // the slot the front end fills next
+  val slot = RegInit(0.U(bank.slotBits.W)) // the slot the front end fills next (in turn)
   /** The head of the request being run (ATTEND_GROUP: 0..heads-1; ATTEND: 0). */
   val g    = RegInit(0.U(8.W))
   private val hIdxBits = log2Ceil(p.maxGroupHeads).max(1)
@@ -204,11 +204,11 @@ class FrontEnd(p: SpAttenParams, reqIn: DecoupledIO[Request], ids: DecoupledIO[P
 
   // ---------------- token list fetch ----------------
   val listBursts = ((req.n +& (bank.idsPerRow - 1).U) >> bank.laneBits)(cntBits, 0)
-  // the group's later heads copy the list from the other slot (the previous head's, which
-  // only the front end writes) instead of fetching it again
+  // the group's later heads copy the list from the previous slot (the previous head's,
+  // which only the front end writes) instead of fetching it again
   val copyList = isAttend && g =/= 0.U
   when(in(CtrlState.list) && copyList) {
-    bank.write(slot, doneCnt, bank.row(~slot, doneCnt))
+    bank.write(slot, doneCnt, bank.row(slot - 1.U, doneCnt))
     doneCnt := doneCnt + 1.U
     when(doneCnt === listBursts - 1.U) {
       doneCnt := 0.U
@@ -318,7 +318,7 @@ class FrontEnd(p: SpAttenParams, reqIn: DecoupledIO[Request], ids: DecoupledIO[P
     jobs.valid := true.B
     when(jobs.fire) {
       bank.slotBusy(slot) := true.B
-      slot := ~slot
+      slot := slot + 1.U
       when(lastHead) {
         goto(CtrlState.idle)
       }.otherwise {
