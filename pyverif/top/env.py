@@ -133,7 +133,8 @@ class TopScoreboard(ScoreboardBase):
 
     def predict(self, request: Stimulus) -> list[Word]:
         expected = self.golden.execute_packet(request.words)
-        attend = self.golden.last_attend if request.what == "ATTEND" else None
+        attend = (self.golden.last_attend if request.what == "ATTEND" else
+                  list(self.golden.last_group) if request.what == "ATTEND_GROUP" else None)
         self.cov_ap.write((request, expected, attend))
         return expected
 
@@ -156,7 +157,8 @@ class TopCoverage(CoverageBase):
         "attend_n1", "attend_k1", "attend_k_all", "attend_p_tie_at_cut", "attend_max_magnitude",
         "requant_taken", "requant_not_taken", "msb_only_keys", "full_precision_keys",
         "op_attend", "op_topk_tokens", "op_topk_heads", "op_clear", "op_read_importance",
-        "op_error", "topk_k0", "topk_all", "token_id_high")
+        "op_error", "topk_k0", "topk_all", "token_id_high",
+        "op_attend_group", "group_heads_max", "group_requant_mixed", "group_value_shared")
     stream_bins = ("backpressure_cmd", "backpressure_resp")
     dram_bins = ("backpressure_dram_req", "dram_resp_idle")
 
@@ -180,6 +182,17 @@ class TopCoverage(CoverageBase):
                 yield "topk_k0"
             if cmd.n > 0 and kept == cmd.n:
                 yield "topk_all"
+        if op == "ATTEND_GROUP" and attend:
+            heads = attend  # the golden results of the group's heads, in order
+            if len(heads) == ConfigDB().get(None, "", "PARAMS").max_group_heads:
+                yield "group_heads_max"
+            req = {bool(h.probs.requantized) for h in heads}
+            if len(req) == 2:
+                yield "group_requant_mixed"
+            sels = [set(h.selected.tolist()) for h in heads]
+            if sum(len(x) for x in sels) > len(set().union(*sels)):
+                yield "group_value_shared"
+            return
         if op != "ATTEND" or attend is None:
             return
         assert isinstance(cmd, AttendCmd)

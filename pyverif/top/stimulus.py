@@ -5,7 +5,8 @@ Pure Python (no simulator): :class:`StimulusGenerator` builds a
 planes of random shapes and bit widths, some with special contents (constant rows for
 ties in ``p``, extreme values for the largest magnitudes, three-level values) -- and then
 hands out command packets one at a time: ATTEND with a fresh random token list (its ids
-drawn from the layer's tokens), TOPK_TOKENS, TOPK_HEADS, READ_IMPORTANCE, CLEAR and
+drawn from the layer's tokens), ATTEND_GROUP (1..maxGroupHeads heads of such ATTENDs over
+one list, each head with its own query, scale, threshold and value top-k), TOPK_TOKENS, TOPK_HEADS, READ_IMPORTANCE, CLEAR and
 packets the accelerator must answer with an error. Every ATTEND's ``scoreScale`` /
 ``scoreShift`` are picked from the real score spread of its keys so that the softmax
 sees flat, moderate and peaked distributions.
@@ -21,6 +22,7 @@ import numpy as np
 from spatten.contract.commands import (AttendCmd, ClearCmd, ReadImportanceCmd, TopkHeadsCmd,
                                 TopkTokensCmd, Word)
 from spatten.contract.golden import dot_scores
+from spatten.contract.grouped import GroupAttendCmd, group_commands
 from spatten.contract.layout import layout
 from spatten.contract.memimage import MemoryImage
 from spatten.contract.params import HwParams
@@ -225,6 +227,27 @@ class StimulusGenerator:
                         accum_importance=r.random() < 0.75)
         return Stimulus(cmd.encode(), "ATTEND", cmd, layer)
 
+    def attend_group(self, heads: int | None = None) -> Stimulus:
+        """An ATTEND_GROUP: 1..maxGroupHeads random heads (as :meth:`attend` makes them)
+        over the first head's layer, token list, requant and importance flags."""
+        r = self.rng
+        g = heads if heads is not None else r.choice([1, 2, self.p.max_group_heads,
+                                                      r.randint(1, self.p.max_group_heads)])
+        first = self.attend(requant=r.random() < 0.6).command
+        assert isinstance(first, AttendCmd)
+        layer = next(x for x in self.layers if x.k_msb_base == first.k_msb_base)
+        cmds = [first]
+        for _ in range(g - 1):
+            c = self.attend(layer=layer, n=first.n, requant=first.requant).command
+            cmds.append(AttendCmd(**{**c.__dict__, "tokens_base": first.tokens_base,
+                                     "accum_importance": first.accum_importance}))
+        if g > 1 and r.random() < 0.4:
+            # heads that surely requantize (threshold above every p) beside heads that never do
+            top = _field_max("requantThreshold")
+            cmds = [AttendCmd(**{**c.__dict__, "requant_threshold": r.choice([0, top])}) for c in cmds]
+        cmd = group_commands(cmds, tag=self._next_tag())
+        return Stimulus(cmd.encode(), "ATTEND_GROUP", cmd, layer)
+
     def _any_list(self) -> tuple[int, int]:
         """A token list for TOPK_TOKENS / READ_IMPORTANCE: half the time one a recent
         ATTEND used (ids with importance), else a fresh one."""
@@ -240,7 +263,7 @@ class StimulusGenerator:
         r = self.rng
         p = self.p
         kind = r.choice(["opcode", "n0", "nbig", "d0", "dbig", "widths", "head", "length",
-                         "topk_n", "heads_n", "read_n"])
+                         "topk_n", "heads_n", "read_n", "group_heads", "group_head_id", "group_length"])
         tag = self._next_tag()
         if kind == "opcode":
             # No command has these opcodes: 0, the two above the highest command opcode, the
@@ -258,6 +281,26 @@ class StimulusGenerator:
             cmd = (TopkTokensCmd(tag, n, r.randint(0, 5), 0) if kind == "topk_n"
                    else ReadImportanceCmd(tag, n, 0))
             return Stimulus(cmd.encode(), f"error:{kind}", cmd)
+        if kind.startswith("group_"):
+            good_g = self.attend_group(heads=r.randint(1, self.p.max_group_heads)).command
+            assert isinstance(good_g, GroupAttendCmd)
+            words = [w for w, _ in good_g.encode()]
+            lay = layout()
+            hf = lay.packet("attendGroup").field("heads")
+            if kind == "group_heads":  # 0 heads (header alone) or more than maxGroupHeads
+                many = r.randint(p.max_group_heads + 1, (1 << hf.width) - 1)
+                words[0] = (words[0] & ~(((1 << hf.width) - 1) << hf.lo)) | (r.choice([0, many]) << hf.lo)
+                if words[0] >> hf.lo & ((1 << hf.width) - 1) == 0:
+                    words = words[:6]
+            elif kind == "group_head_id":  # one head's id at or above maxHeads
+                hid = lay.packet("attendHead").field("headId")
+                qw = (good_g.d + 3) // 4
+                at = 6 + r.randrange(len(good_g.heads)) * (1 + qw)
+                words[at] = (words[at] & ~(((1 << hid.width) - 1) << hid.lo)) | (r.randint(p.max_heads, 255) << hid.lo)
+            else:  # a word short or a word too many
+                words = words[:-1] if r.random() < 0.5 else words + [r.getrandbits(64)]
+            words[0] = (words[0] & ~(0xFFFF << 8)) | (tag << 8)
+            return Stimulus([(w, i == len(words) - 1) for i, w in enumerate(words)], f"error:{kind}")
         if kind == "heads_n":
             cmd = TopkHeadsCmd(tag, r.randint(p.max_heads + 1, 0xFFFF), 1)
             return Stimulus(cmd.encode(), f"error:{kind}", cmd)
@@ -301,8 +344,10 @@ class StimulusGenerator:
         if r < self.error_rate:
             return self.error()
         r = self.rng.random()
-        if r < 0.78:
+        if r < 0.60:
             return self.attend()
+        if r < 0.78:
+            return self.attend_group()
         if r < 0.85:
             n, base = self._any_list()
             cmd = TopkTokensCmd(self._next_tag(), n, self.rng.choice([0, 1, n, self.rng.randint(0, n + 2)]), base)

@@ -34,8 +34,8 @@ from pyverif.common.watchdog import Watchdog
 from pyverif.top.env import (ctrl_states, RandomRequestSequence, RequestItem, ResponseMonitor,
                              TopEnv, TopScoreboard, make_generator)
 from pyverif.top.stimulus import Stimulus, StimulusGenerator
-from spatten.contract.commands import (CommandError, Word, attend_cycles, attend_cycles_mask, decode_command,
-                                       is_attend)
+from spatten.contract.commands import CommandError, Word, attend_cycles, attend_cycles_mask, decode_command
+from spatten.contract.packets import cycles_words
 from spatten.contract.memimage import MemoryImage
 from spatten.contract.params import HwParams
 
@@ -214,8 +214,8 @@ class CorruptingResponseMonitor(ResponseMonitor):
             return packet
         rng = rng_for("corrupt-bit")
         i = rng.randrange(len(packet))
-        cycles_word, cycles_mask = attend_cycles_mask()
-        masked = is_attend(packet[0][0]) and i == cycles_word
+        _, cycles_mask = attend_cycles_mask()
+        masked = i in cycles_words(packet)
         bit = rng.choice([b for b in range(64) if not cycles_mask >> b & 1]) if masked else rng.randrange(64)
         w, last = packet[i]
         self.logger.info(f"corrupting response packet {self.packets - 1}, word {i}, bit {bit}")

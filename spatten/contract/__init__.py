@@ -6,6 +6,8 @@
   DRAM contents (plane rows and token lists, SPEC section 4) and its file format.
 - :mod:`~spatten.contract.commands`  -- command and response words (SPEC section 5), typed
   packets, and the binary word-stream file of the native harness.
+- :mod:`~spatten.contract.grouped`   -- the grouped ATTEND (ATTEND_GROUP): several query heads
+  over one K/V head and token list in one request (SPEC sections 2 and 5).
 - :mod:`~spatten.contract.golden`    -- the bit-exact golden accelerator and its pure functions.
 - :mod:`~spatten.contract.quant`     -- float tensors to the integer formats; score scales.
 - :mod:`~spatten.contract.reference` -- the PyTorch float reference of one request.

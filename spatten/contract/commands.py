@@ -241,6 +241,9 @@ def command_length(word0: int, word1: int | None = None) -> int | None:
     pk = layout().packet_for("command", opcode_of(word0))
     if pk is None:
         return None
+    if pk.sections:  # ATTEND_GROUP
+        from spatten.contract.grouped import group_command_length
+        return group_command_length(word0, word1)
     n = pk.header_words
     for t in pk.tails:
         f = pk.field(t.count)
@@ -272,6 +275,9 @@ def decode_command(packet: Sequence[Word]) -> Command:
         raise CommandError(
             f"opcode {op} packet has {len(w)} words (last flags {lasts}), expected {want} "
             "with last on the final word", op, tag)
+    if pk.sections:  # ATTEND_GROUP
+        from spatten.contract.grouped import decode_group_command
+        return decode_group_command(w)  # type: ignore[return-value]
     cls = _COMMANDS[pk.name]
     kw = decode_fields(cls, pk, w)
     pos = pk.header_words
@@ -292,7 +298,7 @@ class AttendResp:
 
     _PACKET: ClassVar[str] = "attendResp"
     _FIELDS: ClassVar[dict[str, str]] = {"tag": "tag", "m": "m", "requantized": "requantized", "n": "n",
-                                         "pmax": "pmax", "cycles": "cycles"}
+                                         "pmax": "pmax", "cycles": "cycles", "head_id": "headId"}
     _TAILS: ClassVar[dict[str, str]] = {"o": "out", "ids": "token_ids"}
 
     tag: int
@@ -302,6 +308,7 @@ class AttendResp:
     out: tuple[int, ...]
     token_ids: tuple[int, ...]
     cycles: int | None = field(default=None, compare=False)
+    head_id: int = 0
 
     @property
     def m(self) -> int:
@@ -390,6 +397,9 @@ def decode_response(packet: Sequence[Word]) -> Response:
     pk = lay.packet_for("response", op)
     if pk is None:
         raise CommandError(f"unknown response opcode {op} (tag {tag})", op, tag)
+    if pk.sections:  # ATTEND_GROUP: one ATTEND response section a head
+        from spatten.contract.grouped import decode_group_response
+        return decode_group_response(packet)  # type: ignore[return-value]
     for i in range(min(len(w), pk.header_words)):
         _reserved_zero(w[i], pk.used_mask(i), f"{pk.name} (tag {tag}) word {i}")
     if len(w) < pk.header_words:

@@ -47,6 +47,7 @@ from spatten.contract.commands import (
     ReadImportanceCmd, ReadImportanceResp, Response, TopkHeadsCmd, TopkResp, TopkTokensCmd,
     Word, decode_command, decode_response, opcode_of, split_packets,
 )
+from spatten.contract.grouped import GroupAttendCmd, GroupAttendResp
 from spatten.contract.memimage import MemImageError, MemoryImage, stride
 from spatten.contract.params import HwParams
 from spatten.errors import SpAttenError
@@ -287,6 +288,7 @@ class GoldenAccelerator:
         self.head_imp = np.zeros(params.max_heads, dtype=np.int64)
         self.last_attend: AttendResult | None = None
         self.last_traffic: AttendTraffic | None = None
+        self.last_group: list[AttendResult] = []  # the heads of the last ATTEND (one, or a group's)
         self._pending: list[Word] = []
 
     # ---- streams -----------------------------------------------------------------------
@@ -313,6 +315,9 @@ class GoldenAccelerator:
         """Typed convenience: encode ``cmd``, execute it, decode the response (an
         :class:`AttendResp` gets ``cycles=None``: the golden model has no cycle count)."""
         resp = decode_response(self.execute_packet(cmd.encode()))
+        if isinstance(resp, GroupAttendResp):
+            return dataclasses.replace(resp, sections=tuple(dataclasses.replace(x, cycles=None)
+                                                            for x in resp.sections))
         return dataclasses.replace(resp, cycles=None) if isinstance(resp, AttendResp) else resp
 
     # ---- memory access -----------------------------------------------------------------
@@ -336,7 +341,11 @@ class GoldenAccelerator:
     # ---- commands ----------------------------------------------------------------------
     def _handle(self, cmd: Command) -> Response:
         if isinstance(cmd, AttendCmd):
-            return self._attend(cmd)
+            resp = self._attend(cmd)
+            self.last_group = [self.last_attend] if self.last_attend else []
+            return resp
+        if isinstance(cmd, GroupAttendCmd):
+            return self._attend_group(cmd)
         if isinstance(cmd, TopkTokensCmd):
             ids = self._tokens(cmd.tokens_base, cmd.n, "TOPK_TOKENS")
             return TopkResp(cmd.tag, tuple(int(x) for x in ids[topk_select(self.imp[ids], cmd.k)]))
@@ -381,4 +390,23 @@ class GoldenAccelerator:
             v=len(sel) * self._bursts(stride(c.d, c.v_bits, p.burst_bytes)))
         return AttendResp(tag=c.tag, n=c.n, requantized=pr.requantized, pmax=pr.pmax,
                           out=tuple(int(x) for x in out),
-                          token_ids=tuple(int(x) for x in toks[sel]))
+                          token_ids=tuple(int(x) for x in toks[sel]), head_id=c.head_id)
+
+    def _attend_group(self, g: GroupAttendCmd) -> GroupAttendResp:
+        """SPEC 2: the heads one after another as single-head ATTENDs (importance adds up
+        in that order); the group reads its list and each K row once, the K LSB rows once
+        when any head requantizes, and each V row selected by any head once."""
+        p = self.params
+        sections, results, union = [], [], set()
+        for c in g.head_commands():
+            sections.append(self._attend(c))
+            results.append(self.last_attend)
+            union.update(int(j) for j in self.last_attend.selected)
+        self.last_group = results
+        self.last_traffic = AttendTraffic(
+            token_list=self._bursts(2 * g.n),
+            k_msb=g.n * self._bursts(stride(g.d, g.k_msb_bits, p.burst_bytes)),
+            k_lsb=(g.n * self._bursts(stride(g.d, g.k_lsb_bits, p.burst_bytes))
+                   if any(r.probs.requantized for r in results) else 0),
+            v=len(union) * self._bursts(stride(g.d, g.v_bits, p.burst_bytes)))
+        return GroupAttendResp(tag=g.tag, d=g.d, sections=tuple(sections))

@@ -145,6 +145,9 @@ class Packet:
     header_words: int
     fields: Mapping[str, Field]
     tails: tuple[Tail, ...]
+    sections: tuple[str, str] | None = None
+    """``(section packet, count field)``: the packet ends with ``count`` copies of the
+    section packet (grouped ATTEND), each starting on a fresh word."""
 
     def field(self, name: str) -> Field:
         try:
@@ -247,15 +250,18 @@ def from_dict(d: Mapping[str, Any], source: str = "<dict>") -> Layout:
                 if fl.name in fields:
                     raise _fail(source, f"packet {name}: field {fl.name} twice")
                 fields[fl.name] = fl
-            if "opcode" not in fields:
+            if "opcode" not in fields and p["direction"] != "section":
                 raise _fail(source, f"packet {name}: no opcode field")
             tails = tuple(Tail(str(t["name"]), int(t["laneBits"]), int(t["lanesPerWord"]), bool(t["signed"]),
                                str(t["count"])) for t in p["tails"])
-            ops = tuple(p.get("opcodes") or [p["opcode"]])
+            ops = tuple(p.get("opcodes") or ([p["opcode"]] if p.get("opcode") else []))
             for o in ops:
                 if o not in opcodes:
                     raise _fail(source, f"packet {name}: unknown opcode {o!r}")
-            packets[str(name)] = Packet(str(name), str(p["direction"]), ops, int(p["headerWords"]), fields, tails)
+            sec = p.get("sections")
+            sections = (str(sec["packet"]), str(sec["count"])) if sec else None
+            packets[str(name)] = Packet(str(name), str(p["direction"]), ops, int(p["headerWords"]), fields, tails,
+                                        sections)
         return Layout(source, str(d["preset"]), word_bits, opcodes, packets, dict(d["params"]),
                       {k: dict(v) for k, v in d["presets"].items()},
                       {k: list(v) for k, v in d["states"].items()})

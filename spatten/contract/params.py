@@ -53,6 +53,7 @@ JSON_KEYS: dict[str, tuple[str, type]] = {
     "headImportanceBits": ("head_importance_bits", int),
     "dataBits": ("data_bits", int),
     "maxRowBytes": ("max_row_bytes", int),
+    "maxGroupHeads": ("max_group_heads", int),
 }
 
 
@@ -84,6 +85,7 @@ class HwParams:
     head_importance_bits: int
     data_bits: int
     max_row_bytes: int
+    max_group_heads: int
     extra: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     # ---- derived values used by the host side -------------------------------------------

@@ -28,6 +28,13 @@ each row comes from the tensors.
 
 The dense baseline of a workload (:func:`dense_rows`) fetches every token of the
 sentence at 16 bits, no requantization, no value pruning, no cascade pruning.
+
+Grouped requests: consecutive rows of one (step, layer, K/V head) -- the ``kv_head_id``
+column; a file without it, or a multi-head model, makes groups of one -- that share the
+token list, the planes and the bit widths become one ATTEND_GROUP
+(:mod:`spatten.contract.grouped`) of up to ``maxGroupHeads`` heads; a group of one is a
+plain ATTEND. A row followed by a TOPK_TOKENS ends its group (the TOPK sees the
+importance of the heads before it). The dense baseline is grouped the same way.
 """
 
 from __future__ import annotations
@@ -43,6 +50,8 @@ from spatten.contract import quant
 from spatten.contract.commands import (AttendCmd, ClearCmd, TopkHeadsCmd, TopkResp, TopkTokensCmd, Word,
                                       decode_response)
 from spatten.contract.golden import GoldenAccelerator
+from spatten.contract.grouped import SHARED_FIELDS, group_commands
+from spatten.contract.memimage import stride
 from spatten.contract.memimage import MemoryImage
 from spatten.contract.params import HwParams
 from workloads.csvschema import WorkloadRow
@@ -68,9 +77,12 @@ class CommandInfo:
     k_msb_bits: int = 0
     k_lsb_bits: int = 0
     v_bits: int = 0
-    m: int = 0  # values selected (golden)
-    requantized: bool = False  # pass 2 was final (golden)
+    m: int = 0  # values selected (golden; summed over a group's heads)
+    requantized: bool = False  # pass 2 was final (golden; for a group: in any head)
     bursts: dict[str, int] = field(default_factory=dict)  # expected DRAM bursts by kind
+    heads: int = 1  # query heads of the request (ATTEND_GROUP: more than one)
+    requant_heads: int = 0  # heads whose pass 2 was final
+    dense_kv_bytes: int = 0  # K and V of the request's whole sentence at 16 bits, each row once
 
 
 @dataclass(frozen=True)
@@ -105,7 +117,8 @@ class Program:
     """Functional mode: each TOPK's answer (the accelerator's own kept set, as the golden
     model computes it and the run checks) beside the set the PyTorch run kept there:
     ``{"iteration", "layer", "kind": "tokens"|"heads", "own", "recorded"}``."""
-    float_checks: dict[int, "FloatCheck"] = field(default_factory=dict)  # functional mode only
+    # functional mode only: command index (ATTEND) or (command index, head) (ATTEND_GROUP)
+    float_checks: dict = field(default_factory=dict)
 
     @property
     def words(self) -> list[Word]:
@@ -263,6 +276,38 @@ def build(rows: Sequence[WorkloadRow], params: HwParams, *, tensors: dict | None
     if functional and "n_heads" in meta:
         n_heads = int(meta["n_heads"])
     prev_heads: dict[int, int] = {}
+    pending: list[tuple] = []  # the group being formed: (cmd, row index, row, planes key, ids, q, scale, shift, s_v)
+    pending_key = None
+
+    def flush() -> None:
+        """Emit the pending group: a plain ATTEND for one head, else an ATTEND_GROUP."""
+        if not pending:
+            return
+        cmds = [replace(x[0], tag=0) for x in pending]
+        t0 = next_tag()
+        cmd = replace(cmds[0], tag=t0) if len(cmds) == 1 else group_commands(cmds, tag=t0)
+        expected = golden.execute_packet(cmd.encode())
+        t = golden.last_traffic
+        results = golden.last_group
+        c0, i0, r0 = pending[0][0], pending[0][1], pending[0][2]
+        kv_row = stride(c0.d, 16, params.burst_bytes)
+        info = CommandInfo("attend", i0, r0.iteration_id, r0.layer_id, r0.head_id, n=c0.n, d=c0.d,
+                           k_msb_bits=c0.k_msb_bits, k_lsb_bits=c0.k_lsb_bits, v_bits=c0.v_bits,
+                           m=sum(len(x.selected) for x in results),
+                           requantized=any(bool(x.probs.requantized) for x in results),
+                           bursts={"token_list": t.token_list, "k_msb": t.k_msb, "k_lsb": t.k_lsb,
+                                   "v": t.v} if t else {},
+                           heads=len(cmds), requant_heads=sum(bool(x.probs.requantized) for x in results),
+                           dense_kv_bytes=2 * r0.sentence_length_L * kv_row)
+        idx = len(prog.commands)
+        emit(cmd, info, expected)
+        prog.value_scale[idx] = pending[0][8]
+        if functional and len(results) == len(pending):
+            for h, ((c, _, r, pkey, ids, qv, sc, sh, s_v), res) in enumerate(zip(pending, results)):
+                prog.float_checks[idx if len(pending) == 1 else (idx, h)] = _float_check(
+                    planes.arrays[pkey], ids, qv, res, c.k_lsb_bits, sc, sh, s_v,
+                    tensors["out_ref"][r.index] if "out_ref" in tensors else None)
+        pending.clear()
 
     for i, r in enumerate(rows):
         if progress:
@@ -271,6 +316,7 @@ def build(rows: Sequence[WorkloadRow], params: HwParams, *, tensors: dict | None
             heads_here = sorted(set(group_heads[(r.iteration_id, r.layer_id)]))
             before = prev_heads.get(r.iteration_id, n_heads)
             if len(heads_here) < before:
+                flush()  # the heads before it answer first
                 th = TopkHeadsCmd(tag=next_tag(), n=n_heads, k=len(heads_here))
                 exp = golden.execute_packet(th.encode())
                 emit(th, CommandInfo("topk_heads", i, r.iteration_id, r.layer_id, -1, n=n_heads), exp)
@@ -288,7 +334,7 @@ def build(rows: Sequence[WorkloadRow], params: HwParams, *, tensors: dict | None
             ids = [int(x) for x in kept_ids[kept_offsets[t]:kept_offsets[t + 1]]]
             q_float = np.asarray(tensors["q"][t], dtype=np.float64)
         else:
-            kvh = r.head_id
+            kvh = int(r.extra.get("kv_head_id", r.head_id)) if getattr(r, "extra", None) else r.head_id
             if current is None or r.iteration_id != current_iter:
                 if current is None:
                     current = list(range(r.key_fetch_num))
@@ -312,30 +358,20 @@ def build(rows: Sequence[WorkloadRow], params: HwParams, *, tensors: dict | None
             thr = ALWAYS_REQUANT_Q16 if requant else 0
         m = r.value_fetch_num
         cmd = AttendCmd(
-            tag=next_tag(), n=len(ids), query=tuple(int(x) for x in qq.values),
+            tag=0, n=len(ids), query=tuple(int(x) for x in qq.values),
             k_msb_base=k_msb_base, k_lsb_base=k_lsb_base, v_base=v_base,
             tokens_base=token_list(ids), k_msb_bits=msb, k_lsb_bits=lsb, v_bits=vbits,
             score_scale=score_scale, score_shift=score_shift,
             value_topk=0 if m >= len(ids) else m, head_id=r.head_id, requant=requant,
             requant_threshold=thr, accum_importance=r.if_accumulate_importance, d=r.embedding_length_D)
-        expected = golden.execute_packet(cmd.encode())
-        t = golden.last_traffic
-        res = golden.last_attend
-        info = CommandInfo("attend", i, r.iteration_id, r.layer_id, r.head_id, n=len(ids), d=r.embedding_length_D,
-                           k_msb_bits=msb, k_lsb_bits=lsb, v_bits=vbits,
-                           m=len(res.selected) if res is not None else 0,
-                           requantized=bool(res.probs.requantized) if res is not None else False,
-                           bursts={"token_list": t.token_list, "k_msb": t.k_msb, "k_lsb": t.k_lsb,
-                                   "v": t.v} if t else {})
-        idx = len(prog.commands)
-        emit(cmd, info, expected)
-        prog.value_scale[idx] = s_v
-        if functional and res is not None:
-            prog.float_checks[idx] = _float_check(planes.arrays[planes.key(r.layer_id, kvh, msb, lsb, vbits, length)],
-                                                  ids, qq.values,
-                                                  res, lsb, score_scale, score_shift, s_v,
-                                                  tensors["out_ref"][r.index] if "out_ref" in tensors else None)
+        key = (r.iteration_id, r.layer_id, kvh)
+        if pending and (pending_key != key or len(pending) >= params.max_group_heads
+                        or any(getattr(cmd, k) != getattr(pending[0][0], k) for k in SHARED_FIELDS)):
+            flush()
+        pending.append((cmd, i, r, planes.key(r.layer_id, kvh, msb, lsb, vbits, length), ids, qq.values, score_scale, score_shift, s_v))
+        pending_key = key
         if r.if_topk and r.topk >= 0:
+            flush()  # the TOPK follows the heads before it
             tk = TopkTokensCmd(tag=next_tag(), n=len(ids), k=min(r.topk, len(ids)),
                                tokens_base=token_list(ids))
             exp = golden.execute_packet(tk.encode())
@@ -351,6 +387,7 @@ def build(rows: Sequence[WorkloadRow], params: HwParams, *, tensors: dict | None
                 prog.kept_checks.append({"iteration": r.iteration_id, "layer": rows[i + 1].layer_id, "kind": "tokens",
                                          "own": list(getattr(resp, "ids", ())),
                                          "recorded": [int(x) for x in kept_ids[kept_offsets[t1]:kept_offsets[t1 + 1]]]})
+    flush()
     if progress:
         progress(len(rows), len(rows))
     return prog

@@ -35,9 +35,16 @@ def peak_bytes_per_cycle(res: RunResult) -> tuple[float, str]:
 
 
 def macs(prog: Program) -> int:
-    """Multiply-accumulates of the program: N*D per key pass, M*D for P x V."""
-    return sum((2 if c.requantized else 1) * c.n * c.d + c.m * c.d
+    """Multiply-accumulates of the program: N*D per key pass of each head, M*D for P x V."""
+    return sum((c.heads + c.requant_heads) * c.n * c.d + c.m * c.d
                for c in prog.info if c.kind == "attend")
+
+
+def grouped_dense_kv_bytes(prog: Program) -> int:
+    """The grouped dense minimum: K and V of every request's whole sentence at 16 bits,
+    each row once per (step, layer, K/V head) request (what a dense grouped-query kernel
+    reads)."""
+    return sum(c.dense_kv_bytes for c in prog.info if c.kind == "attend")
 
 
 def summarize(workload: Path, preset: str, backend: str, sparse: RunResult,
@@ -70,8 +77,14 @@ def summarize(workload: Path, preset: str, backend: str, sparse: RunResult,
         "bandwidth_utilization": (total / sparse.cycles) / peak if sparse.cycles and peak else 0.0,
         "dram_bound_cycles": lower,
         "cycles_over_dram_bound": sparse.cycles / lower if lower else None,
-        "requant_rate": sum(sparse.prog.info[i].requantized for i in attends) / len(attends) if attends else 0.0,
+        "query_heads": sum(sparse.prog.info[i].heads for i in attends),
+        "requant_rate": (sum(sparse.prog.info[i].requant_heads for i in attends)
+                         / max(1, sum(sparse.prog.info[i].heads for i in attends))) if attends else 0.0,
+        "kv_bytes": by_kind["k_msb"] + by_kind["k_lsb"] + by_kind["v"],
+        "grouped_dense_kv_bytes": grouped_dense_kv_bytes(sparse.prog),
         "checked_responses": sparse.checked, "mismatches": sparse.mismatches,
+        "kv_fraction_of_grouped_dense": ((by_kind["k_msb"] + by_kind["k_lsb"] + by_kind["v"])
+                                         / grouped_dense_kv_bytes(sparse.prog)) if attends else None,
         "per_layer": {str(k): v for k, v in sorted(per_layer.items())},
         "controller_state_cycles": sparse.states,
         "macs": macs(sparse.prog),
@@ -127,7 +140,7 @@ def table(s: dict) -> str:
     mb = 1 / (1 << 20)
     rows = [
         ("workload", s["workload"]), ("preset / DRAM", f"{s['preset']} / {s['dram_backend']}"),
-        ("mode", s["mode"]), ("ATTEND requests", f"{s['attend_requests']}"),
+        ("mode", s["mode"]), ("ATTEND requests", f"{s['attend_requests']} ({s.get('query_heads', 0)} query heads)"),
         ("responses checked", f"{s['checked_responses']} ({s['mismatches']} mismatches)"),
         ("cycles", f"{s['cycles']:,}"), ("time", f"{s['time_us']:.1f} us at {s['clock_mhz']} MHz"),
         ("DRAM read", f"{s['dram_bytes']['total'] * mb:.2f} MiB (K MSB {s['dram_bytes']['k_msb'] * mb:.2f}, "
@@ -137,8 +150,12 @@ def table(s: dict) -> str:
                       f"({100 * s['bandwidth_utilization']:.1f}%; peak of the {s.get('peak_bandwidth_source', 'ports')})"),
         ("DRAM-bound lower bound", f"{s['dram_bound_cycles']:,.0f} cycles"
                                    + (f" (run is {s['cycles_over_dram_bound']:.2f}x)" if s['cycles_over_dram_bound'] else "")),
-        ("requantization rate", f"{100 * s['requant_rate']:.1f}%"),
+        ("requantization rate", f"{100 * s['requant_rate']:.1f}% of the query heads"),
     ]
+    if s.get("kv_fraction_of_grouped_dense") is not None:
+        rows.append(("K/V read vs grouped dense", f"{s['kv_bytes'] / 1e6:.1f} MB of {s['grouped_dense_kv_bytes'] / 1e6:.1f} MB "
+                     f"({100 * s['kv_fraction_of_grouped_dense']:.1f}%; dense = each K/V row once per "
+                     "(step, layer, K/V head), 16-bit)"))
     if "dense" in s:
         rows += [("dense cycles", f"{s['dense']['cycles']:,}"),
                  ("speed-up over dense", f"{s['speedup']:.2f}x"),

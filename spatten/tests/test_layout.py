@@ -50,9 +50,15 @@ def test_opcodes_and_packets() -> None:
     lay = layout()
     assert len(set(lay.opcodes.values())) == len(lay.opcodes)
     for pk in lay.packets.values():
+        if pk.direction == "section":  # one head of an ATTEND_GROUP: no opcode of its own
+            assert not pk.opcodes and "opcode" not in pk.fields
+            continue
         assert pk.field("opcode") == lay.opcode_field
         for o in pk.opcodes:
             assert lay.packet_for(pk.direction, lay.opcode(o)) is pk
+    for pk in lay.packets.values():  # sections name packets and count fields that exist
+        if pk.sections:
+            assert lay.packet(pk.sections[0]) and pk.field(pk.sections[1])
     with pytest.raises(ContractError, match="no field 'nope'"):
         lay.packet("attend").field("nope")
     with pytest.raises(ContractError, match="does not fit"):

@@ -39,7 +39,7 @@ class CoreStatus(p: SpAttenParams) extends Bundle {
   *    drained (so every command acts on importance as if the commands ran in order);
   *  - [[BackEnd]] (state [[BackState]]): the ATTEND's probabilities, value selection and
   *    fetch, P x V and its response;
-  *  - [[TokenListBank]]: the two slots' token lists (an ATTEND holds one from its list
+  *  - [[TokenListBank]]: the slots' token lists ([[AttentionController.slots]]; an ATTEND, or one head of an ATTEND_GROUP, holds one from its list
   *    fetch to its response; the softmax bank of the same number goes with it).
   * This file holds what they share: the [[Softmax]] (front: scores and summary; back:
   * probabilities), the [[ImportanceBuffer]] (front: reads and CLEAR; back: accumulation),
@@ -69,12 +69,12 @@ class AttentionController(p: SpAttenParams) extends Module {
 
   // ---------------- shared units ----------------
   val arbiter = Module(new DramArbiter(p, 2))
-  val softmax = Module(new Softmax(p))
+  val softmax = Module(new Softmax(p, AttentionController.slots))
   val imp     = Module(new ImportanceBuffer(p))
   io.dram <> arbiter.io.dram
 
-  val bank = new TokenListBank(p)
-  val jobs = Module(new Queue(new AttendJob(p), 2))
+  val bank = new TokenListBank(p, AttentionController.slots)
+  val jobs = Module(new Queue(new AttendJob(p), AttentionController.slots))
 
   val requestsDone = RegInit(0.U(32.W))
   val frontFinish = WireDefault(false.B)
@@ -117,6 +117,12 @@ class AttentionController(p: SpAttenParams) extends Module {
 
 /** Helpers of the controller's parts. */
 object AttentionController {
+  /** Token-list slots (and softmax banks): ATTENDs (heads of a group) in flight between
+    * the front end's list fetch and the back end's response. Four let the front end run
+    * up to three heads ahead of the back end (a group's later heads read their keys from
+    * the row buffer while earlier heads' values are fetched). */
+  val slots: Int = 4
+
   /** The low `w` bits of `x` (zero-extended when narrower). */
   def low(x: UInt, w: Int): UInt = x.pad(w)(w - 1, 0)
 

@@ -6,7 +6,7 @@ import chisel3.util._
 /** Back-end states, exposed on the status bundle as their numbers (written by the
   * elaborator beside the front end's, see [[CtrlState]]). */
 object BackState extends ChiselEnum {
-  val idle, probs, values, result, respHeader, respWord1, respO, respIds = Value
+  val idle, probs, values, result, respHeader, respWord1, respO, respIds, respGroup = Value
   /** The state names, by number. */
   def names: Seq[String] = allNames
   val stateBits: Int = getWidth
@@ -16,7 +16,7 @@ object BackState extends ChiselEnum {
   * end needs, its slot, and the softmax summary of its final pass. */
 class AttendJob(p: SpAttenParams) extends Bundle {
   private def w(f: String): UInt = UInt(Contract.attend(f).width.W)
-  val slot        = UInt(1.W)
+  val slot        = UInt(log2Ceil(AttentionController.slots).W)
   val tag         = w("tag")
   val n           = UInt(p.tokenIdxBits.W)
   val m           = UInt(p.tokenIdxBits.W)
@@ -29,6 +29,11 @@ class AttendJob(p: SpAttenParams) extends Bundle {
   val requantized = Bool()
   val pmax        = UInt((p.probFracBits + 1).W)
   val recip       = UInt(Softmax.recipBits(p).W)
+  /** ATTEND_GROUP: this head's place (first, last) and the group's head count. */
+  val isGroup     = Bool()
+  val first       = Bool()
+  val lastOfGroup = Bool()
+  val heads       = UInt(Contract.attendGroup("heads").width.W)
 }
 
 /** The back end of the [[AttentionController]]: one ATTEND at a time, from its
@@ -88,6 +93,12 @@ class BackEnd(p: SpAttenParams, jobs: DecoupledIO[AttendJob], cycle: UInt, softm
   /** The selected ids, one response id word a row. */
   val selBuf = Mem(idWords, Vec(idsPerWord, UInt(p.tokenBits.W)))
   val outO   = Reg(Vec(p.maxHeadDim, SInt(64.W)))
+  /** The group's V rows by list position, and which are there: a row fetched for one
+    * head of a group is read here by the later heads that select it. Cleared when a
+    * request's first head starts. */
+  private val rowBits = p.maxRowBursts * p.burstBits
+  val vRows  = Mem(p.maxTokens, UInt(rowBits.W))
+  val vHave  = RegInit(0.U(p.maxTokens.W))
   val bIssue = RegInit(0.U(cntBits.W)) // value rows issued
   val bDone  = RegInit(0.U(cntBits.W)) // value rows accumulated
   val bAux   = RegInit(0.U(cntBits.W)) // probabilities taken, words sent
@@ -97,6 +108,7 @@ class BackEnd(p: SpAttenParams, jobs: DecoupledIO[AttendJob], cycle: UInt, softm
   jobs.ready := bin(BackState.idle)
   when(jobs.fire) {
     cur := jobs.bits
+    when(jobs.bits.first) { vHave := 0.U }
     bIssue := 0.U
     bDone := 0.U
     bAux := 0.U
@@ -151,19 +163,37 @@ class BackEnd(p: SpAttenParams, jobs: DecoupledIO[AttendJob], cycle: UInt, softm
   inflight.io.enq.valid := false.B
   inflight.io.enq.bits := 0.U
   inflight.io.deq.ready := false.B
+  /** Where each V row in flight comes from (the row buffer or DRAM) and its position, in
+    * order, taken when the row enters the unpacker. */
+  class RowSrc extends Bundle {
+    val buffered = Bool()
+    val pos      = UInt(idxBits.W)
+  }
+  val srcQ = Module(new Queue(new RowSrc, p.numChannels * p.maxInflight + 4))
+  srcQ.io.enq.valid := false.B
+  srcQ.io.enq.bits.buffered := false.B
+  srcQ.io.enq.bits.pos := 0.U
+  srcQ.io.deq.ready := false.B
   /** A value row position to issue: valid, position, p. */
   val posValid = WireDefault(false.B)
   val pos      = WireDefault(0.U(cntBits.W))
   val posP     = WireDefault(0.U(pBits.W))
   val t = bank.tok(cur.slot, pos)
   val valuePhase = bin(BackState.probs) || bin(BackState.values)
-  valFetch.io.rows.valid := valuePhase && posValid && inflight.io.enq.ready
+  val buffered = vHave(ix(pos))
+  val queuesReady = inflight.io.enq.ready && srcQ.io.enq.ready
+  /** The position can be taken: its row is in the buffer, or the fetcher takes it. */
+  val posReady = queuesReady && (buffered || valFetch.io.rows.ready)
+  valFetch.io.rows.valid := valuePhase && posValid && queuesReady && !buffered
   valFetch.io.rows.bits := fetchRow(p, t, cur.vBase, AttentionController.rowBursts(p, cur.d, cur.vBits))
   when(valuePhase) {
-    inflight.io.enq.valid := posValid && valFetch.io.rows.ready
+    inflight.io.enq.valid := posValid && posReady
     inflight.io.enq.bits := posP
+    srcQ.io.enq.valid := posValid && posReady
+    srcQ.io.enq.bits.buffered := buffered
+    srcQ.io.enq.bits.pos := ix(pos)
   }
-  val posTaken = valuePhase && valFetch.io.rows.fire
+  val posTaken = valuePhase && posValid && posReady
 
   when(bin(BackState.probs)) {
     softmax.io.stream.valid := !bStreamSent
@@ -178,7 +208,7 @@ class BackEnd(p: SpAttenParams, jobs: DecoupledIO[AttendJob], cycle: UInt, softm
       posValid := softmax.io.probs.valid
       pos := j
       posP := softmax.io.probs.bits.p
-      softmax.io.probs.ready := valFetch.io.rows.ready && inflight.io.enq.ready
+      softmax.io.probs.ready := posReady
     }
     when(softmax.io.probs.fire) {
       pBuf(ix(j)) := softmax.io.probs.bits.p
@@ -197,7 +227,7 @@ class BackEnd(p: SpAttenParams, jobs: DecoupledIO[AttendJob], cycle: UInt, softm
     posValid := valueTopk.io.out.valid
     pos := valueTopk.io.out.bits.position.pad(cntBits)
     posP := pBuf(ix(pos))
-    valueTopk.io.out.ready := valFetch.io.rows.ready && inflight.io.enq.ready
+    valueTopk.io.out.ready := posReady
   }
   when(posTaken) {
     // the id of the value row joins the response's id words
@@ -207,9 +237,16 @@ class BackEnd(p: SpAttenParams, jobs: DecoupledIO[AttendJob], cycle: UInt, softm
     bIssue := bIssue + 1.U
   }
   when(bin(BackState.values) || (bin(BackState.probs) && !pruneValues)) {
-    // rows -> unpack -> accumulator
-    valUnpack.io.in.valid := valAsm.io.out.valid
-    valAsm.io.out.ready := valUnpack.io.in.ready
+    // rows (DRAM or the row buffer, in issue order) -> unpack -> accumulator
+    val src = srcQ.io.deq.bits
+    valUnpack.io.in.valid := srcQ.io.deq.valid && (src.buffered || valAsm.io.out.valid)
+    valUnpack.io.in.bits.row := Mux(src.buffered, vRows(src.pos), valAsm.io.out.bits)
+    valAsm.io.out.ready := srcQ.io.deq.valid && !src.buffered && valUnpack.io.in.ready
+    srcQ.io.deq.ready := valUnpack.io.in.ready && (src.buffered || valAsm.io.out.valid)
+    when(valAsm.io.out.fire) {
+      vRows(src.pos) := valAsm.io.out.bits
+      vHave := vHave | (1.U(p.maxTokens.W) << src.pos)
+    }
     valueAcc.io.rows.valid := valUnpack.io.out.valid && inflight.io.deq.valid
     valUnpack.io.out.ready := valueAcc.io.rows.ready && inflight.io.deq.valid
     inflight.io.deq.ready := valueAcc.io.rows.ready && valUnpack.io.out.valid
@@ -229,11 +266,17 @@ class BackEnd(p: SpAttenParams, jobs: DecoupledIO[AttendJob], cycle: UInt, softm
       val amount = valueAcc.io.result.bits.headImp
       imp.io.headAcc.valid := cur.accum
       imp.io.headAcc.bits.amount := Mux(amount > hMax, hMax, amount)(p.headImportanceBits - 1, 0)
-      bgoto(BackState.respHeader)
+      bgoto(Mux(cur.isGroup && cur.first, BackState.respGroup, BackState.respHeader))
     }
   }
 
   // ---------------- ATTEND response ----------------
+  when(bin(BackState.respGroup)) {
+    // a grouped response starts with its own header word, then one section a head
+    bWordValid := true.B
+    bWord := ResponseWords.groupHeader(cur.tag, cur.heads, cur.d)
+    when(bWordFire) { bgoto(BackState.respHeader) }
+  }
   when(bin(BackState.respHeader)) {
     bWordValid := true.B
     bWord := ResponseWords.attendHeader(cur.tag, cur.m, cur.n, cur.requantized)
@@ -241,7 +284,7 @@ class BackEnd(p: SpAttenParams, jobs: DecoupledIO[AttendJob], cycle: UInt, softm
   }
   when(bin(BackState.respWord1)) {
     bWordValid := true.B
-    bWord := ResponseWords.attendWord1(cur.pmax, cycle - cur.startCycle)
+    bWord := ResponseWords.attendWord1(cur.pmax, cur.headId, cycle - cur.startCycle)
     when(bWordFire) {
       bAux := 0.U
       bgoto(BackState.respO)
@@ -263,11 +306,12 @@ class BackEnd(p: SpAttenParams, jobs: DecoupledIO[AttendJob], cycle: UInt, softm
     val row = selBuf(low(bAux, idWordBits))
     bWordValid := true.B
     bWord := ResponseWords.ids((0 until idsPerWord).map(i => Mux((bAux << idLaneBits) + i.U < cur.m, row(i), 0.U)))
-    bWordLast := bAux === (cur.m - 1.U) >> idLaneBits
+    val sectionEnd = bAux === (cur.m - 1.U) >> idLaneBits
+    bWordLast := sectionEnd && (!cur.isGroup || cur.lastOfGroup)
     when(bWordFire) {
       bAux := bAux + 1.U
-      when(bWordLast) {
-        finish := true.B
+      when(sectionEnd) {
+        finish := bWordLast
         bank.slotBusy(cur.slot) := false.B
         bgoto(BackState.idle)
       }

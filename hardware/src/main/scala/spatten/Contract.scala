@@ -41,16 +41,22 @@ case class Tail(name: String, laneBits: Int, lanesPerWord: Int, signed: Boolean,
   def laneIdxBits: Int = log2Ceil(lanesPerWord).max(1)
 }
 
-/** A command or response packet: its header words' fields and its tails, in order. */
+/** Repeated sections after a packet's header: `count` (a field of the packet) copies of
+  * the section packet `packet`, each starting on a fresh word. */
+case class Sections(packet: String, count: String)
+
+/** A command or response packet: its header words' fields and its tails, in order, then
+  * its `sections` (grouped ATTEND). A packet of direction "section" is only ever a
+  * section of another (it has no opcode of its own unless it is also a response). */
 case class Packet(name: String, direction: String, opcodes: Seq[String], headerWords: Int,
-                  fields: Seq[Field], tails: Seq[Tail] = Nil) {
+                  fields: Seq[Field], tails: Seq[Tail] = Nil, sections: Option[Sections] = None) {
   require(opcodes.forall(o => Contract.opcodes.exists(_._1 == o)), s"packet $name: unknown opcode in $opcodes")
   require(fields.forall(f => f.word >= 0 && f.word < headerWords), s"packet $name: field outside the header")
   require(fields.map(_.name).distinct.size == fields.size, s"packet $name: duplicate field names")
   for (w <- 0 until headerWords; a <- fields.filter(_.word == w); b <- fields.filter(_.word == w)
        if a.name < b.name)
     require(a.hi < b.lo || b.hi < a.lo, s"packet $name: fields ${a.name} and ${b.name} overlap")
-  require(fields.exists(f => f.name == "opcode" && f.word == 0 && f.lo == 0 && f.width == 8),
+  require(direction == "section" || fields.exists(f => f.name == "opcode" && f.word == 0 && f.lo == 0 && f.width == 8),
     s"packet $name: no opcode field in word 0 [7:0]")
 
   /** The field named `n`. */
@@ -96,7 +102,7 @@ object Contract {
   /** Opcode names and values, in order. */
   val opcodes: Seq[(String, Int)] = Seq(
     "ATTEND" -> 1, "TOPK_TOKENS" -> 2, "TOPK_HEADS" -> 3, "CLEAR" -> 4,
-    "READ_IMPORTANCE" -> 5, "ERROR" -> 0xff)
+    "READ_IMPORTANCE" -> 5, "ATTEND_GROUP" -> 6, "ERROR" -> 0xff)
   private val opcodeMap = opcodes.toMap
   /** The value of the opcode named `name`. */
   def opcode(name: String): Int = opcodeMap.getOrElse(name,
@@ -115,6 +121,23 @@ object Contract {
     base("kMsbBase", 2), base("kLsbBase", 3), base("vBase", 4), base("listBase", 5)),
     Seq(Tail("query", 16, 4, signed = true, "d")))
 
+  /** Grouped ATTEND: the query heads sharing one K/V head and one token list. Words 1..5
+    * as in [[attend]] (scoreShift, requantThreshold and scoreScale of word 1 unused: they
+    * are per head); then `heads` sections [[attendHead]]. */
+  val attendGroup: Packet = Packet("attendGroup", "command", Seq("ATTEND_GROUP"), 6, Seq(
+    opcodeF, tagF, f("n", 0, 39, 24), f("heads", 0, 47, 40),
+    f("d", 1, 7, 0), f("kMsbBits", 1, 12, 8), f("kLsbBits", 1, 17, 13), f("vBits", 1, 22, 18),
+    f("requant", 1, 23, 23), f("accumImportance", 1, 24, 24),
+    base("kMsbBase", 2), base("kLsbBase", 3), base("vBase", 4), base("listBase", 5)),
+    sections = Some(Sections("attendHead", "heads")))
+
+  /** One head of a grouped ATTEND: its word, then its query (`ceil(d/4)` words, `d` of
+    * the group). */
+  val attendHead: Packet = Packet("attendHead", "section", Nil, 1, Seq(
+    f("headId", 0, 7, 0), f("valueTopK", 0, 23, 8), f("scoreShift", 0, 29, 24),
+    f("requantThreshold", 0, 46, 30), f("scoreScale", 0, 62, 47)),
+    Seq(Tail("query", 16, 4, signed = true, "d")))
+
   val topkTokens: Packet = Packet("topkTokens", "command", Seq("TOPK_TOKENS"), 2, Seq(
     opcodeF, tagF, f("n", 0, 39, 24), f("k", 0, 55, 40), base("listBase", 1)))
 
@@ -129,8 +152,14 @@ object Contract {
 
   val attendResp: Packet = Packet("attendResp", "response", Seq("ATTEND"), 2, Seq(
     opcodeF, tagF, f("m", 0, 39, 24), f("requantized", 0, 40, 40), f("n", 0, 63, 48),
-    f("pmax", 1, 16, 0), f("cycles", 1, 63, 32)),
+    f("pmax", 1, 16, 0), f("headId", 1, 24, 17), f("cycles", 1, 63, 32)),
     Seq(Tail("o", 64, 1, signed = true, "d"), Tail("ids", 16, 4, signed = false, "m")))
+
+  /** Grouped ATTEND response: one header word, then one [[attendResp]] section per head,
+    * in the command's head order (`last` only on the final word of the last). */
+  val attendGroupResp: Packet = Packet("attendGroupResp", "response", Seq("ATTEND_GROUP"), 1, Seq(
+    opcodeF, tagF, f("heads", 0, 31, 24), f("d", 0, 39, 32)),
+    sections = Some(Sections("attendResp", "heads")))
 
   val topkResp: Packet = Packet("topkResp", "response", Seq("TOPK_TOKENS", "TOPK_HEADS"), 1, Seq(
     opcodeF, tagF, f("count", 0, 39, 24)),
@@ -145,8 +174,8 @@ object Contract {
   val errorResp: Packet = Packet("errorResp", "response", Seq("ERROR"), 1, Seq(
     opcodeF, tagF, f("badOpcode", 0, 39, 24)))
 
-  val packets: Seq[Packet] = Seq(attend, topkTokens, topkHeads, clear, readImportance,
-    attendResp, topkResp, clearResp, readImportanceResp, errorResp)
+  val packets: Seq[Packet] = Seq(attend, topkTokens, topkHeads, clear, readImportance, attendGroup,
+    attendHead, attendResp, topkResp, clearResp, readImportanceResp, errorResp, attendGroupResp)
 
   // The intake decodes word 0 before it knows the opcode, so the word-0 fields that
   // several commands have must sit at one position in all of them.
@@ -156,6 +185,10 @@ object Contract {
       s"${pk.name}.k must sit where attend.valueTopK does")
   }
   require(topkTokens("listBase") == readImportance("listBase"), "the list base word must agree")
+  require(attendGroup("n") == attend("n"), "attendGroup.n must sit where attend.n does")
+  for (x <- Seq("d", "kMsbBits", "kLsbBits", "vBits", "requant", "accumImportance", "kMsbBase", "kLsbBase",
+                "vBase", "listBase"))
+    require(attendGroup(x) == attend(x), s"attendGroup.$x must sit where attend.$x does (one decoder)")
   require(topkHeads.headerWords == 1 && clear.headerWords == 1, "TOPK_HEADS and CLEAR are one word")
 
   // ---------------------------------------------------------------------------------
@@ -181,11 +214,12 @@ object Contract {
     val i2 = ind + "    "
     obj(Seq(
       "direction" -> q(pk.direction),
-      "opcode" -> q(pk.opcodes.head),
+      "opcode" -> pk.opcodes.headOption.map(q).getOrElse("null"),
       "opcodes" -> pk.opcodes.map(q).mkString("[", ", ", "]"),
       "headerWords" -> pk.headerWords.toString,
       "fields" -> pk.fields.map(i2 + fieldJson(_)).mkString("[\n", ",\n", s"\n$ind  ]"),
-      "tails" -> (if (pk.tails.isEmpty) "[]" else pk.tails.map(i2 + tailJson(_)).mkString("[\n", ",\n", s"\n$ind  ]"))
+      "tails" -> (if (pk.tails.isEmpty) "[]" else pk.tails.map(i2 + tailJson(_)).mkString("[\n", ",\n", s"\n$ind  ]")),
+      "sections" -> pk.sections.map(x => s"""{"packet": ${q(x.packet)}, "count": ${q(x.count)}}""").getOrElse("null")
     ), ind)
   }
   private def names(ns: Seq[String]): String = ns.map(q).mkString("[", ", ", "]")
@@ -210,6 +244,7 @@ object Opcode {
   val topkHeads: Int      = Contract.opcode("TOPK_HEADS")
   val clear: Int          = Contract.opcode("CLEAR")
   val readImportance: Int = Contract.opcode("READ_IMPORTANCE")
+  val attendGroup: Int    = Contract.opcode("ATTEND_GROUP")
   val error: Int          = Contract.opcode("ERROR")
 }
 
@@ -237,8 +272,13 @@ object ResponseWords {
   def attendHeader(tag: UInt, m: UInt, n: UInt, requantized: Bool): UInt =
     attendResp.pack(0, "opcode" -> Opcode.attend.U(attendResp("opcode").width.W), "tag" -> tag, "m" -> m,
       "requantized" -> requantized, "n" -> n)
-  /** ATTEND response word 1. */
-  def attendWord1(pmax: UInt, cycles: UInt): UInt = attendResp.pack(1, "pmax" -> pmax, "cycles" -> cycles)
+  /** ATTEND response word 1 (also of each section of a grouped response). */
+  def attendWord1(pmax: UInt, headId: UInt, cycles: UInt): UInt =
+    attendResp.pack(1, "pmax" -> pmax, "headId" -> headId, "cycles" -> cycles)
+  /** The header word of a grouped ATTEND response. */
+  def groupHeader(tag: UInt, heads: UInt, d: UInt): UInt =
+    attendGroupResp.pack(0, "opcode" -> Opcode.attendGroup.U(attendGroupResp("opcode").width.W), "tag" -> tag,
+      "heads" -> heads, "d" -> d)
   /** An ATTEND output word. */
   def o(x: SInt): UInt = attendResp.tail("o").pack(Seq(x.asUInt))
   /** A response id word, lane 0 first. */

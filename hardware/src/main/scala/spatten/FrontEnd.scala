@@ -74,15 +74,28 @@ class FrontEnd(p: SpAttenParams, reqIn: DecoupledIO[Request], ids: DecoupledIO[P
   def goto(st: CtrlState.Type): Unit = state := st
 
   val req  = Reg(new Request(p))
-  val slot = RegInit(0.U(1.W)) // the slot the front end fills next
+  val slot = RegInit(0.U(bank.slotBits.W)) // the slot the front end fills next (in turn)
+  /** The head of the request being run (ATTEND_GROUP: 0..heads-1; ATTEND: 0). */
+  val g    = RegInit(0.U(8.W))
+  private val hIdxBits = log2Ceil(p.maxGroupHeads).max(1)
+  val cur  = req.hd(low(g, hIdxBits))
+  val lastHead = g === req.heads - 1.U
+  /** The group's K LSB rows are in the row buffer (a head before this one requantized). */
+  val lsbCached = RegInit(false.B)
   val pass = RegInit(1.U(2.W))
   val requantized = Reg(Bool())
   val badId = Reg(Bool())
   val n = req.n(cntBits - 1, 0)
   /** M: the number of selected values. */
-  val m = Mux(req.k === 0.U || req.k >= req.n, req.n, req.k)(cntBits - 1, 0)
+  val m = Mux(cur.k === 0.U || cur.k >= req.n, req.n, cur.k)(cntBits - 1, 0)
 
   val s1Buf = Mem(p.maxTokens, SInt(scoreBits.W))
+  /** The group's K rows by list position (MSB plane: fetched by head 0; LSB plane: by the
+    * first head that requantizes); the group's later heads read them here, not in DRAM. */
+  private val rowBits = p.maxRowBursts * p.burstBits
+  val msbRows = Mem(p.maxTokens, UInt(rowBits.W))
+  val lsbRows = Mem(p.maxTokens, UInt(rowBits.W))
+  val rowIn   = RegInit(0.U(cntBits.W)) // rows from DRAM into the unpacker (keys)
 
   // counters of the current phase
   val issueCnt = RegInit(0.U(cntBits.W)) // rows / scores / positions issued
@@ -111,14 +124,14 @@ class FrontEnd(p: SpAttenParams, reqIn: DecoupledIO[Request], ids: DecoupledIO[P
   keyUnpack.io.in.bits.isSigned := true.B
   keyUnpack.io.out.ready := false.B
   dot.io.query.valid := false.B
-  dot.io.query.bits.q := req.query
+  dot.io.query.bits.q := cur.query
   dot.io.query.bits.d := low(req.d, p.dimBits) // D <= maxHeadDim: checked at the intake
   dot.io.keys.valid := false.B
   dot.io.keys.bits.k := keyUnpack.io.out.bits
   dot.io.keys.bits.last := false.B
   dot.io.scores.ready := false.B
-  softmax.io.cfg.scoreScale := req.scoreScale
-  softmax.io.cfg.scoreShift := req.scoreShift
+  softmax.io.cfg.scoreScale := cur.scoreScale
+  softmax.io.cfg.scoreShift := cur.scoreShift
   softmax.io.bank := slot
   softmax.io.scores.valid := false.B
   softmax.io.scores.bits.s := dot.io.scores.bits.s
@@ -140,7 +153,7 @@ class FrontEnd(p: SpAttenParams, reqIn: DecoupledIO[Request], ids: DecoupledIO[P
 
   /** Does this command use token importance (and so need ids below maxTokens)? */
   val usesImportance = req.opcode =/= Opcode.attend.U || req.accum
-  val isAttend = req.opcode === Opcode.attend.U
+  val isAttend = req.opcode === Opcode.attend.U || req.opcode === Opcode.attendGroup.U
 
   // ---------------- idle: take a request ----------------
   when(in(CtrlState.idle)) {
@@ -148,6 +161,8 @@ class FrontEnd(p: SpAttenParams, reqIn: DecoupledIO[Request], ids: DecoupledIO[P
     when(reqIn.fire) {
       val r = reqIn.bits
       req := r
+      g := 0.U
+      lsbCached := false.B
       pass := 1.U
       requantized := false.B
       badId := false.B
@@ -155,8 +170,11 @@ class FrontEnd(p: SpAttenParams, reqIn: DecoupledIO[Request], ids: DecoupledIO[P
       doneCnt := 0.U
       aux := 0.U
       cmdSent := false.B
+      rowIn := 0.U
       // ATTENDs overlap the back end; everything else waits for it to drain
-      when(!r.error && r.opcode === Opcode.attend.U) { goto(CtrlState.waitSlot) }.otherwise { goto(CtrlState.drain) }
+      when(!r.error && (r.opcode === Opcode.attend.U || r.opcode === Opcode.attendGroup.U)) {
+        goto(CtrlState.waitSlot)
+      }.otherwise { goto(CtrlState.drain) }
     }
   }
 
@@ -186,7 +204,18 @@ class FrontEnd(p: SpAttenParams, reqIn: DecoupledIO[Request], ids: DecoupledIO[P
 
   // ---------------- token list fetch ----------------
   val listBursts = ((req.n +& (bank.idsPerRow - 1).U) >> bank.laneBits)(cntBits, 0)
-  when(in(CtrlState.list)) {
+  // the group's later heads copy the list from the previous slot (the previous head's,
+  // which only the front end writes) instead of fetching it again
+  val copyList = isAttend && g =/= 0.U
+  when(in(CtrlState.list) && copyList) {
+    bank.write(slot, doneCnt, bank.row(slot - 1.U, doneCnt))
+    doneCnt := doneCnt + 1.U
+    when(doneCnt === listBursts - 1.U) {
+      doneCnt := 0.U
+      goto(CtrlState.keys)
+    }
+  }
+  when(in(CtrlState.list) && !copyList) {
     keyFetch.io.rows.valid := issueCnt < listBursts
     keyFetch.io.rows.bits := fetchRow(p, issueCnt, req.listBase, 1.U)
     when(keyFetch.io.rows.fire) { issueCnt := issueCnt + 1.U }
@@ -218,15 +247,29 @@ class FrontEnd(p: SpAttenParams, reqIn: DecoupledIO[Request], ids: DecoupledIO[P
 
   // ---------------- key passes ----------------
   val keyBits = Mux(pass === 1.U, req.kMsbBits, req.kLsbBits)
-  when(in(CtrlState.keys)) {
+  /** This pass reads the group's row buffer instead of DRAM. */
+  val fromRows = Mux(pass === 1.U, g =/= 0.U, lsbCached)
+  when(in(CtrlState.keys) && fromRows) {
+    // rows of positions 0..N-1 from the row buffer, one a cycle
+    keyUnpack.io.in.valid := issueCnt < n
+    keyUnpack.io.in.bits.row := Mux(pass === 1.U, msbRows(ix(issueCnt)), lsbRows(ix(issueCnt)))
+    when(keyUnpack.io.in.fire) { issueCnt := issueCnt + 1.U }
+  }
+  when(in(CtrlState.keys) && !fromRows) {
     // issue: the token ids of positions 0..N-1
     keyFetch.io.rows.valid := issueCnt < n
     keyFetch.io.rows.bits := fetchRow(p, bank.tok(slot, issueCnt), Mux(pass === 1.U, req.kMsbBase, req.kLsbBase),
       AttentionController.rowBursts(p, req.d, keyBits))
     when(keyFetch.io.rows.fire) { issueCnt := issueCnt + 1.U }
-    // rows -> unpack
+    // rows -> unpack, and into the row buffer for the group's later heads
     keyUnpack.io.in.valid := keyAsm.io.out.valid
     keyAsm.io.out.ready := keyUnpack.io.in.ready
+    when(keyAsm.io.out.fire) {
+      when(pass === 1.U) { msbRows(ix(rowIn)) := keyAsm.io.out.bits }.otherwise { lsbRows(ix(rowIn)) := keyAsm.io.out.bits }
+      rowIn := rowIn + 1.U
+    }
+  }
+  when(in(CtrlState.keys)) {
     keyUnpack.io.in.bits.bits := keyBits
     keyUnpack.io.in.bits.isSigned := pass === 1.U
     // elements -> dot (pass 1: msb << kLsbBits; pass 2: the unsigned lsb as is)
@@ -259,7 +302,9 @@ class FrontEnd(p: SpAttenParams, reqIn: DecoupledIO[Request], ids: DecoupledIO[P
       issueCnt := 0.U
       doneCnt := 0.U
       aux := 0.U
-      when(pass === 1.U && req.requant && req.kLsbBits =/= 0.U && pm < req.threshold) {
+      rowIn := 0.U
+      when(pass === 2.U) { lsbCached := true.B }
+      when(pass === 1.U && req.requant && req.kLsbBits =/= 0.U && pm < cur.threshold) {
         pass := 2.U // this pass is dropped; its bank is overwritten by pass 2
         requantized := true.B
         goto(CtrlState.keys)
@@ -273,8 +318,20 @@ class FrontEnd(p: SpAttenParams, reqIn: DecoupledIO[Request], ids: DecoupledIO[P
     jobs.valid := true.B
     when(jobs.fire) {
       bank.slotBusy(slot) := true.B
-      slot := ~slot
-      goto(CtrlState.idle)
+      slot := slot + 1.U
+      when(lastHead) {
+        goto(CtrlState.idle)
+      }.otherwise {
+        // the group's next head: its own slot, the list copied, keys from the row buffer
+        g := g + 1.U
+        pass := 1.U
+        requantized := false.B
+        issueCnt := 0.U
+        doneCnt := 0.U
+        aux := 0.U
+        rowIn := 0.U
+        goto(CtrlState.waitSlot)
+      }
     }
   }
   val job = jobs.bits
@@ -282,7 +339,11 @@ class FrontEnd(p: SpAttenParams, reqIn: DecoupledIO[Request], ids: DecoupledIO[P
   job.tag := req.tag
   job.n := n
   job.m := m
-  job.headId := req.headId
+  job.headId := cur.headId
+  job.isGroup := req.isGroup
+  job.first := g === 0.U
+  job.lastOfGroup := lastHead
+  job.heads := req.heads
   job.d := req.d
   job.vBits := req.vBits
   job.accum := req.accum

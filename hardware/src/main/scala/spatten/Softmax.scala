@@ -33,15 +33,15 @@ class SoftmaxProb(params: SpAttenParams) extends Bundle {
 
 /** Starts the probability stream of a finished pass: its score bank, `N` and `R`
   * (as its summary gave them). */
-class SoftmaxStreamCmd(p: SpAttenParams) extends Bundle {
-  val bank  = UInt(1.W)
+class SoftmaxStreamCmd(p: SpAttenParams, banks: Int = 2) extends Bundle {
+  val bank  = UInt(Softmax.bankBits(banks).W)
   val n     = UInt(p.tokenIdxBits.W)
   val recip = UInt(Softmax.recipBits(p).W)
 }
 
 /** The fixed-point base-2 softmax of SPEC.md section 2, step 2, over up to `maxTokens`
-  * scores, with two banks so that one request's probabilities stream out while the next
-  * request's scores come in.
+  * scores, with `banks` banks (two by default; the controller has one a token-list slot)
+  * so that one request's probabilities stream out while the next requests' scores come in.
   *
   * The pass side (one pass at a time):
   *  1. collect: `scores` accepted one a cycle into bank `bank` (sampled, with `cfg`, at the
@@ -82,13 +82,16 @@ class SoftmaxStreamCmd(p: SpAttenParams) extends Bundle {
   * Latency from the last score to the summary: `ceil(k / lanes)` + 4 + 26 (reciprocal)
   * + 1 cycles.
   */
-class Softmax(p: SpAttenParams) extends Module {
+class Softmax(p: SpAttenParams, banks: Int = 2) extends Module {
+  require(banks >= 2 && Integer.bitCount(banks) == 1, s"banks must be a power of two >= 2, got $banks")
+  override def desiredName: String = if (banks == 2) "Softmax" else s"SoftmaxBanks$banks"
+  private val bBits = Softmax.bankBits(banks)
   val io = IO(new Bundle {
     val cfg       = Input(new SoftmaxConfig)
-    val bank      = Input(UInt(1.W))
+    val bank      = Input(UInt(bBits.W))
     val scores    = Flipped(Decoupled(new SoftmaxScore(p)))
     val summary   = Decoupled(new SoftmaxSummary(p))
-    val stream    = Flipped(Decoupled(new SoftmaxStreamCmd(p)))
+    val stream    = Flipped(Decoupled(new SoftmaxStreamCmd(p, banks)))
     val probs     = Decoupled(new SoftmaxProb(p))
     val busy      = Output(Bool())
     val streaming = Output(Bool())
@@ -104,7 +107,7 @@ class Softmax(p: SpAttenParams) extends Module {
   val state = RegInit(sIdle)
 
   val cfg     = Reg(new SoftmaxConfig)
-  val bank    = RegInit(0.U(1.W))       // the pass side's bank
+  val bank    = RegInit(0.U(bBits.W))   // the pass side's bank
   val count   = Reg(UInt(cntBits.W))   // scores received / N
   val maxS    = Reg(SInt(scoreBits.W))
   val maxPos  = Reg(UInt(idxBits.W))    // k: where the running maximum first appeared
@@ -116,7 +119,7 @@ class Softmax(p: SpAttenParams) extends Module {
 
   // stream side
   val streaming = RegInit(false.B)
-  val sBank     = RegInit(0.U(1.W))
+  val sBank     = RegInit(0.U(bBits.W))
   val sCount    = Reg(UInt(cntBits.W))
   val sRecip    = Reg(UInt(Softmax.recipBits(p).W))
 
@@ -132,8 +135,8 @@ class Softmax(p: SpAttenParams) extends Module {
   def laneOf(j: UInt): UInt = j(laneBits - 1, 0)
   def oneLane(j: UInt): Seq[Bool] = (0 until L).map(i => laneOf(j) === i.U)
 
-  val sBufs = Seq.fill(2)(SyncReadMem(rows, Vec(L, UInt(scoreBits.W))))
-  val eBufs = Seq.fill(2)(SyncReadMem(rows, Vec(L, UInt(eBits.W))))
+  val sBufs = Seq.fill(banks)(SyncReadMem(rows, Vec(L, UInt(scoreBits.W))))
+  val eBufs = Seq.fill(banks)(SyncReadMem(rows, Vec(L, UInt(eBits.W))))
   val scoreRead  = WireDefault(0.U(rowBits.W))
   val streamRead = WireDefault(0.U(rowBits.W))
   val sWriteEn   = WireDefault(false.B)
@@ -153,8 +156,8 @@ class Softmax(p: SpAttenParams) extends Module {
     when(eWriteEn && bank === b.U) { m.write(eWriteRow, eWriteData, eWriteMask) }
     m.read(streamRead)
   }
-  val passScores = Mux(bank === 1.U, sRd(1), sRd(0))
-  val streamRow  = Mux(sBank === 1.U, eRd(1), eRd(0))
+  val passScores = VecInit(sRd)(bank)
+  val streamRow  = VecInit(eRd)(sBank)
   assert(!(streaming && state =/= sIdle && bank === sBank), "Softmax: a pass uses the bank being streamed")
   assert(!(io.scores.fire && state === sIdle && io.bank === Mux(io.stream.fire, io.stream.bits.bank, sBank) &&
     (streaming || io.stream.fire)), "Softmax: a pass starts in the bank being streamed")
@@ -346,6 +349,8 @@ object Softmax {
   val lanes: Int = 4
 
   /** Bits of `E = sum_j e_j <= maxTokens * 2^16`. */
+  /** Bits of a bank number. */
+  def bankBits(banks: Int): Int = log2Ceil(banks).max(1)
   def sumEBits(p: SpAttenParams): Int = log2Ceil(p.maxTokens.toLong * (1L << p.probFracBits) + 1)
 
   /** Bits of `R = floor(2^48 / E) <= 2^32` (E >= 2^16). */

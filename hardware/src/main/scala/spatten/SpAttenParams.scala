@@ -20,6 +20,7 @@ import chisel3.util.log2Ceil
   * @param topkParallelism comparators of the quick-select top-k engine
   * @param clockMHz        clock the cycle counts are reported at
   * @param maxInflight     outstanding DRAM requests per channel
+  * @param maxGroupHeads   most query heads in one grouped ATTEND (ATTEND_GROUP)
   */
 case class SpAttenParams(
   preset:          String = "tiny",
@@ -32,7 +33,8 @@ case class SpAttenParams(
   dramAddrBits:    Int = 32,
   topkParallelism: Int = 4,
   clockMHz:        Int = 1000,
-  maxInflight:     Int = 16) {
+  maxInflight:     Int = 16,
+  maxGroupHeads:   Int = 4) {
 
   /** Width of the command and response stream words. */
   val wordBits: Int = 64
@@ -68,6 +70,7 @@ case class SpAttenParams(
   require(topkParallelism >= 1 && Integer.bitCount(topkParallelism) == 1,
     s"topkParallelism must be a power of two, got $topkParallelism")
   require(maxInflight >= 1, s"maxInflight must be positive, got $maxInflight")
+  require(maxGroupHeads >= 1 && maxGroupHeads <= 255, s"maxGroupHeads must be in 1..255, got $maxGroupHeads")
 
   /** The parameters, primary and derived, by JSON key (SPEC.md section 7), in order. */
   def jsonFields: Seq[(String, Any)] = Seq(
@@ -79,7 +82,7 @@ case class SpAttenParams(
     "expLutFracBits" -> expLutFracBits, "probFracBits" -> probFracBits,
     "recipShift" -> recipShift, "importanceBits" -> importanceBits,
     "headImportanceBits" -> headImportanceBits, "dataBits" -> dataBits,
-    "maxRowBytes" -> maxRowBytes)
+    "maxRowBytes" -> maxRowBytes, "maxGroupHeads" -> maxGroupHeads)
 }
 
 /** The named presets. Use `SpAttenParams.byName`. */
@@ -92,12 +95,12 @@ object SpAttenParams {
     * 2 HBM2 channels, top-k parallelism 16), sized for 1k-2k-token contexts. */
   val eighth: SpAttenParams = SpAttenParams(
     preset = "eighth", maxHeadDim = 64, maxTokens = 2048, maxHeads = 32, dotLanes = 64,
-    numChannels = 2, topkParallelism = 16, maxInflight = 64)
+    numChannels = 2, topkParallelism = 16, maxInflight = 64, maxGroupHeads = 8)
 
   /** The paper's configuration: 512 multipliers, 16 HBM2 channels, 1 GHz. */
   val paper: SpAttenParams = SpAttenParams(
     preset = "paper", maxHeadDim = 64, maxTokens = 2048, maxHeads = 32, dotLanes = 512,
-    numChannels = 16, topkParallelism = 16, maxInflight = 32)
+    numChannels = 16, topkParallelism = 16, maxInflight = 32, maxGroupHeads = 8)
 
   val all: Seq[SpAttenParams] = Seq(tiny, eighth, paper)
 

@@ -3,7 +3,7 @@ package spatten
 import chisel3._
 import chisel3.util._
 
-/** The token-list bank of the controller: two slots, one per ATTEND in flight, each holding
+/** The token-list bank of the controller: `slots` slots, one per ATTEND (head) in flight, each holding
   * the token ids of one request's list (SPEC.md section 4: 16-bit ids, `burstBytes / 2` to
   * a burst, one burst a row), and the slots' busy flags.
   *
@@ -17,7 +17,10 @@ import chisel3.util._
   *
   * @param p the hardware parameters
   */
-class TokenListBank(p: SpAttenParams) {
+class TokenListBank(p: SpAttenParams, val slots: Int = 2) {
+  require(slots >= 2 && Integer.bitCount(slots) == 1, s"slots must be a power of two >= 2, got $slots")
+  /** Bits of a slot number. */
+  val slotBits: Int = log2Ceil(slots)
   /** Ids in one row (one burst of the list). */
   val idsPerRow: Int = p.burstBytes * 8 / p.tokenBits
   /** Bits of an id's lane within its row. */
@@ -27,8 +30,8 @@ class TokenListBank(p: SpAttenParams) {
   val rowBits: Int = log2Ceil(rows).max(1)
 
   /** Slot `s` holds a list whose ATTEND has not yet answered. */
-  val slotBusy = RegInit(VecInit(Seq.fill(2)(false.B)))
-  val tokBuf = Mem(2 << rowBits, Vec(idsPerRow, UInt(p.tokenBits.W)))
+  val slotBusy = RegInit(VecInit(Seq.fill(slots)(false.B)))
+  val tokBuf = Mem(slots << rowBits, Vec(idsPerRow, UInt(p.tokenBits.W)))
 
   /** The ids of one fetched list burst, lane `i` in bits `[tokenBits*(i+1)-1 : tokenBits*i]`. */
   def rowIds(burst: UInt): Vec[UInt] =
@@ -37,6 +40,9 @@ class TokenListBank(p: SpAttenParams) {
   /** Writes row `row` of the list in slot `slot`. */
   def write(slot: UInt, row: UInt, ids: Vec[UInt]): Unit =
     tokBuf(Cat(slot, AttentionController.low(row, rowBits))) := ids
+
+  /** Row `row` of the list in slot `slot` (one combinational read port). */
+  def row(slot: UInt, row: UInt): Vec[UInt] = tokBuf(Cat(slot, AttentionController.low(row, rowBits)))
 
   /** Token id at position `j` of the list in slot `slot`. */
   def tok(slot: UInt, j: UInt): UInt = {
