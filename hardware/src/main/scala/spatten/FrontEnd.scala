@@ -185,7 +185,8 @@ class FrontEnd(p: SpAttenParams, reqIn: DecoupledIO[Request], ids: DecoupledIO[P
   }
 
   // ---------------- token list fetch ----------------
-  val listBursts = ((req.n +& (bank.idsPerRow - 1).U) >> bank.laneBits)(cntBits, 0)
+  // (padded: with maxTokens >= 2^15 the shifted sum is narrower than cntBits + 1)
+  val listBursts = ((req.n +& (bank.idsPerRow - 1).U) >> bank.laneBits).pad(cntBits + 1)(cntBits, 0)
   when(in(CtrlState.list)) {
     keyFetch.io.rows.valid := issueCnt < listBursts
     keyFetch.io.rows.bits := fetchRow(p, issueCnt, req.listBase, 1.U)
