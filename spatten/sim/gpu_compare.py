@@ -119,9 +119,8 @@ def table_rows(g: dict) -> list[tuple[str, str]]:
                                     f"(mean of {n} step{'s' if n > 1 else ''}"
                                     + (f"; partial step {', '.join(map(str, left))} left out" if left else "") + ")"))
 
-    def ratio(x: float) -> str:
-        return f"{x:.2f}x the GPU's time ({'slower' if x > 1 else 'faster'}: {max(x, 1 / x):.2f}x)"
-
-    rows.append(("accelerator / GPU time", f"dense {ratio(g['accel_over_gpu_dense'])}; "
-                                           f"compacted {ratio(g['accel_over_gpu_compacted'])}"))
+    d, c = g["accel_over_gpu_dense"], g["accel_over_gpu_compacted"]
+    verdict = ("the accelerator is slower" if d > 1 and c > 1 else "the accelerator is faster" if d < 1 and c < 1
+               else "faster than one, slower than the other")
+    rows.append(("accelerator / GPU time", f"{d:.2f} of dense, {c:.2f} of compacted ({verdict})"))
     return rows
