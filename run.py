@@ -27,7 +27,7 @@ import click
 from spatten.contract.params import from_dict, load_params
 from spatten.errors import SpAttenError, exit_code
 from spatten.sim import build as hwbuild
-from spatten.sim import inputs, procs, program, report
+from spatten.sim import gpu_compare, inputs, procs, program, report
 from spatten.sim.simulate import Simulation, load_rows, name_states, progress
 
 ROOT = Path(__file__).resolve().parent
@@ -56,6 +56,10 @@ DEFAULT_DRAM_CONFIG = ROOT / "hardware" / "dpi" / "configs" / "hbm2.yaml"
 @click.option("--waves", is_flag=True,
               help="Record every signal of the SpAtten run to <out>/sparse/waves.vcd (a separate simulator build "
                    "with tracing; large and slow: use with --limit or --step).")
+@click.option("--gpu-baseline", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="A tools/bench_gpu.py result measured on this CSV (hardware/workloads/gpu/): the report puts "
+                   "the accelerator's time per decode step (cycles / clockMHz) beside the GPU's, dense and "
+                   "compacted (L2 flushed), with the ratios.")
 @click.option("--check-only", is_flag=True,
               help="Check every input (CSV against the preset, tensors against the CSV, DRAM config, --out) "
                    "and stop: exit 0 when all are usable, 2 when not; nothing is built.")
@@ -78,10 +82,11 @@ def main(**kw) -> None:
 
 def _main(workload: Path, preset: str, backend: str, dram_config: Path | None, limit: int | None,
           step: int | None, out: str | None, dense: bool, check: bool, seed: int, dram_trace: bool,
-          waves: bool, check_only: bool) -> int:
+          waves: bool, check_only: bool, gpu_baseline: Path | None) -> int:
     t_start = time.monotonic()
     # Every input is checked before anything is built (InputError: exit 2).
     wl, rows = load_rows(workload, limit, step)
+    gpu = gpu_compare.load_for_workload(gpu_baseline, workload, wl.rows, rows) if gpu_baseline else None
     inputs.check_backend(backend, dram_config is not None)
     npz = workload.with_suffix(".npz")
     tensors = None
@@ -100,20 +105,22 @@ def _main(workload: Path, preset: str, backend: str, dram_config: Path | None, l
     params = from_dict(contract["params"], source=f"contract of preset {preset}")
     inputs.check_rows(workload, rows, params, preset, list(presets),
                       lambda p: from_dict(presets[p], source=f"contract of preset {p}"))
+    inputs.check_memory(workload, rows, params, tensors, dense=dense)
     out_dir = inputs.check_out_dir(ROOT / "results" / workload.stem if out is None else out, keep=not check_only)
     click.echo(f"[run] {workload}: {len(rows)} rows, {'functional (tensors)' if tensors else 'synthetic data'}; "
                f"preset {preset}, DRAM {backend}", err=True)
     if check_only:
         click.echo(f"[run] inputs OK: {workload}{' + ' + npz.name if tensors else ''}, preset {preset}, "
-                   f"DRAM {backend}, --out {out_dir}", err=True)
+                   f"DRAM {backend}, --out {out_dir}"
+                   + (f", GPU baseline {gpu_baseline} (measured on this CSV)" if gpu else ""), err=True)
         return 0
     with procs.lock_output(out_dir):
         return _simulate(workload, preset, backend, dram_config, limit, step, out_dir, dense, check, seed,
-                         dram_trace, waves, rows, tensors, t_start)
+                         dram_trace, waves, rows, tensors, t_start, gpu, wl.rows)
 
 
 def _simulate(workload, preset, backend, dram_config, limit, step, out, dense, check, seed, dram_trace, waves,
-              rows, tensors, t_start) -> int:
+              rows, tensors, t_start, gpu=None, all_rows=()) -> int:
     import torch
 
     torch.set_num_threads(1)  # the float checks are small; threads only contend with the simulator
@@ -147,6 +154,9 @@ def _simulate(workload, preset, backend, dram_config, limit, step, out, dense, c
         if res is not None:
             name_states(res, rtl.states)
     s = report.summarize(workload, preset, backend, sparse, dense_res)
+    if gpu is not None:
+        s["gpu_baseline"] = gpu_compare.compare(gpu, sparse.prog.info, sparse.charged(), params.clock_mhz,
+                                                all_rows, rows)
     s["run_wall_s"] = time.monotonic() - t_start
     with procs.deferred_signals():  # the report is written whole or not at all
         files = report.write_all(s, params, out)

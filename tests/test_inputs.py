@@ -79,6 +79,72 @@ def test_fields_beyond_the_preset_rejected_before_any_build(tmp_path: Path, buil
     assert _built_nothing(build_dir)
 
 
+def test_long_context_limits_of_the_paper_preset(tmp_path: Path, build_dir: Path, params_files) -> None:
+    """Heads of 128 and 32,768-token contexts fit the paper preset; one more of either, or a
+    head beyond maxHeads, is rejected before any build naming the line, the field and the limit."""
+    from spatten.contract.params import load_params
+
+    paper = load_params(params_files["paper"])
+    assert paper.max_head_dim >= 128 and paper.max_tokens >= 32768
+    env = {"SPATTEN_BUILD_DIR": str(build_dir)}
+    rows, _ = fx.workload()
+    base = replace(rows[0], if_topk=False, topk=-1, extra={}, embedding_length_D=paper.max_head_dim,
+                   sentence_length_L=paper.max_tokens, key_fetch_num=paper.max_tokens, value_fetch_num=64)
+    fits = fx.write(tmp_path / "fits.csv", [base, replace(base, head_id=paper.max_heads - 1)], None)
+    ok = fx.run_py([str(fits), "--preset", "paper", "--check-only"], env)
+    assert ok.returncode == 0 and "inputs OK" in ok.stderr, ok.stderr
+    for fld, value, limit in (("embedding_length_D", paper.max_head_dim + 1, f"maxHeadDim={paper.max_head_dim}"),
+                              ("sentence_length_L", paper.max_tokens + 1, f"maxTokens={paper.max_tokens}"),
+                              ("head_id", paper.max_heads, f"maxHeads={paper.max_heads}")):
+        csv = fx.write(tmp_path / f"{fld}.csv", [base, replace(base, **{fld: value})], None)
+        _bad_input(fx.run_py([str(csv), "--preset", "paper", "--check-only"], env),
+                   f"{csv}:3: {fld}: {value}", limit)
+    assert _built_nothing(build_dir)
+
+
+def test_memory_image_beyond_the_address_space_rejected(tmp_path: Path, build_dir: Path, params_files) -> None:
+    """8 layers x 32 heads of 32,768 tokens at D = 128: the dense baseline's image (16-bit
+    K and V of every token of every head, 4 GiB) does not fit 2^32 bytes, the SpAtten run's
+    (8-bit K MSBs and V, 2 GiB) does."""
+    from spatten.contract.params import load_params
+
+    paper = load_params(params_files["paper"])
+    assert paper.dram_addr_bits == 32
+    env = {"SPATTEN_BUILD_DIR": str(build_dir)}
+    rows, _ = fx.workload()
+    big = [replace(rows[0], layer_id=la, head_id=h, if_topk=False, topk=-1, extra={}, embedding_length_D=128,
+                   sentence_length_L=32768, key_fetch_num=32768, value_fetch_num=64)
+           for la in range(8) for h in range(32)]
+    csv = fx.write(tmp_path / "big.csv", big, None)
+    _bad_input(fx.run_py([str(csv), "--preset", "paper", "--check-only"], env),
+               f"{csv}: sentence_length_L, embedding_length_D", "dense baseline run's memory image needs 4.0",
+               "2^dramAddrBits = 2^32 bytes (4.00 GiB)", "--no-dense")
+    ok = fx.run_py([str(csv), "--preset", "paper", "--check-only", "--no-dense"], env)
+    assert ok.returncode == 0, ok.stderr
+    assert _built_nothing(build_dir)
+
+
+def test_image_bytes_is_what_the_program_allocates(tmp_path: Path, tiny) -> None:
+    """``inputs.image_bytes`` (the address-space check) against the programs' own images:
+    planes exact, token lists an upper bound (exact on the functional workload, whose
+    distinct lists are known from its tensors)."""
+    from spatten.sim import program
+
+    rows, t = fx.workload()
+    rows = read_workload(fx.write(tmp_path / "w.csv", rows, t)).rows
+    start = inputs.IMAGE_START_BURSTS * tiny.burst_bytes
+    b = tiny.burst_bytes
+    distinct = {tuple(t["kept_ids"][t["kept_offsets"][i]:t["kept_offsets"][i + 1]]) for i in range(len(rows))}
+    for tensors, dense in ((t, False), (None, False), (None, True)):
+        prog = program.build(program.dense_rows(rows) if dense else rows, tiny, tensors=tensors, dense=dense)
+        total, planes, lists = inputs.image_bytes(rows, tiny, tensors, dense)
+        assert total == start + planes + lists and total >= prog.image.size
+        used_by_lists = prog.image.size - start - planes
+        assert 0 < used_by_lists <= lists, (tensors is None, dense, used_by_lists, lists)
+        if tensors is not None:
+            assert used_by_lists == sum(-(-2 * len(ids) // b) * b for ids in distinct)
+
+
 # ---------------------------------------------------------------------------------------
 # 2. tensors against the CSV
 # ---------------------------------------------------------------------------------------

@@ -147,3 +147,14 @@ def test_preset_builds(preset: str) -> None:
     exe = hwbuild.build_native("SpAttenTop", preset, [ROOT / "hardware" / "harness" / "spatten_sim.cpp"])
     assert exe.is_file() and os.access(exe, os.X_OK)
     assert hwbuild.elaborate("SpAttenTop", preset).params["preset"] == preset
+
+
+@pytest.mark.slow
+def test_dpi_paper_wide_heads(tmp_path: Path) -> None:
+    """SpAttenTop on the paper preset with the DPI DRAM (16 HBM2 channels): random requests
+    with head dimensions up to maxHeadDim = 128 and token lists of up to 600 (long lists
+    are the native runs' job: ``run.py`` on the synthetic 8,192-token workload), every
+    response checked against the golden model. Slow: a cocotb build of the largest preset."""
+    params = load_params(hwbuild.contract_json("paper"))
+    assert params.max_head_dim == 128
+    _run_dpi(tmp_path, "paper", 40, max_tokens=600)

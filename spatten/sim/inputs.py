@@ -5,6 +5,7 @@ what is allowed; nothing here prints or exits (the CLIs do, with exit status 2):
 
     from spatten.sim import inputs
     inputs.check_rows(csv_path, rows, params, preset, presets, params_of)   # CSV vs the hardware
+    inputs.check_memory(csv_path, rows, params, tensors, dense=True)        # memory image vs the address space
     t = inputs.load_tensors(npz_path)                                       # a readable .npz
     note = inputs.check_tensors(npz_path, t, csv_path, wl.rows)             # tensors vs the CSV
     inputs.check_dram_config(yaml_path)                                     # as hardware/dpi/dram_config.cc (dramconfig.py)
@@ -28,7 +29,7 @@ from spatten.contract.layout import layout
 from spatten.errors import InputError
 from spatten.sim.dramconfig import check_backend, check_dram_config, parse_dram_config  # re-exported
 
-__all__ = ["InputError", "check_rows", "load_tensors", "check_tensors", "REQUIRED_KEYS", "IDENTITY_KEY",
+__all__ = ["InputError", "check_rows", "check_memory", "image_bytes", "load_tensors", "check_tensors", "REQUIRED_KEYS", "IDENTITY_KEY",
            "check_dram_config", "parse_dram_config", "check_backend", "check_out_dir",
            "check_no_error_responses"]
 
@@ -109,6 +110,69 @@ def check_rows(path: Path | str, rows: Sequence[Any], params: Any, preset: str =
                     f"{need_txt}: a new configuration in SpAttenParams.scala)") if params_of or not larger \
                 else f"; choose a larger --preset ({', '.join(larger)})"
     raise InputError(f"{path}:{line}: {fld}: {msg}{more}{hint}")
+
+
+# ---------------------------------------------------------------------------------------
+# The memory image against the address space
+# ---------------------------------------------------------------------------------------
+
+IMAGE_START_BURSTS = 16
+"""Bursts the program leaves free below its first plane (``spatten.sim.program.build``)."""
+
+
+def image_bytes(rows: Sequence[Any], params: Any, tensors: Mapping[str, np.ndarray] | None = None,
+                dense: bool = False) -> tuple[int, int, int]:
+    """``(total, planes, lists)``: bytes of the memory image :func:`spatten.sim.program.build`
+    writes for ``rows``, planes exact (one K MSB, K LSB and V plane per (layer, K/V head,
+    widths) of every token, as the program makes them) and token lists an upper bound (one
+    list per row; the program shares equal lists). ``dense``: the dense baseline's image
+    (16-bit K and V of every (layer, head), no LSB plane). ``tensors`` (checked already):
+    functional mode, planes of ``k``'s tokens per K/V head of ``row_kv_head``."""
+    from spatten.contract.memimage import stride
+    from spatten.sim.program import _key_bits  # the one rule for a row's key widths
+
+    b = params.burst_bytes
+    functional = tensors is not None and not dense
+    planes: dict[tuple, int] = {}
+    if functional:
+        n_tok, d_all = int(tensors["k"].shape[2]), int(tensors["k"].shape[3])
+        kvh = tensors["row_kv_head"]
+    else:
+        n_tok = max(r.sentence_length_L for r in rows)
+    for r in rows:
+        if dense:
+            msb, lsb, vbits = 16, 0, 16
+        else:
+            msb, lsb, _ = _key_bits(r, functional)
+            vbits = 16 if r.quant_value_bit == -1 else r.quant_value_bit
+        head = int(kvh[r.index]) if functional else r.head_id
+        d = d_all if functional else r.embedding_length_D
+        planes[(r.layer_id, head, msb, lsb, vbits)] = n_tok * (
+            stride(d, msb, b) + stride(d, lsb, b) + stride(d, vbits, b))
+    lists = sum(-(-2 * (r.sentence_length_L if dense else r.key_fetch_num) // b) * b for r in rows)
+    total = IMAGE_START_BURSTS * b + sum(planes.values()) + lists
+    return total, sum(planes.values()), lists
+
+
+def check_memory(path: Path | str, rows: Sequence[Any], params: Any,
+                 tensors: Mapping[str, np.ndarray] | None = None, dense: bool = True) -> None:
+    """Reject a workload whose memory image (the SpAtten run's, and the dense baseline's
+    when ``dense``) does not fit the preset's ``2^dramAddrBits`` bytes (SPEC.md section 4),
+    naming the file, the fields that size it and the limit."""
+    limit = 1 << params.dram_addr_bits
+    for which, is_dense in (("SpAtten", False), ("dense baseline", True)):
+        if is_dense and not dense:
+            continue
+        total, planes, lists = image_bytes(rows, params, tensors, is_dense)
+        if total > limit:
+            gib = 1 << 30
+            hint = " (run with --no-dense: the SpAtten run alone fits)" if is_dense else ""
+            raise InputError(
+                f"{path}: sentence_length_L, embedding_length_D, layer_id/head_id: the {which} run's memory image "
+                f"needs {total / gib:.2f} GiB (K/V planes {planes / gib:.2f} GiB of every token of every "
+                f"(layer, head), token lists up to {lists / gib:.3f} GiB), beyond the preset's address space of "
+                f"2^dramAddrBits = 2^{params.dram_addr_bits} bytes ({limit / gib:.2f} GiB){hint}; run fewer rows "
+                f"(--limit, --step) or a preset with more dramAddrBits")
 
 
 # ---------------------------------------------------------------------------------------

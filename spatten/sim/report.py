@@ -160,6 +160,9 @@ def table(s: dict) -> str:
         rows += [("dense cycles", f"{s['dense']['cycles']:,}"),
                  ("speed-up over dense", f"{s['speedup']:.2f}x"),
                  ("DRAM reduction", f"{s['dram_reduction']:.2f}x")]
+    if s.get("gpu_baseline"):
+        from spatten.sim.gpu_compare import table_rows
+        rows += table_rows(s["gpu_baseline"])
     if s.get("float_error"):
         fe = s["float_error"]
         rows.append(("vs float, same integers", f"max {fe['max_abs']:.3g}, mean {fe['mean_abs']:.3g} V units; "

@@ -203,7 +203,8 @@ class FrontEnd(p: SpAttenParams, reqIn: DecoupledIO[Request], ids: DecoupledIO[P
   }
 
   // ---------------- token list fetch ----------------
-  val listBursts = ((req.n +& (bank.idsPerRow - 1).U) >> bank.laneBits)(cntBits, 0)
+  // (padded: with maxTokens >= 2^15 the shifted sum is narrower than cntBits + 1)
+  val listBursts = ((req.n +& (bank.idsPerRow - 1).U) >> bank.laneBits).pad(cntBits + 1)(cntBits, 0)
   // the group's later heads copy the list from the previous slot (the previous head's,
   // which only the front end writes) instead of fetching it again
   val copyList = isAttend && g =/= 0.U

@@ -97,9 +97,11 @@ object SpAttenParams {
     preset = "eighth", maxHeadDim = 64, maxTokens = 2048, maxHeads = 32, dotLanes = 64,
     numChannels = 2, topkParallelism = 16, maxInflight = 64, maxGroupHeads = 8)
 
-  /** The paper's configuration: 512 multipliers, 16 HBM2 channels, 1 GHz. */
+  /** The paper's configuration: 512 multipliers, 16 HBM2 channels, 1 GHz; heads of up to
+    * 128 (Llama-2/3-8B, Mistral-7B, Qwen-7B) and up to 32,768 kept tokens a request (the
+    * buffer sizes this implies: SPEC.md section 7). */
   val paper: SpAttenParams = SpAttenParams(
-    preset = "paper", maxHeadDim = 64, maxTokens = 2048, maxHeads = 32, dotLanes = 512,
+    preset = "paper", maxHeadDim = 128, maxTokens = 32768, maxHeads = 32, dotLanes = 512,
     numChannels = 16, topkParallelism = 16, maxInflight = 32, maxGroupHeads = 8)
 
   val all: Seq[SpAttenParams] = Seq(tiny, eighth, paper)
