@@ -81,6 +81,9 @@ def compare(gpu: GpuBaseline, info: Sequence[Any], charged: Sequence[int], clock
     ran = Counter(r.iteration_id for r in run_rows)
     complete = sorted(s for s in ran if ran[s] == whole[s])
     cycles: Counter[int] = Counter()
+    charged = list(charged)
+    if charged:  # the run's cycles count both ends (max end - min start + 1): the first command
+        charged[0] += 1  # gets the cycle its first word entered, so the steps add up to the run
     for c, n in zip(info, charged):
         cycles[c.iteration] += n
     steps = []
