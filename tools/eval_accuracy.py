@@ -14,6 +14,10 @@ layer and query head; MSBs, LSBs when refetched, values and scales), relative to
 presets, YAML paths or ``PRESET@section.key=value@...`` overrides (one preset swept over
 budgets), from ``--policy`` and/or ``--policy-list`` (a file, one spec a line, ``#``
 comments). Evaluation is deterministic on one machine (CPU float32, one thread a process).
+Policies whose decisions are per row (dense, static patterns, the threshold method, KIVI
+quantization with a residual window of at least one group) are evaluated in one
+teacher-forced pass (``workloads/spatten/parallel.py``), which gives the step-by-step
+figures up to float rounding; ``--step-by-step`` forces the slow path.
 
 Writes atomically. Exit status: 0 on success, 2 on bad input (options, text, model,
 policy, ``--merge`` files), as ``run.py`` and ``gen_workload.py``.
@@ -44,6 +48,7 @@ from workloads.models import ModelError, load_model
 from workloads.spatten.export import run_sequence
 from workloads.spatten.hardware import runs_on_accelerator
 from workloads.spatten.overrides import load_policy_spec
+from workloads.spatten.parallel import parallel_reason
 from workloads.spatten.policy import Policy, PolicyError
 from workloads.text import DEFAULT_TEXT, TextError, check_text, load_tokens
 
@@ -64,11 +69,15 @@ def _fraction(state) -> float:
     return state.kv_bits / state.kv_dense_bits if state.kv_dense_bits else 1.0
 
 
-def eval_causal(lm, ids: torch.Tensor, pol: Policy, context: int, n_eval: int) -> dict[str, float]:
-    """Perplexity of ``n_eval`` teacher-forced decoded tokens and the K/V bytes fraction."""
-    run = run_sequence(lm.model, ids, pol, context, n_eval - 1, True, record=False)
+def eval_causal(lm, ids: torch.Tensor, pol: Policy, context: int, n_eval: int, stepwise: bool) -> dict[str, float]:
+    """Perplexity of ``n_eval`` teacher-forced decoded tokens and the K/V bytes fraction.
+
+    Policies whose decisions are per row run as one pass (``workloads/spatten/parallel.py``,
+    the same numbers as decoding step by step, float rounding aside), unless ``stepwise``."""
+    one_pass = not stepwise and parallel_reason(pol) is None
+    run = run_sequence(lm.model, ids, pol, context, n_eval - 1, True, record=False, parallel=one_pass)
     return {"nll": float(np.mean(run.nll)), "ppl": float(math.exp(np.mean(run.nll))),
-            "kv_fraction": _fraction(run.state), "tokens": len(run.nll)}
+            "kv_fraction": _fraction(run.state), "tokens": len(run.nll), "one_pass": one_pass}
 
 
 def eval_encoder(lm, windows: list[torch.Tensor], pol: Policy) -> dict[str, float]:
@@ -96,9 +105,10 @@ def _worker_eval(args: tuple) -> dict[str, object]:
     return _eval_one(_WORKER["lm"], *args)
 
 
-def _eval_one(lm, key: tuple[str, int], pol: Policy, data, context: int, eval_tokens: int) -> dict[str, object]:
+def _eval_one(lm, key: tuple[str, int], pol: Policy, data, context: int, eval_tokens: int,
+              stepwise: bool) -> dict[str, object]:
     t = time.perf_counter()
-    res = eval_causal(lm, data, pol, context, eval_tokens) if lm.causal else eval_encoder(lm, data, pol)
+    res = eval_causal(lm, data, pol, context, eval_tokens, stepwise) if lm.causal else eval_encoder(lm, data, pol)
     out = {"policy": pol.name, "hardware": runs_on_accelerator(pol), "seconds": round(time.perf_counter() - t, 1),
            **res}
     click.echo(f"{key[0]} ctx{key[1]} {pol.name}: {json.dumps(out)}", err=True)
@@ -106,7 +116,7 @@ def _eval_one(lm, key: tuple[str, int], pol: Policy, data, context: int, eval_to
 
 
 def _evaluate_all(model: str, lm, tasks: list[tuple], jobs: int) -> list[dict[str, object]]:
-    """Evaluate every task ``(key, policy, data, context, eval_tokens)`` (order kept)."""
+    """Evaluate every task ``(key, policy, data, context, eval_tokens, stepwise)`` (order kept)."""
     if jobs <= 1:
         return [_eval_one(lm, *t) for t in tasks]
     import concurrent.futures as cf  # noqa: PLC0415
@@ -191,11 +201,13 @@ def _slug(text: str) -> str:
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Output stem: writes .md, .json, .png.")
 @click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True, help="Evaluations in parallel (one process each).")
 @click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True, help="torch threads per process.")
+@click.option("--step-by-step", "stepwise", is_flag=True, help="Decode every policy token by token (no one-pass shortcut).")
 @click.option("--merge", "merge", multiple=True, type=click.Path(exists=True, path_type=Path),
               help="Instead of evaluating, merge the .json of earlier runs (same model, text and setting).")
 def main(
     model: str, texts: tuple[str, ...], contexts: tuple[int, ...], eval_tokens: int, windows: int,
-    policies: tuple[str, ...], policy_list: Path | None, out: Path, jobs: int, threads: int, merge: tuple[Path, ...],
+    policies: tuple[str, ...], policy_list: Path | None, out: Path, jobs: int, threads: int, stepwise: bool,
+    merge: tuple[Path, ...],
 ) -> None:
     """Perplexity (or output similarity) and K/V bytes of pruning and quantization policies vs dense."""
     command = "python tools/eval_accuracy.py " + " ".join(sys.argv[1:])
@@ -237,7 +249,7 @@ def main(
     if not lm.causal and any(p.extended for p in pols):
         raise BadInput("eviction and KIVI quantization policies need a causal model")
     keys = list(data)
-    tasks = [(k, p, data[k], k[1], eval_tokens) for k in keys for p in pols]
+    tasks = [(k, p, data[k], k[1], eval_tokens, stepwise) for k in keys for p in pols]
     results = _evaluate_all(model, lm, tasks, jobs)
     seconds = round(time.perf_counter() - t0, 1)
     for i, (text, context) in enumerate(keys):

@@ -127,6 +127,11 @@ def spatten_attention_forward(
     elif state.length != tk:
         raise RuntimeError(f"layer {layer} sees {tk} tokens but layer 0 saw {state.length}")
     pol = state.policy
+    if state.parallel_from is not None:  # teacher-forced decoding in one pass: parallel.py
+        from workloads.spatten.parallel import parallel_forward  # noqa: PLC0415
+
+        out = parallel_forward(state, layer, query, key, value, float(scaling))
+        return out.to(query.dtype).transpose(0, 1).unsqueeze(0), None
     if pol.extended:  # eviction methods and KIVI quantization: kvattention.py
         from workloads.spatten.kvattention import extended_forward  # noqa: PLC0415
 

@@ -139,6 +139,8 @@ def count_bits(
     requant: torch.Tensor,
     dim: int,
     total: int,
+    res: torch.Tensor | None = None,
+    totals: torch.Tensor | None = None,
 ) -> None:
     """Add the K/V bits of these requests (one per query head and row) to ``state.kv_bits``.
 
@@ -148,16 +150,21 @@ def count_bits(
     residual ones; scales: per-channel K scales (and zero points) once per request and
     group of ``group_tokens`` kept keys, per-token V scales per V row, per-channel V scales
     once per request (one per-tensor scale is not counted, as for the accelerator's rows).
+    ``res`` (residual positions, broadcastable to ``attended``) and ``totals`` (cache length
+    of each row) serve ``parallel.py``, whose rows have different cache lengths.
     """
     qz = state.policy.quantization
-    rows = attended.shape[0] * attended.shape[1]
-    state.kv_dense_bits += float(rows * 2 * total * dim * 16)
+    if totals is None:
+        state.kv_dense_bits += float(attended.shape[0] * attended.shape[1] * 2 * total * dim * 16)
+    else:
+        state.kv_dense_bits += float(attended.shape[0] * 2 * dim * 16 * int(totals.sum()))
     if not qz.enabled:
         state.kv_bits += float(16 * dim * (attended.sum() + values.sum()))
         return
-    res = torch.zeros(total, dtype=torch.bool)
-    if qz.residual_tokens:
-        res[max(0, total - qz.residual_tokens) :] = True
+    if res is None:
+        res = torch.zeros(total, dtype=torch.bool)
+        if qz.residual_tokens:
+            res[max(0, total - qz.residual_tokens) :] = True
     n_q = (attended & ~res).sum(dim=-1).double()
     n_res = (attended & res).sum(dim=-1).double()
     if state.policy.eviction.enabled and state.policy.eviction.method == "threshold":

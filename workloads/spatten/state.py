@@ -71,7 +71,8 @@ class SpAttenState:
     # (causal: decode calls; encoders: every call), per query head and query row.
     kv_bits: float = 0.0
     kv_dense_bits: float = 0.0
-    ext: dict[str, object] = field(default_factory=dict)  # kvattention.py's per-sequence state
+    ext: dict[str, object] = field(default_factory=dict)
+    parallel_from: int | None = None  # parallel.py: rows from here on are decode rows  # kvattention.py's per-sequence state
 
     def reset(self) -> None:
         """Forget everything (a new sequence starts)."""

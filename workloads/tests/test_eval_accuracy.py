@@ -211,3 +211,33 @@ def test_gen_workload_rejects_software_only_policies(assets: dict[str, Path], tm
         assert res.exit_code == 2, res.output
         assert "software-only" in res.output and why in res.output, res.output
     assert not (tmp_path / "w.csv").exists()
+
+
+@pytest.mark.parametrize("spec", [
+    "dense",
+    "streaming@eviction.budget=0.3@eviction.min_tokens=2@eviction.sink_tokens=1",
+    "longformer@eviction.budget=0.4@eviction.global_stride=5@eviction.min_tokens=2",
+    "kivi@quantization.group_tokens=4@quantization.residual_tokens=6@quantization.requant_threshold=0.3",
+    "sanger@eviction.threshold=0.05@eviction.recent_tokens=2@quantization.group_tokens=4@quantization.residual_tokens=4",
+    "kivi@quantization.group_tokens=4@quantization.residual_tokens=4@value_pruning.enabled=true@value_pruning.keep=0.5",
+])
+def test_one_pass_equals_step_by_step(spec: str) -> None:
+    """parallel.py's single teacher-forced pass gives the step-by-step perplexity and bits."""
+    from workloads.spatten.parallel import parallel_reason  # noqa: PLC0415
+
+    model = make_model("llama")
+    pol = load_policy_spec(spec)
+    assert parallel_reason(pol) is None
+    ids = _ids(50)
+    a = run_sequence(model, ids, pol, 20, 29, True, record=False)
+    b = run_sequence(model, ids, pol, 20, 29, True, record=False, parallel=True)
+    assert len(a.nll) == len(b.nll) == 30
+    assert b.nll == pytest.approx(a.nll, rel=2e-5, abs=2e-5)
+    assert b.state.kv_bits == a.state.kv_bits and b.state.kv_dense_bits == a.state.kv_dense_bits
+
+
+def test_stateful_policies_need_the_step_by_step_path() -> None:
+    from workloads.spatten.parallel import parallel_reason  # noqa: PLC0415
+
+    for spec in ("h2o", "snapkv", "spatten-default", "kivi-hw", "kivi@quantization.residual_tokens=8"):
+        assert parallel_reason(load_policy_spec(spec)), spec
