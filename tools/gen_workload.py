@@ -39,8 +39,10 @@ REPO = Path(__file__).resolve().parent.parent
 from workloads.csvschema import atomic_write_bytes, format_workload
 from workloads.models import ModelError, load_model, model_kind
 from workloads.spatten.export import build_workload, kv_bytes_ratio, run_sequence
+from workloads.spatten.hardware import software_only_reasons
 from workloads.spatten.hooks import model_geometry
-from workloads.spatten.policy import DEFAULT_POLICY, PolicyError, load_policy
+from workloads.spatten.overrides import load_policy_spec
+from workloads.spatten.policy import DEFAULT_POLICY, PolicyError
 from workloads.text import DEFAULT_TEXT, TextError, check_text, load_tokens
 
 OUT_DIR = REPO / "hardware" / "workloads"
@@ -116,7 +118,11 @@ def generate(
     if steps < 1:
         raise click.BadParameter("a causal model needs at least one decode step (encoders ignore --steps)",
                                  param_hint="--steps")
-    pol = load_policy(policy)
+    pol = load_policy_spec(policy)
+    why = software_only_reasons(pol)
+    if why:
+        raise PolicyError(f"{pol.source or policy}: policy {pol.name!r} is software-only (evaluate it with "
+                          "tools/eval_accuracy.py); the accelerator cannot run it: " + "; ".join(why))
     out_dir = None
     if out is not None and (out.is_dir() or str(out).endswith("/")):
         out_dir, out = out, None
@@ -199,7 +205,7 @@ def generate(
 @click.option("--text", default=DEFAULT_TEXT, show_default=True, help="Text file, or dataset:<name>[:<config>[:<split>]].")
 @click.option("--context", default=1024, show_default=True, help="Prefill tokens (encoders: sequence length).")
 @click.option("--steps", default=32, show_default=True, help="Decode steps (ignored for encoders).")
-@click.option("--policy", default=DEFAULT_POLICY, show_default=True, help="Preset name or YAML path.")
+@click.option("--policy", default=DEFAULT_POLICY, show_default=True, help="Preset name or YAML path, optionally with @section.key=value overrides.")
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="Output CSV, or a directory for the default name (default: hardware/workloads/<model>[-<settings>].csv).")
 @click.option("--tensors/--no-tensors", default=False, help="Also write <stem>.npz for functional simulation.")

@@ -53,6 +53,19 @@ if [ "${#missing_pkgs[@]}" -gt 0 ]; then
   fi
 fi
 
+# ---- 1b. evaluation texts: Jane Austen's novels from r-cran-janeaustenr, unpacked
+# (not installed: that would pull in R) into build/debs; workloads/text.py reads them.
+AUSTEN_DIR="$ROOT/build/debs/usr/lib/R/site-library/janeaustenr/data"
+if [ ! -f "$AUSTEN_DIR/Rdata.rdb" ] && [ ! -f /usr/lib/R/site-library/janeaustenr/data/Rdata.rdb ]; then
+  say "unpacking the evaluation texts (Debian package r-cran-janeaustenr) into build/debs"
+  mkdir -p "$ROOT/build/debs"
+  (cd "$ROOT/build/debs" && { apt-get download -qq r-cran-janeaustenr 2>/dev/null \
+      || { apt-get update -qq && apt-get download -qq r-cran-janeaustenr; }; } \
+    && dpkg -x r-cran-janeaustenr_*.deb . && rm -f r-cran-janeaustenr_*.deb) \
+    || die "could not fetch r-cran-janeaustenr (apt-get download r-cran-janeaustenr); is the Debian mirror reachable?"
+  did_something=1
+fi
+
 # ---- 2. Python environment -------------------------------------------------------
 req_hash="$(cat "$ROOT/requirements.txt" "$ROOT/requirements-models.txt" | sha256sum | cut -c1-16)"
 if ! stamp_ok "$VENV/.spatten-stamp" "$req_hash"; then

@@ -1,7 +1,10 @@
 """Evaluation text: a file (default: the GPL-3 text every Debian machine has) or a dataset.
 
 ``load_tokens(tokenizer, source, n)`` returns the first ``n`` token ids of the text.
-``source`` is a path, or ``dataset:<name>[:<config>[:<split>]]`` when the optional
+``source`` is a path; ``austen:<novel>`` (a Jane Austen novel from the Debian package
+``r-cran-janeaustenr``: ``emma``, ``persuasion``, ``prideprejudice``, ``mansfieldpark``,
+``northangerabbey``, ``sensesensibility``; see ``AUSTEN_DIRS``); or
+``dataset:<name>[:<config>[:<split>]]`` when the optional
 ``datasets`` package is installed (it is not part of the pinned environment: it pulls in
 pyarrow and pandas, which nothing else here needs). Datasets load as ``datasets`` loads
 them: from the HF cache, else downloaded, ``HF_HUB_OFFLINE`` / ``HF_HOME`` / ``HF_ENDPOINT``
@@ -11,22 +14,58 @@ honoured; an unreachable hub is reported within seconds (``workloads/hub.py``).
 from __future__ import annotations
 
 import importlib.util
+import os
 from pathlib import Path
 
 import torch
 from transformers import PreTrainedTokenizerBase
 
 from workloads import hub
+from workloads.rdata import RDataError, lazyload_object
 
 DEFAULT_TEXT = "/usr/share/common-licenses/GPL-3"
+AUSTEN_PACKAGE = "r-cran-janeaustenr"
+
+
+def austen_dirs() -> list[Path]:
+    """Where the janeaustenr R package is looked for, in order: ``$JANEAUSTENR_DIR``, the
+    Debian install path, and the copy ``tools/setup.sh`` unpacks into ``build/debs``."""
+    repo = Path(__file__).resolve().parent.parent
+    env = os.environ.get("JANEAUSTENR_DIR")
+    sub = Path("usr/lib/R/site-library/janeaustenr")
+    return [*([Path(env)] if env else []), Path("/") / sub, repo / "build" / "debs" / sub]
 
 
 class TextError(ValueError):
     """The text cannot be read or is too short."""
 
 
+def _read_austen(source: str) -> str:
+    novel = source.split(":", 1)[1]
+    for d in austen_dirs():
+        rdx = d / "data" / "Rdata.rdx"
+        if rdx.is_file():
+            break
+    else:
+        raise TextError(
+            f"{source}: the Debian package {AUSTEN_PACKAGE} is not installed (looked in "
+            f"{', '.join(str(d) for d in austen_dirs())}); run tools/setup.sh, which unpacks it into "
+            f"build/debs, or: apt-get download {AUSTEN_PACKAGE} && dpkg -x {AUSTEN_PACKAGE}_*.deb build/debs"
+        )
+    try:
+        lines = lazyload_object(rdx, novel)
+    except RDataError as exc:
+        raise TextError(f"{source}: {exc}") from exc
+    if not isinstance(lines, list) or not all(isinstance(x, str) or x is None for x in lines):
+        raise TextError(f"{source}: {rdx}: {novel!r} is not a character vector")
+    return "\n".join(x or "" for x in lines)
+
+
 def read_text(source: str) -> str:
-    """The text of a file, or of a dataset split (``dataset:name[:config[:split]]``)."""
+    """The text of a file, of a Jane Austen novel (``austen:<novel>``) or of a dataset
+    split (``dataset:name[:config[:split]]``)."""
+    if source.startswith("austen:"):
+        return _read_austen(source)
     if source.startswith("dataset:"):
         if importlib.util.find_spec("datasets") is None:
             raise TextError(

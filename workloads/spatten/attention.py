@@ -127,6 +127,16 @@ def spatten_attention_forward(
     elif state.length != tk:
         raise RuntimeError(f"layer {layer} sees {tk} tokens but layer 0 saw {state.length}")
     pol = state.policy
+    if state.parallel_from is not None:  # teacher-forced decoding in one pass: parallel.py
+        from workloads.spatten.parallel import parallel_forward  # noqa: PLC0415
+
+        out = parallel_forward(state, layer, query, key, value, float(scaling))
+        return out.to(query.dtype).transpose(0, 1).unsqueeze(0), None
+    if pol.extended:  # eviction methods and KIVI quantization: kvattention.py
+        from workloads.spatten.kvattention import extended_forward  # noqa: PLC0415
+
+        out = extended_forward(state, layer, query, key, value, float(scaling))
+        return out.to(query.dtype).transpose(0, 1).unsqueeze(0), None
 
     kept, topk_applied = _select_tokens(state, layer, tk)
     if pol.token_pruning.enabled and state.prunes_this_call():
@@ -188,8 +198,36 @@ def spatten_attention_forward(
         state.token_seen[idx] += (visible * w).sum(dim=(0, 1)).double()
         state.head_importance += (out * w).abs().sum(dim=(1, 2)).double()
 
+    if state.counts_bytes():
+        _count_bits(state, heads, kept, tk, tq, dim, n_kept, n_values, requant, use_quant)
     _record(state, layer, tk, tq, idx, topk_applied, heads, n_values, requant, query, out, key, value)
     return out.to(query.dtype).transpose(0, 1).unsqueeze(0), None
+
+
+def _count_bits(
+    state: SpAttenState,
+    heads: torch.Tensor,
+    kept: torch.Tensor,
+    tk: int,
+    tq: int,
+    dim: int,
+    n_kept: int,
+    n_values: int,
+    requant: torch.Tensor,
+    use_quant: bool,
+) -> None:
+    """K/V bits of this call's requests, as ``WorkloadRow.kv_bytes`` counts the rows
+    ``export.build_workload`` writes (surviving heads; encoders: surviving query rows)."""
+    qz = state.policy.quantization
+    rows = torch.ones(tq, dtype=torch.bool) if state.causal else kept[tk - tq :]
+    live = heads.view(-1, 1) & rows.view(1, -1)
+    n_req = int(live.sum())
+    kbits = qz.key_msb_bits if use_quant else 16
+    vbits = qz.value_bits if use_quant else 16
+    lsb = qz.key_lsb_bits if use_quant and qz.progressive else 0
+    bits = n_req * (n_kept * kbits + n_values * vbits) + int((requant & live).sum()) * n_kept * lsb
+    state.kv_bits += float(bits * dim)
+    state.kv_dense_bits += float(state.n_heads * tq * 2 * tk * dim * 16)
 
 
 def _record(

@@ -41,12 +41,15 @@ def run_sequence(
     record: bool = True,
     record_tensors: bool = False,
     on_step: Callable[[int], None] | None = None,
+    parallel: bool = False,
 ) -> SequenceRun:
     """Prefill ``context`` tokens of ``ids`` then decode ``steps`` (causal), or encode ``context``.
 
     For causal models ``ids`` must hold ``context + steps + 1`` tokens when ``nll`` is
     wanted for every step (the last token is only a target), else ``context + steps``.
     ``on_step(i)`` is called after the prefill (i = 0) and after each decode step.
+    ``parallel`` runs the whole text in one pass instead (``parallel.py``; same numbers up
+    to float rounding, for the policies ``parallel_reason`` accepts; no records).
     """
     with torch.no_grad(), spatten_context(model, policy, record=record, record_tensors=record_tensors) as state:
         if not causal:
@@ -55,6 +58,13 @@ def run_sequence(
                 on_step(0)
             return SequenceRun(state=state, hidden=out.last_hidden_state)
         run = SequenceRun(state=state)
+        if parallel:  # one teacher-forced pass, exact for the policies parallel.py accepts
+            state.parallel_from = context
+            n = min(ids.shape[1] - 1, context + steps)
+            logits = model(input_ids=ids[:, :n]).logits[0, context - 1 :].float()
+            nll = torch.nn.functional.cross_entropy(logits, ids[0, context : n + 1], reduction="none")
+            run.nll = [float(x) for x in nll]
+            return run
         out = model(input_ids=ids[:, :context], use_cache=True)
         pkv = out.past_key_values
         logits = out.logits[0, -1]

@@ -33,6 +33,15 @@ YAML layout (every key optional except ``name``; unknown keys are errors)::
       query_bits: 16
       value_bits: 8
       requant_threshold: 0.1  # recompute with full K when max probability < this
+      key_axis: tensor        # tensor (one K scale per layer and K/V head) | channel
+                              # (KIVI: one scale per channel, per group of group_tokens tokens)
+      value_axis: tensor      # tensor | token (KIVI: one scale per V row) | channel
+      asymmetric: false       # min/max codes with a zero point (KIVI) instead of symmetric
+      group_tokens: 0         # key_axis channel: tokens per scale group (0: the whole cache)
+      residual_tokens: 0      # most recent tokens kept at 16 bits (KIVI's residual)
+    eviction: {...}           # KV-cache methods, see eviction_policy.py
+
+Which of these the accelerator runs is ``workloads/spatten/hardware.py``'s question.
 
 Schedules (``start``, ``end``: fractions of the model depth) keep everything in layers
 ``l < round(start * n_layers)``, then ramp the keep ratio linearly down to ``final_keep``,
@@ -48,6 +57,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from workloads.spatten.eviction_policy import Eviction, validate_eviction
 
 POLICY_DIR = Path(__file__).resolve().parent.parent / "policies"
 DEFAULT_POLICY = "spatten-default"
@@ -141,6 +152,19 @@ class Quantization:
     query_bits: int = 16
     value_bits: int = 8
     requant_threshold: float = 0.1
+    key_axis: str = "tensor"
+    value_axis: str = "tensor"
+    asymmetric: bool = False
+    group_tokens: int = 0
+    residual_tokens: int = 0
+
+    @property
+    def kivi(self) -> bool:
+        """True when a KIVI-style feature (axes, zero points, groups, residual) is used."""
+        return self.enabled and (
+            self.key_axis != "tensor" or self.value_axis != "tensor" or self.asymmetric
+            or self.group_tokens > 0 or self.residual_tokens > 0
+        )
 
     @property
     def progressive(self) -> bool:
@@ -159,7 +183,13 @@ class Policy:
     head_pruning: HeadPruning = field(default_factory=HeadPruning)
     value_pruning: ValuePruning = field(default_factory=ValuePruning)
     quantization: Quantization = field(default_factory=Quantization)
+    eviction: Eviction = field(default_factory=Eviction)
     source: str = ""
+
+    @property
+    def extended(self) -> bool:
+        """True when the policy needs ``kvattention.py`` (eviction or KIVI quantization)."""
+        return self.eviction.enabled or self.quantization.kivi
 
     @property
     def is_dense(self) -> bool:
@@ -169,6 +199,7 @@ class Policy:
             or self.head_pruning.enabled
             or self.value_pruning.enabled
             or self.quantization.enabled
+            or self.eviction.enabled
         )
 
 
@@ -218,6 +249,7 @@ def _build(cls: type, data: Any, src: str, prefix: str) -> Any:
                 "HeadPruning": HeadPruning,
                 "ValuePruning": ValuePruning,
                 "Quantization": Quantization,
+                "Eviction": Eviction,
             }[ftype]
             kwargs[key] = _build(sub, value, src, path)
     return cls(**kwargs)
@@ -261,6 +293,20 @@ def _validate(p: Policy, src: str) -> None:
         raise _fail(src, "quantization.value_bits", f"must be in 2..16, got {q.value_bits}")
     if not 0.0 <= q.requant_threshold <= 1.0:
         raise _fail(src, "quantization.requant_threshold", f"must be in [0, 1], got {q.requant_threshold}")
+    if q.key_axis not in ("tensor", "channel"):
+        raise _fail(src, "quantization.key_axis", f"expected 'tensor' or 'channel', got {q.key_axis!r}")
+    if q.value_axis not in ("tensor", "token", "channel"):
+        raise _fail(src, "quantization.value_axis", f"expected 'tensor', 'token' or 'channel', got {q.value_axis!r}")
+    if q.group_tokens < 0 or (q.group_tokens > 0 and q.key_axis != "channel"):
+        raise _fail(src, "quantization.group_tokens", "must be >= 0, and > 0 only with key_axis: channel")
+    if q.residual_tokens < 0:
+        raise _fail(src, "quantization.residual_tokens", "must be >= 0")
+    if p.eviction.enabled:
+        validate_eviction(p.eviction, src, _fail, q.enabled)
+    if p.extended and p.head_pruning.enabled:
+        raise _fail(src, "head_pruning", "cannot be combined with eviction or KIVI quantization")
+    if p.extended and p.prefill != "dense":
+        raise _fail(src, "prefill", "eviction and KIVI quantization policies need a dense prefill")
 
 
 def policy_from_dict(data: Any, source: str = "<dict>") -> Policy:

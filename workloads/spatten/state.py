@@ -67,6 +67,12 @@ class SpAttenState:
     last_kv: dict[int, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
     softmax_scale: dict[int, float] = field(default_factory=dict)  # per layer, as the model passed it
     call_query_len: int = 0
+    # K/V bits read and dense bits (16-bit K and V, all tokens) over counted requests
+    # (causal: decode calls; encoders: every call), per query head and query row.
+    kv_bits: float = 0.0
+    kv_dense_bits: float = 0.0
+    ext: dict[str, object] = field(default_factory=dict)
+    parallel_from: int | None = None  # parallel.py: rows from here on are decode rows  # kvattention.py's per-sequence state
 
     def reset(self) -> None:
         """Forget everything (a new sequence starts)."""
@@ -79,6 +85,13 @@ class SpAttenState:
         self.alive_heads = [torch.ones(self.n_heads, dtype=torch.bool) for _ in range(self.n_layers)]
         self.records = []
         self.last_kv = {}
+        self.kv_bits = 0.0
+        self.kv_dense_bits = 0.0
+        self.ext = {}
+
+    def counts_bytes(self) -> bool:
+        """Whether this call's requests count in ``kv_bits`` (decode calls; encoder calls)."""
+        return not self.causal or self.call_query_len == 1
 
     def begin_call(self, total_len: int, query_len: int) -> None:
         """Start a forward call whose cache holds ``total_len`` tokens, ``query_len`` new."""

@@ -9,6 +9,7 @@ gen_workload test runs the tool in a fresh process that reads the environment al
 
 from __future__ import annotations
 
+import math
 import os
 import socket
 import subprocess
@@ -237,3 +238,28 @@ def test_gen_workload_downloads_and_names_by_id(hub: LocalHub, served, tmp_path:
     assert sorted({r.iteration_id for r in wl.rows}) == list(range(32))
     assert {r.layer_id for r in wl.rows} == {0, 1}
     assert wl.rows[0].sentence_length_L == 1025 and wl.rows[-1].sentence_length_L == 1056
+
+
+def test_eval_accuracy_second_model_by_hub_id(hub: LocalHub, served, tmp_path: Path, monkeypatch) -> None:
+    """The second-model path of the accuracy evaluation: --model <HF id> through the hub
+    loader (a tiny random-weight GPT-2 here), with eviction and KIVI policies."""
+    import json  # noqa: PLC0415
+
+    from click.testing import CliRunner  # noqa: PLC0415
+
+    from tools.eval_accuracy import main as eval_main  # noqa: PLC0415
+
+    _point_hf_at(monkeypatch, hub.url, tmp_path / "hf")
+    out = tmp_path / "acc" / "tiny"
+    res = CliRunner().invoke(eval_main, ["--model", MODEL_ID, "--text", str(served["text"]), "--context", "64",
+                                         "--eval-tokens", "24", "--policy", "streaming", "--policy",
+                                         "kivi@quantization.group_tokens=8@quantization.residual_tokens=8",
+                                         "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    data = json.loads(out.with_suffix(".json").read_text())
+    assert data["model"] == MODEL_ID
+    rows = {r["policy"]: r for r in data["results"]}
+    assert set(rows) == {"dense", "streaming", "kivi@quantization.group_tokens=8@quantization.residual_tokens=8"}
+    assert rows["dense"]["kv_fraction"] == 1.0 and rows["streaming"]["kv_fraction"] < 0.5
+    assert all(r["tokens"] == 24 and math.isfinite(r["ppl"]) for r in rows.values())
+    assert "model.safetensors" in " ".join(hub.downloads())

@@ -1,0 +1,148 @@
+"""Teacher-forced decoding in one forward pass, for policies whose decisions are per row.
+
+Decoding token by token under a policy (``export.run_sequence``) makes, at step ``t``,
+decisions from the cache of ``t + 1`` tokens; the K/V of earlier tokens were computed by
+earlier steps. A causal forward pass over the whole text computes the same K/V, row after
+row, as long as row ``t`` attends exactly as decode step ``t`` would. That holds when a
+row's decisions depend on that row alone (no eviction state carried between steps):
+
+- no cascade token or head pruning and no h2o/tova/snapkv eviction (they carry state);
+- static eviction patterns (streaming, longformer) and the threshold method: per row;
+- quantization: K per channel in groups of ``group_tokens`` with ``residual_tokens >=
+  group_tokens`` (every quantized key then lies in a complete group, whose scale no later
+  token changes), V per token; or no quantization.
+
+``parallel_reason(policy)`` says why a policy needs the step-by-step path (None: it does
+not). ``parallel_forward`` is the attention of one layer in that pass: rows before
+``state.parallel_from`` are the dense prefill, the others decode rows under the policy,
+with their K/V bits counted exactly as ``kvattention.count_bits`` counts decode calls
+(``workloads/tests/test_eval_accuracy.py`` checks both paths agree).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+
+from workloads.spatten import selection as sel
+from workloads.spatten.kvattention import _fake_quant_rows, count_bits
+from workloads.spatten.kvquant import quantize_keys, quantize_values
+from workloads.spatten.policy import Policy
+from workloads.spatten.state import SpAttenState
+
+ROW_BLOCK = 256  # decode rows per block (bounds the [H, rows, T] temporaries)
+
+
+def parallel_reason(policy: Policy) -> str | None:
+    """Why ``policy`` must be decoded step by step, or None when one pass is exact."""
+    if policy.token_pruning.enabled or policy.head_pruning.enabled:
+        return "cascade token/head pruning carries state between steps"
+    e, q = policy.eviction, policy.quantization
+    if e.enabled and e.method in sel.SCORED_METHODS:
+        return f"eviction method {e.method} carries state between steps"
+    if q.enabled:
+        if q.key_axis != "channel" or q.group_tokens == 0 or q.residual_tokens < q.group_tokens:
+            return "key scales change as the cache grows (needs key_axis channel, group_tokens > 0, residual_tokens >= group_tokens)"
+        if q.value_axis != "token":
+            return "value scales change as the cache grows (needs value_axis token)"
+    return None
+
+
+def _static_rows(state: SpAttenState, layer: int, totals: torch.Tensor, n: int) -> torch.Tensor:
+    """The static pattern (streaming/longformer) of each row: [rows, T] kept."""
+    e = state.policy.eviction
+    frac = e.layer_budget(layer, state.n_layers)
+    k = torch.clamp(torch.ceil(frac * totals.double() - 1e-9).long(), min=e.min_tokens)
+    k = torch.minimum(k, totals)
+    pos = torch.arange(n)
+    glob = pos < e.sink_tokens
+    if e.method == "longformer" and e.global_stride > 0:
+        glob |= pos % e.global_stride == 0
+    csum = torch.cat([torch.zeros(1, dtype=torch.long), torch.cumsum(glob.long(), 0)])
+    n_glob = csum[torch.clamp(totals - 1, min=0)]  # globals among positions < T - 1
+    window = torch.clamp(k - n_glob, min=1)
+    return glob.unsqueeze(0) | (pos.unsqueeze(0) >= (totals - window).unsqueeze(1))
+
+
+def parallel_forward(
+    state: SpAttenState, layer: int, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, scaling: float
+) -> torch.Tensor:
+    """Attention output [H, N, D] of one layer over the whole sequence (see the module doc)."""
+    pol = state.policy
+    e, qz, vp = pol.eviction, pol.quantization, pol.value_pruning
+    _, n_heads, n, dim = query.shape
+    n_kv = key.shape[1]
+    g = n_heads // n_kv
+    start = int(state.parallel_from or 0)
+    q = query[0].float()
+    k, v = key[0].float(), value[0].float()
+    out = torch.empty(n_heads, n, dim)
+    if start > 0:  # the dense prefill rows
+        out[:, :start] = torch.nn.functional.scaled_dot_product_attention(
+            q[:, :start], k[:, :start].repeat_interleave(g, 0), v[:, :start].repeat_interleave(g, 0),
+            is_causal=True, scale=scaling)
+    if start >= n:
+        return out
+    if qz.enabled:  # residual rows are chosen per row below
+        kf, km = quantize_keys(k, dataclasses.replace(qz, residual_tokens=0))
+        vq = quantize_values(v, dataclasses.replace(qz, residual_tokens=0))
+    pos = torch.arange(n)
+    for b0 in range(start, n, ROW_BLOCK):
+        b1 = min(n, b0 + ROW_BLOCK)
+        rows = b1 - b0
+        totals = torch.arange(b0 + 1, b1 + 1)  # cache length of each decode row
+        qb = q[:, b0:b1]
+        if qz.enabled:
+            qb = _fake_quant_rows(qb, qz.query_bits)
+        qg = qb.reshape(n_kv, g * rows, dim)
+
+        def scores(keys: torch.Tensor) -> torch.Tensor:
+            return (torch.matmul(qg, keys.transpose(-1, -2)).view(n_heads, rows, n) * scaling)
+
+        causal = pos.unsqueeze(0) < totals.unsqueeze(1)  # [rows, N]
+        vis = causal.unsqueeze(0).expand(n_heads, rows, n)
+        if e.enabled and e.method in ("streaming", "longformer") and layer >= e.start_layer:
+            vis = vis & _static_rows(state, layer, totals, n).unsqueeze(0)
+        s_exact = scores(k)
+        if qz.enabled:
+            res = pos.unsqueeze(0) >= (totals - qz.residual_tokens).unsqueeze(1)  # [rows, N]
+            s_full = torch.where(res, s_exact, scores(kf))
+            s_msb = torch.where(res, s_exact, scores(km))
+        else:
+            res = torch.zeros(rows, n, dtype=torch.bool)
+            s_full = s_msb = s_exact
+
+        def probs(s: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+            return torch.nan_to_num(torch.softmax(s.masked_fill(~mask, float("-inf")), dim=-1), nan=0.0)
+
+        candidates = vis
+        requant = torch.zeros(n_heads, rows, dtype=torch.bool)
+        if e.enabled and e.method == "threshold" and layer >= e.start_layer:
+            pred = probs(s_msb, vis)
+            forced = (pos.unsqueeze(0) < e.sink_tokens) | (pos.unsqueeze(0) >= (totals - e.recent_tokens).unsqueeze(1))
+            vis = vis & sel.threshold_keep(pred, e.threshold, forced.unsqueeze(0))
+            p = probs(s_full, vis)
+            requant[:] = True
+        else:
+            p = probs(s_msb, vis)
+            if qz.enabled and qz.progressive:
+                requant = p.amax(dim=-1) < qz.requant_threshold
+                if bool(requant.any()):
+                    p = torch.where(requant.unsqueeze(-1), probs(s_full, vis), p)
+        n_att = vis.sum(dim=-1)
+        if vp.enabled:
+            n_val = torch.clamp(torch.ceil(vp.keep * n_att.double() - 1e-9).long(), min=vp.min_tokens)
+            vsel = sel.topk_count_mask(p, torch.minimum(n_val, n_att)) & vis
+            p_used = p * vsel
+        else:
+            vsel, p_used = vis, p
+        if qz.enabled:
+            pr = (p_used * res.unsqueeze(0)).reshape(n_kv, g * rows, n)
+            pq = (p_used * ~res.unsqueeze(0)).reshape(n_kv, g * rows, n)
+            ob = torch.matmul(pr, v) + torch.matmul(pq, vq)
+        else:
+            ob = torch.matmul(p_used.reshape(n_kv, g * rows, n), v)
+        out[:, b0:b1] = ob.view(n_heads, rows, dim)
+        count_bits(state, candidates, vis, vsel, requant, dim, n, res=res.unsqueeze(0), totals=totals)
+    return out
