@@ -111,7 +111,8 @@ def test_synthetic_workload_runs_bit_exact_on_tiny(tmp_path: Path) -> None:
     assert run.returncode == 0, run.stdout + run.stderr
     s = json.loads((out / "summary.json").read_text())
     rows = read_workload(csv).rows
-    assert s["mode"] == "functional" and s["attend_requests"] == len(rows)
+    assert s["mode"] == "functional" and s["query_heads"] == len(rows)
+    assert s["attend_requests"] < len(rows)  # grouped: the query heads of a K/V head together
     assert s["mismatches"] == 0 and s["dense"]["mismatches"] == 0
-    assert s["checked_responses"] == 1 + len(rows) + sum(r.if_topk for r in rows)
+    assert s["checked_responses"] == 1 + s["attend_requests"] + sum(r.if_topk for r in rows)
     assert s["float_error"]["violations"] == 0

@@ -207,7 +207,7 @@ def test_functional_run_without_out_ref_says_not_checked(tmp_path: Path) -> None
     proc = fx.run_py([str(csv), "--preset", "tiny", "--out", str(out), "--no-dense"])
     assert proc.returncode == 0, proc.stdout + proc.stderr
     s = json.loads((out / "summary.json").read_text())
-    assert s["mismatches"] == 0 and s["attend_requests"] == len(rows)
+    assert s["mismatches"] == 0 and s["query_heads"] == len(rows)
     fe = s["float_error"]
     assert fe["requests"] == len(rows) and fe["violations"] == 0 and fe["model_max_abs"] is None
     assert "not checked (the tensors have no out_ref)" in proc.stdout
@@ -229,9 +229,16 @@ def test_error_responses_fail_the_run(tiny) -> None:
     inputs.check_no_error_responses(program.build(good, tiny), "w.csv")
     bad = good[:3] + [replace(good[3], head_id=tiny.max_heads)]
     prog = program.build(bad, tiny)
-    with pytest.raises(inputs.InputError, match=r"w.csv: 1 of \d+ requests would end in an error response.*head "
-                                                f"{tiny.max_heads}"):
+    # refused: the ATTEND holding head maxHeads, and the TOPK_HEADS over maxHeads + 1 heads
+    with pytest.raises(inputs.InputError, match=r"w.csv: 2 of \d+ requests would end in an error response "
+                                                r"\(the first: command \d+, topk_heads"):
         inputs.check_no_error_responses(prog, "w.csv")
+    from spatten.contract.layout import layout
+    err = layout().opcode("ERROR")
+    refused = [i for i, e in enumerate(prog.expected) if e and layout().opcode_field.extract(int(e[0][0])) == err]
+    assert [prog.info[i].kind for i in refused] == ["topk_heads", "attend"]
+    a = prog.info[refused[1]]
+    assert tiny.max_heads in (a.head_ids or (a.head,))
     with pytest.raises(inputs.InputError, match="head_id"):
         inputs.check_rows("w.csv", bad, tiny)
 

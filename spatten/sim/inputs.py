@@ -129,7 +129,7 @@ def image_bytes(rows: Sequence[Any], params: Any, tensors: Mapping[str, np.ndarr
     (16-bit K and V of every (layer, head), no LSB plane). ``tensors`` (checked already):
     functional mode, planes of ``k``'s tokens per K/V head of ``row_kv_head``."""
     from spatten.contract.memimage import stride
-    from spatten.sim.program import _key_bits  # the one rule for a row's key widths
+    from spatten.sim.program import _key_bits, synthetic_kv_head  # the program's own rules
 
     b = params.burst_bytes
     functional = tensors is not None and not dense
@@ -145,7 +145,7 @@ def image_bytes(rows: Sequence[Any], params: Any, tensors: Mapping[str, np.ndarr
         else:
             msb, lsb, _ = _key_bits(r, functional)
             vbits = 16 if r.quant_value_bit == -1 else r.quant_value_bit
-        head = int(kvh[r.index]) if functional else r.head_id
+        head = int(kvh[r.index]) if functional else synthetic_kv_head(r)
         d = d_all if functional else r.embedding_length_D
         planes[(r.layer_id, head, msb, lsb, vbits)] = n_tok * (
             stride(d, msb, b) + stride(d, lsb, b) + stride(d, vbits, b))
@@ -385,6 +385,10 @@ def check_no_error_responses(prog: Any, csv: Path | str) -> None:
     i = bad[0]
     info = prog.info[i]
     row = f"row {info.row}" if info.row is not None else "no row"
+    if info.heads > 1 and info.row is not None:
+        row = f"rows {info.row}..{info.row + info.heads - 1}"
+    head = (f"head {info.head}" if info.heads <= 1 or not info.head_ids
+            else "heads " + ", ".join(str(h) for h in info.head_ids))
     raise InputError(f"{csv}: {len(bad)} of {len(prog.expected)} requests would end in an error response "
-                     f"(the first: command {i}, {info.kind}, {row}, layer {info.layer}, head {info.head}); "
+                     f"(the first: command {i}, {info.kind}, {row}, layer {info.layer}, {head}); "
                      f"the hardware refuses them, so the run reports nothing")

@@ -81,6 +81,7 @@ class CommandInfo:
     requantized: bool = False  # pass 2 was final (golden; for a group: in any head)
     bursts: dict[str, int] = field(default_factory=dict)  # expected DRAM bursts by kind
     heads: int = 1  # query heads of the request (ATTEND_GROUP: more than one)
+    head_ids: tuple[int, ...] = ()  # ATTEND_GROUP: the query heads, in packet order
     requant_heads: int = 0  # heads whose pass 2 was final
     dense_kv_bytes: int = 0  # K and V of the request's whole sentence at 16 bits, each row once
 
@@ -123,6 +124,12 @@ class Program:
     @property
     def words(self) -> list[Word]:
         return [w for c in self.commands for w in c]
+
+
+def synthetic_kv_head(r: WorkloadRow) -> int:
+    """Synthetic mode: the K/V head whose planes a row reads (its ``kv_head_id`` column when
+    the CSV has one, else its own head)."""
+    return int(r.extra.get("kv_head_id", r.head_id)) if getattr(r, "extra", None) else r.head_id
 
 
 def dense_rows(rows: Sequence[WorkloadRow]) -> list[WorkloadRow]:
@@ -228,8 +235,11 @@ def build(rows: Sequence[WorkloadRow], params: HwParams, *, tensors: dict | None
         planes = _Planes(image, source)
     else:
         max_len = max(r.sentence_length_L for r in rows)
-        d_of = {(r.layer_id, r.head_id): r.embedding_length_D for r in rows}
-        # Each (layer, head) gets its own keys and values. Queries are N(0, 1) and keys
+        d_of: dict[tuple[int, int], int] = {}
+        for r in rows:  # the planes of a (layer, K/V head): as wide as its widest row
+            kv = (r.layer_id, synthetic_kv_head(r))
+            d_of[kv] = max(d_of.get(kv, 0), r.embedding_length_D)
+        # Each (layer, K/V head) gets its own keys and values. Queries are N(0, 1) and keys
         # N(0, LOGIT_STD^2), so the logits q.k / sqrt(D) are N(0, LOGIT_STD^2).
 
         def source(layer: int, head: int) -> tuple[np.ndarray, np.ndarray]:
@@ -297,7 +307,8 @@ def build(rows: Sequence[WorkloadRow], params: HwParams, *, tensors: dict | None
                            requantized=any(bool(x.probs.requantized) for x in results),
                            bursts={"token_list": t.token_list, "k_msb": t.k_msb, "k_lsb": t.k_lsb,
                                    "v": t.v} if t else {},
-                           heads=len(cmds), requant_heads=sum(bool(x.probs.requantized) for x in results),
+                           heads=len(cmds), head_ids=tuple(x[2].head_id for x in pending),
+                           requant_heads=sum(bool(x.probs.requantized) for x in results),
                            dense_kv_bytes=2 * r0.sentence_length_L * kv_row)
         idx = len(prog.commands)
         emit(cmd, info, expected)
@@ -334,7 +345,7 @@ def build(rows: Sequence[WorkloadRow], params: HwParams, *, tensors: dict | None
             ids = [int(x) for x in kept_ids[kept_offsets[t]:kept_offsets[t + 1]]]
             q_float = np.asarray(tensors["q"][t], dtype=np.float64)
         else:
-            kvh = int(r.extra.get("kv_head_id", r.head_id)) if getattr(r, "extra", None) else r.head_id
+            kvh = synthetic_kv_head(r)
             if current is None or r.iteration_id != current_iter:
                 if current is None:
                     current = list(range(r.key_fetch_num))
