@@ -54,6 +54,7 @@ JSON_KEYS: dict[str, tuple[str, type]] = {
     "dataBits": ("data_bits", int),
     "maxRowBytes": ("max_row_bytes", int),
     "maxGroupHeads": ("max_group_heads", int),
+    "keysPerCycle": ("keys_per_cycle", int),
 }
 
 
@@ -86,6 +87,7 @@ class HwParams:
     data_bits: int
     max_row_bytes: int
     max_group_heads: int
+    keys_per_cycle: int
     extra: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     # ---- derived values used by the host side -------------------------------------------
@@ -125,6 +127,8 @@ def _check(p: HwParams, source: str) -> None:
         raise bad("maxHeads", f"must be in 1..255, got {p.max_heads}")
     if p.dot_lanes < 1:
         raise bad("dotLanes", f"must be positive, got {p.dot_lanes}")
+    if not (_is_pow2(p.keys_per_cycle) and p.keys_per_cycle <= p.dot_lanes):
+        raise bad("keysPerCycle", f"must be a power of two in 1..dotLanes, got {p.keys_per_cycle}")
     if not _is_pow2(p.num_channels):
         raise bad("numChannels", f"must be a power of two, got {p.num_channels}")
     if not (_is_pow2(p.burst_bytes) and p.burst_bytes >= 8):

@@ -13,7 +13,7 @@ TINY_DICT = {
     "numChannels": 1, "burstBytes": 32, "dramAddrBits": 32, "topkParallelism": 4,
     "clockMHz": 1000, "maxInflight": 16, "wordBits": 64, "expLutFracBits": 8,
     "probFracBits": 16, "recipShift": 48, "importanceBits": 32, "headImportanceBits": 48,
-    "dataBits": 16, "maxRowBytes": 32, "maxGroupHeads": 4,
+    "dataBits": 16, "maxRowBytes": 32, "maxGroupHeads": 4, "keysPerCycle": 2,
 }
 
 

@@ -21,6 +21,11 @@ import chisel3.util.log2Ceil
   * @param clockMHz        clock the cycle counts are reported at
   * @param maxInflight     outstanding DRAM requests per channel
   * @param maxGroupHeads   most query heads in one grouped ATTEND (ATTEND_GROUP)
+  * @param keysPerCycle    most keys (and value rows) the datapath takes a cycle: the
+  *                        dot-product array takes `min(keysPerCycle, dotLanes / D')` keys a
+  *                        cycle, `D'` the head dimension rounded up to a power of two
+  *                        (SPEC.md section 2); the softmax, importance, value top-k and
+  *                        P x V paths are sized to keep up with it
   */
 case class SpAttenParams(
   preset:          String = "tiny",
@@ -34,7 +39,8 @@ case class SpAttenParams(
   topkParallelism: Int = 4,
   clockMHz:        Int = 1000,
   maxInflight:     Int = 16,
-  maxGroupHeads:   Int = 4) {
+  maxGroupHeads:   Int = 4,
+  keysPerCycle:    Int = 2) {
 
   /** Width of the command and response stream words. */
   val wordBits: Int = 64
@@ -71,6 +77,8 @@ case class SpAttenParams(
     s"topkParallelism must be a power of two, got $topkParallelism")
   require(maxInflight >= 1, s"maxInflight must be positive, got $maxInflight")
   require(maxGroupHeads >= 1 && maxGroupHeads <= 255, s"maxGroupHeads must be in 1..255, got $maxGroupHeads")
+  require(keysPerCycle >= 1 && Integer.bitCount(keysPerCycle) == 1 && keysPerCycle <= dotLanes,
+    s"keysPerCycle must be a power of two in 1..dotLanes, got $keysPerCycle")
 
   /** The parameters, primary and derived, by JSON key (SPEC.md section 7), in order. */
   def jsonFields: Seq[(String, Any)] = Seq(
@@ -82,7 +90,8 @@ case class SpAttenParams(
     "expLutFracBits" -> expLutFracBits, "probFracBits" -> probFracBits,
     "recipShift" -> recipShift, "importanceBits" -> importanceBits,
     "headImportanceBits" -> headImportanceBits, "dataBits" -> dataBits,
-    "maxRowBytes" -> maxRowBytes, "maxGroupHeads" -> maxGroupHeads)
+    "maxRowBytes" -> maxRowBytes, "maxGroupHeads" -> maxGroupHeads,
+    "keysPerCycle" -> keysPerCycle)
 }
 
 /** The named presets. Use `SpAttenParams.byName`. */
@@ -95,14 +104,14 @@ object SpAttenParams {
     * 2 HBM2 channels, top-k parallelism 16), sized for 1k-2k-token contexts. */
   val eighth: SpAttenParams = SpAttenParams(
     preset = "eighth", maxHeadDim = 64, maxTokens = 2048, maxHeads = 32, dotLanes = 64,
-    numChannels = 2, topkParallelism = 16, maxInflight = 64, maxGroupHeads = 8)
+    numChannels = 2, topkParallelism = 16, maxInflight = 64, maxGroupHeads = 8, keysPerCycle = 2)
 
   /** The paper's configuration: 512 multipliers, 16 HBM2 channels, 1 GHz; heads of up to
     * 128 (Llama-2/3-8B, Mistral-7B, Qwen-7B) and up to 32,768 kept tokens a request (the
     * buffer sizes this implies: SPEC.md section 7). */
   val paper: SpAttenParams = SpAttenParams(
     preset = "paper", maxHeadDim = 128, maxTokens = 32768, maxHeads = 32, dotLanes = 512,
-    numChannels = 16, topkParallelism = 16, maxInflight = 32, maxGroupHeads = 8)
+    numChannels = 16, topkParallelism = 16, maxInflight = 32, maxGroupHeads = 8, keysPerCycle = 8)
 
   val all: Seq[SpAttenParams] = Seq(tiny, eighth, paper)
 
