@@ -145,11 +145,28 @@ def contract_json(preset: str) -> Path:
     """Path of the hardware contract of ``preset`` (``contract.json``: parameters, packet
     layouts, state names), written by the Scala side's ``contract`` pseudo-top, which
     elaborates no hardware (cached by the hash of the Chisel sources)."""
-    out = BUILD_DIR / "contract" / f"{preset}-{chisel_hash()}.json"
+    key = chisel_hash()
+    out = BUILD_DIR / "contract" / f"{preset}-{key}.json"
     with _locked(out):
         if not out.is_file():
             _sbt_elaborate([f"contract:{preset}:{out}"], f"contract-{preset}")
+            _unchanged_since(key, [out])
     return out
+
+
+def _unchanged_since(key: str, outputs: Sequence[Path]) -> None:
+    """Refuse to cache what sbt just wrote under ``key`` if the Chisel sources changed
+    while it ran (sbt compiled some version of them, not necessarily the hashed one):
+    the outputs are removed and a :class:`BuildError` says to run again."""
+    now = chisel_hash()
+    if now != key:
+        for o in outputs:
+            if o.is_dir():
+                shutil.rmtree(o, ignore_errors=True)
+            else:
+                o.unlink(missing_ok=True)
+        raise BuildError(f"the Chisel sources changed during the elaboration (hash {key} before, {now} after); "
+                         "nothing was cached: run again once the sources are settled")
 
 
 def load_contract(preset: str) -> dict:
@@ -212,6 +229,7 @@ def elaborate_many(pairs: Sequence[tuple[str, str]]) -> list[Rtl]:
             if missing:
                 _sbt_elaborate([f"{t}:{p}:{_rtl_dir(t, p, key)}" for t, p in missing],
                                f"elaborate-{'-'.join(t for t, _ in missing)[:80]}")
+                _unchanged_since(key, [_rtl_dir(t, p, key) for t, p in missing])
                 for t, p in missing:
                     (_rtl_dir(t, p, key) / ".done").write_text(key + "\n")
     return [_load_rtl(t, p, key) for t, p in pairs]

@@ -35,6 +35,16 @@ token list, the planes and the bit widths become one ATTEND_GROUP
 (:mod:`spatten.contract.grouped`) of up to ``maxGroupHeads`` heads; a group of one is a
 plain ATTEND. A row followed by a TOPK_TOKENS ends its group (the TOPK sees the
 importance of the heads before it). The dense baseline is grouped the same way.
+
+Prefill and encoders (:func:`execution_order`): a run of consecutive rows of one layer that
+spans several ``iteration_id`` values (an encoder layer: every query position of the layer,
+then the next layer) is sent head by head, query row after query row, so that up to
+``maxGroupHeads`` query rows of one head over the same kept K/V become one ATTEND_GROUP
+(its "heads" are query rows; each has its own query, softmax, output and value selection,
+and adds its own ``p_j`` to token importance). The layer's rows all finish before the
+TOPK_TOKENS that ends it, so the reordering changes no importance the TOPK sees (token
+importance is a sum, saturating only at 2^32 - 1, and the golden model follows the same
+command order).
 """
 
 from __future__ import annotations
@@ -320,10 +330,22 @@ def build(rows: Sequence[WorkloadRow], params: HwParams, *, tensors: dict | None
                     tensors["out_ref"][r.index] if "out_ref" in tensors else None)
         pending.clear()
 
-    for i, r in enumerate(rows):
+    if functional:
+        def kv_of(k: int) -> int:
+            return int(row_kv_head[rows[k].index])
+    else:
+        def kv_of(k: int) -> int:
+            return synthetic_kv_head(rows[k])
+    order, runs = execution_order(rows, kv_of)
+    for pos, i in enumerate(order):
+        r = rows[i]
+        prev = rows[order[pos - 1]] if pos else None
+        nxt = rows[order[pos + 1]] if pos + 1 < len(order) else None
         if progress:
-            progress(i, len(rows))
-        if i == 0 or (rows[i - 1].iteration_id, rows[i - 1].layer_id) != (r.iteration_id, r.layer_id):
+            progress(pos, len(rows))
+        if runs[i] is not None and prev is not None and runs[order[pos - 1]] == runs[i]:
+            pass  # inside a prefill run: one layer, every head present (no head pruning)
+        elif prev is None or (prev.iteration_id, prev.layer_id) != (r.iteration_id, r.layer_id):
             heads_here = sorted(set(group_heads[(r.iteration_id, r.layer_id)]))
             before = prev_heads.get(r.iteration_id, n_heads)
             if len(heads_here) < before:
@@ -375,7 +397,8 @@ def build(rows: Sequence[WorkloadRow], params: HwParams, *, tensors: dict | None
             score_scale=score_scale, score_shift=score_shift,
             value_topk=0 if m >= len(ids) else m, head_id=r.head_id, requant=requant,
             requant_threshold=thr, accum_importance=r.if_accumulate_importance, d=r.embedding_length_D)
-        key = (r.iteration_id, r.layer_id, kvh)
+        # a prefill run groups query rows of one head (the same kept list and planes)
+        key = ("run", runs[i], kvh) if runs[i] is not None else (r.iteration_id, r.layer_id, kvh)
         if pending and (pending_key != key or len(pending) >= params.max_group_heads
                         or any(getattr(cmd, k) != getattr(pending[0][0], k) for k in SHARED_FIELDS)):
             flush()
@@ -393,15 +416,50 @@ def build(rows: Sequence[WorkloadRow], params: HwParams, *, tensors: dict | None
             if not functional:
                 assert isinstance(resp, TopkResp)
                 current = list(resp.ids)
-            elif i + 1 < len(rows) and rows[i + 1].iteration_id == r.iteration_id:
-                t1 = rows[i + 1].index
-                prog.kept_checks.append({"iteration": r.iteration_id, "layer": rows[i + 1].layer_id, "kind": "tokens",
+            elif nxt is not None and nxt.iteration_id == r.iteration_id:
+                t1 = nxt.index
+                prog.kept_checks.append({"iteration": r.iteration_id, "layer": nxt.layer_id, "kind": "tokens",
                                          "own": list(getattr(resp, "ids", ())),
                                          "recorded": [int(x) for x in kept_ids[kept_offsets[t1]:kept_offsets[t1 + 1]]]})
     flush()
     if progress:
         progress(len(rows), len(rows))
     return prog
+
+
+def execution_order(rows: Sequence[WorkloadRow], kv_head: Callable[[int], int]) -> tuple[list[int], list[int | None]]:
+    """The order the host sends ``rows`` in, and for each row the prefill run it is in.
+
+    Decoder rows (one ``iteration_id`` a layer run) keep the file's order (run ``None``).
+    A maximal run of consecutive rows of one layer that spans more than one
+    ``iteration_id`` (encoders: "layer, then query, then head"; a prefill recorded row by
+    row) is a prefill run: its rows go in the order (K/V head, head, position in the file),
+    so consecutive rows share a K/V head and can form one grouped request. A row with
+    ``if_topk`` in such a run must be its last (the TOPK ends the layer); it stays last.
+    ``kv_head(i)`` is the K/V head of row ``i``."""
+    order: list[int] = []
+    runs: list[int | None] = [None] * len(rows)
+    i = 0
+    n_runs = 0
+    while i < len(rows):
+        j = i
+        while j + 1 < len(rows) and rows[j + 1].layer_id == rows[i].layer_id:
+            j += 1
+        block = list(range(i, j + 1))
+        prefill = len({rows[k].iteration_id for k in block}) > 1
+        topk_inside = [k for k in block[:-1] if rows[k].if_topk and rows[k].topk >= 0]
+        if prefill and not topk_inside:
+            for k in block:
+                runs[k] = n_runs
+            n_runs += 1
+            block.sort(key=lambda k: (kv_head(k), rows[k].head_id, k))
+            last = block[-1]
+            if rows[j].if_topk and rows[j].topk >= 0 and last != j:
+                block.remove(j)
+                block.append(j)
+        order.extend(block)
+        i = j + 1
+    return order, runs
 
 
 def _float_check(arrays: tuple[np.ndarray, np.ndarray, np.ndarray], ids: Sequence[int], q_int: np.ndarray, res,

@@ -69,3 +69,22 @@ def test_chisel_hash_follows_sources(tmp_path: Path, monkeypatch: pytest.MonkeyP
     monkeypatch.setattr(hwbuild, "chisel_sources", lambda: files + [tmp_path / "x.scala"])
     (tmp_path / "x.scala").write_text("// a change\n")
     assert hwbuild.chisel_hash() != before
+
+
+def test_sources_edited_during_elaboration_are_not_cached(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Scala file changed while sbt ran: what sbt wrote is not filed under the old key."""
+    monkeypatch.setattr(hwbuild, "BUILD_DIR", tmp_path / "build")
+    extra = tmp_path / "x.scala"
+    extra.write_text("// before\n")
+    files = hwbuild.chisel_sources() + [extra]
+    monkeypatch.setattr(hwbuild, "chisel_sources", lambda: files)
+
+    def fake_sbt(jobs, logname):  # writes the contract, and meanwhile someone edits a source
+        out = Path(jobs[0].split(":", 2)[2])
+        out.write_text("{}")
+        extra.write_text("// edited during the elaboration\n")
+
+    monkeypatch.setattr(hwbuild, "_sbt_elaborate", fake_sbt)
+    with pytest.raises(hwbuild.BuildError, match="changed during the elaboration"):
+        hwbuild.contract_json("tiny")
+    assert not list((tmp_path / "build" / "contract").glob("*.json"))
