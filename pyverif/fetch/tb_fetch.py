@@ -423,6 +423,9 @@ class FetchPortChecker(uvm_component):
                      for f in ["count"] + [f"rows_{k}" for k in range(bfm.k)]}
                     for i in range(ncl)]
         max_rows = [sig(bfm.port("maxRows", i)) for i in range(ncl)]
+        inflight = [sig(bfm.port("status", i) + "_inflight") for i in range(ncl)]
+        ring = nch * cap
+        nearly_full = ring - bfm.k * (p.max_row_bytes // p.burst_bytes)
         rows_out = [0] * ncl
         dreq_v = [sig(f"io_dram_{c}_req_valid") for c in range(nch)]
         dreq_r = [sig(f"io_dram_{c}_req_ready") for c in range(nch)]
@@ -520,6 +523,8 @@ class FetchPortChecker(uvm_component):
                     if rows_out[i] > bfm.nonempty_rows[i]:
                         self._fail(f"client {i}: {rows_out[i]} rows delivered, only {bfm.nonempty_rows[i]} sent")
             for i in range(ncl):
+                if int(inflight[i].value) > nearly_full:
+                    emit("ringFull")
                 for c in range(nch):
                     out = accepted[i][c] - delivered[i][c]
                     if out > cap:
@@ -607,7 +612,10 @@ class FetchCoverage(CoverageBase):
         self.bb = p.burst_bytes
         bins = ["rowBursts0", "rowBursts1", "rowBurstsMax", "index0", "indexMax", "indexSequential",
                 "baseChanged", "baseSame", "topOfMemory", "rowsBackToBack", "rowsStalled",
-                "groupBackpressure", "dramReqBackpressure", "creditsExhausted"]
+                "groupBackpressure", "dramReqBackpressure", "ringFull"]
+        if p.max_inflight <= bfm.knobs.latency[1]:
+            # maxInflight requests at the DRAM on one channel need that much latency
+            bins.append("creditsExhausted")
         if self.mrb > 2:
             bins.append("rowBurstsMid")
         if self.nch > 1:
@@ -803,6 +811,7 @@ class FetchRandomRowsTest(FetchThroughputTest):
         await FetchRandomTest.run_phase(self)
         info = self.run_info
         info["rowsPerCycle"] = round(info["rows"] / info["cycles"], 3)
+        info["keysPerCycle"], info["channels"] = self.bfm.k, self.bfm.p.num_channels
         write_report("run", info)
         self.logger.info(f"rows a cycle: {info['rowsPerCycle']} ({info})")
         self.drop_objection()
