@@ -5,17 +5,18 @@
 Layers, per client (one for ``RowFetcher``, two for ``FetchPair``): :class:`FetchRowItem`
 items made by sequences (random plane base, token index and burst count per row; the
 bursts a row covers get random bytes in the memory image the first time) ->
-:class:`FetchDriver` (``rows`` stream, random idle) -> DUT -> :class:`FetchMonitor`
-(``groups`` stream, random back-pressure with long blocked windows) ->
-:class:`FetchScoreboard` (rebuilds every row from the memory image: each group's bursts,
-count and ``lastOfRow``, rows in order per client) and :class:`FetchCoverage`.
+:class:`FetchDriver` (``rows`` stream: beats of 1..keysPerCycle rows, random idle) -> DUT
+-> :class:`FetchMonitor` (``out`` stream of row beats, random ``maxRows`` and
+back-pressure with long blocked windows) -> :class:`FetchScoreboard` (rebuilds every row
+from the memory image, bursts past its end zero; rows in order per client) and
+:class:`FetchCoverage`.
 
 Shared: the DRAM ports are served by :class:`pyverif.top.memory_agent.DramAgent` (in-order
 responses per channel, random latency, request back-pressure, address checks: aligned, in
 range, on its channel). :class:`FetchPortChecker` samples every cycle: per client and
-channel, requests accepted minus bursts delivered never exceeds ``maxInflight`` (the
-credits); the responses are never back-pressured; ``idle`` implies nothing in flight;
-a stalled group keeps its meaningful fields (``count``, ``lastOfRow``, ``data[:count]``);
+channel, requests accepted minus responses never exceeds ``maxInflight`` (the credits);
+the responses are never back-pressured; ``idle`` implies nothing in flight; a stalled
+row beat keeps the rows it offers (its ``count`` may only grow, up to ``maxRows``);
 and for ``FetchPair`` every client request is passed to DRAM in the same cycle and every
 DRAM response goes to the client whose request it answers (a FIFO of client ids per
 channel). A :class:`pyverif.common.watchdog.Watchdog` names the stalled stream on a hang.
@@ -26,8 +27,11 @@ Tests (run them through ``pyverif/fetch/test_fetch.py``):
   everywhere; every coverage bin must be hit (bins that cannot occur on the preset, e.g.
   channel wrap-around with one channel, are not listed).
 - ``FetchThroughputTest`` (``RowFetcher`` only): no stalls, a fixed 8-cycle memory, rows of
-  ``maxRowBursts`` bursts: at least 90% of ``W = min(numChannels, maxRowBursts)`` bursts a
-  cycle.
+  ``maxRowBursts`` bursts: at least 90% of ``W = min(numChannels, keysPerCycle *
+  maxRowBursts)`` bursts a cycle.
+- ``FetchRandomRowsTest`` (``RowFetcher`` only): no stalls, a fixed 8-cycle memory, full
+  beats of rows of ``ROW_BURSTS`` (default 2) bursts at random token ids (channel
+  collisions): reports rows a cycle.
 - ``FetchBrokenModelTest``: a negative test. A factory override swaps in a model that
   reads the neighbouring token's row; the run must fail in the scoreboard.
 """
@@ -62,8 +66,9 @@ INDEX_MAX = (1 << 16) - 1     # FetchRow.index is a 16-bit token id
 
 
 def width(p: HwParams) -> int:
-    """``W``: bursts a fetcher issues and delivers per cycle (``RowFetcher.width``)."""
-    return min(p.num_channels, p.max_row_bytes // p.burst_bytes)
+    """``W``: bursts a fetcher can stream a cycle on a linear fetch of whole rows (one a
+    channel, ``keysPerCycle`` rows a beat)."""
+    return min(p.num_channels, p.keys_per_cycle * (p.max_row_bytes // p.burst_bytes))
 
 
 def _hex(x: int) -> str:
@@ -158,18 +163,14 @@ class FetchRowItem(uvm_sequence_item):
 
 @dataclass
 class FetchedRow:
-    """What one client delivered for one row: each group's bursts (``data[:count]``) and
-    ``lastOfRow`` flags."""
+    """What one client delivered for one row: the row's bits (burst ``b`` in bits
+    ``[b * burstBits, (b + 1) * burstBits)``, bursts past the row's end zero)."""
 
     client: int
-    groups: list[tuple[int, ...]] = field(default_factory=list)
-    counts: list[int] = field(default_factory=list)
-    lasts: list[bool] = field(default_factory=list)
+    data: int = 0
 
     def __str__(self) -> str:
-        gs = ", ".join(f"{c}:[{' '.join(_hex(x) for x in g)}]{'L' if l else ''}"
-                       for g, c, l in zip(self.groups, self.counts, self.lasts))
-        return f"client {self.client} groups {gs}"
+        return f"client {self.client} row {_hex(self.data)}"
 
 
 @dataclass
@@ -233,8 +234,8 @@ class FetchStreamSeq(FetchRandomSeq):
 class FetchBfm:
     """Clock, reset and the stream agents of every client, plus the DRAM agent.
 
-    Signal names: ``RowFetcher`` has ``io_rows``, ``io_groups``, ``io_status_*``,
-    ``io_idle``; ``FetchPair`` the same with ``_<client>`` after the port name, and
+    Signal names: ``RowFetcher`` has ``io_rows``, ``io_out``, ``io_maxRows``,
+    ``io_status_*``, ``io_idle``; ``FetchPair`` the same with ``_<client>`` after the port name, and
     ``io_probe_<client>_<channel>_*``. Both have ``io_dram_<channel>_*``."""
 
     def __init__(self, dut: SimHandleBase, params: HwParams, knobs: "FetchRandomTest") -> None:
@@ -249,8 +250,7 @@ class FetchBfm:
         self.rows: list[StreamSource] = []
         self.groups: list[StreamSink] = []
         self.dram: DramAgent | None = None
-        # per client: channels of each group still to be delivered (driver -> checker)
-        self.expected_groups: list[deque[list[int]]] = [deque() for _ in range(self.clients)]
+        self.k = params.keys_per_cycle
         self.sent_rows = [0] * self.clients
         self.sent_bursts = [0] * self.clients
         self.nonempty_rows = [0] * self.clients
@@ -271,7 +271,8 @@ class FetchBfm:
         d.reset.value = 1
         for c in range(self.clients):
             getattr(d, self.port("rows", c) + "_valid").value = 0
-            getattr(d, self.port("groups", c) + "_ready").value = 0
+            getattr(d, self.port("out", c) + "_ready").value = 0
+            getattr(d, self.port("maxRows", c)).value = self.k
         await ClockCycles(d.clock, 4)
         d.reset.value = 0
         await RisingEdge(d.clock)
@@ -279,9 +280,11 @@ class FetchBfm:
             self.rows.append(StreamSource(d, self.port("rows", c), d.clock, rng_for(f"rows-src{c}"), k.idle_prob))
             # stability of the meaningful fields is checked by FetchPortChecker (lanes past
             # `count` are don't-care and may change)
-            self.groups.append(StreamSink(d, self.port("groups", c), d.clock, rng_for(f"groups{c}"),
+            self.groups.append(StreamSink(d, self.port("out", c), d.clock, rng_for(f"groups{c}"),
                                           k.stall_prob, check_stable=False))
             cocotb.start_soon(self._blocker(self.groups[c], rng_for(f"block{c}")))
+            if k.vary_max_rows:
+                cocotb.start_soon(self._max_rows(c, rng_for(f"maxrows{c}")))
         self.dram = DramAgent(d, d.clock, self.p, self.mem.img, rng_for("dram"), latency=k.latency,
                               req_stall=k.req_stall, resp_gap=k.resp_gap,
                               queue_limit=self.clients * self.p.max_inflight)
@@ -301,70 +304,96 @@ class FetchBfm:
                 await ClockCycles(self.dut.clock, rng.randint(cap, 4 * cap + 100))
                 sink.stall_prob = k.stall_prob
 
+    async def _max_rows(self, client: int, rng: random.Random) -> None:
+        """``maxRows`` changes at random, only between beats (right after a handshake or
+        while nothing is offered)."""
+        sig = getattr(self.dut, self.port("maxRows", client))
+        v = getattr(self.dut, self.port("out", client) + "_valid")
+        while True:
+            await RisingEdge(self.dut.clock)
+            if rng.random() < 0.05 and not int(v.value):
+                sig.value = rng.randint(1, self.k)
+
     def expect_row(self, item: FetchRowItem) -> None:
-        """Record the channels of the groups ``item`` will be delivered in."""
-        bb, n, w = self.p.burst_bytes, self.p.num_channels, self.width
+        """Count a row sent."""
         c = item.client
         self.sent_rows[c] += 1
         self.sent_bursts[c] += item.row_bursts
-        bursts = list(item.bursts(bb))
-        if bursts:
+        if item.row_bursts:
             self.nonempty_rows[c] += 1
-        for g in range(0, len(bursts), w):
-            self.expected_groups[c].append([b % n for b in bursts[g:g + w]])
 
 
 class FetchDriver(uvm_driver):
-    """Sends rows on ``rows`` (keeping up to two queued, so rows can go back to back),
-    with now and then a longer idle gap; publishes each row."""
+    """Sends rows on ``rows`` in beats of 1..keysPerCycle rows (full beats weighted up;
+    keeping up to two beats queued, so beats can go back to back), with now and then a
+    longer idle gap; publishes each row."""
 
     client = 0
 
     def build_phase(self) -> None:
         self.ap = uvm_analysis_port("ap", self)
+        self.ev = uvm_analysis_port("ev", self)
 
     async def run_phase(self) -> None:
         bfm: FetchBfm = ConfigDB().get(self, "", "BFM")
         rng = rng_for(f"driver{self.client}")
         await bfm.reset_done.wait()
         src = bfm.rows[self.client]
-        while True:
-            item = await self.seq_item_port.get_next_item()
-            item.seq = bfm.sent_rows[self.client]
+        left = config("ROWS", 400)
+        while left:
+            want = min(left, bfm.k if rng.random() < 0.5 or bfm.knobs.idle_prob == 0 else rng.randint(1, bfm.k))
+            items = []
+            for _ in range(want):
+                item = await self.seq_item_port.get_next_item()
+                item.seq = bfm.sent_rows[self.client] + len(items)
+                items.append(item)
+                self.seq_item_port.item_done()
+            left -= want
             if bfm.knobs.idle_prob > 0 and rng.random() < 0.03:
                 await ClockCycles(bfm.dut.clock, rng.randint(5, 60))
             while src.pending >= 2:
                 await RisingEdge(bfm.dut.clock)
-            src.send_nowait({"index": item.index, "base": item.base, "rowBursts": item.row_bursts})
-            bfm.expect_row(item)
-            self.ap.write(item)
-            self.seq_item_port.item_done()
+            beat = {"count": len(items)}
+            for i in range(bfm.k):
+                it = items[i] if i < len(items) else items[0]  # lanes past count: don't care
+                beat.update({f"rows_{i}_index": it.index, f"rows_{i}_base": it.base,
+                             f"rows_{i}_rowBursts": it.row_bursts if i < len(items) else rng.randint(0, 1)})
+            src.send_nowait(beat)
+            for item in items:
+                bfm.expect_row(item)
+                self.ap.write(item)
+            if len(items) == bfm.k and bfm.k > 1:
+                self.ev.write(FetchEvent("beatInFull"))
+            nch, bb = bfm.p.num_channels, bfm.p.burst_bytes
+            chans = [b % nch for it in items for b in it.bursts(bb)]
+            if len(chans) != len(set(chans)):
+                self.ev.write(FetchEvent("channelCollision"))
 
 
 class FetchMonitor(uvm_monitor):
-    """Collects ``groups`` beats up to ``lastOfRow`` into a :class:`FetchedRow`."""
+    """Takes ``out`` beats: each of the first ``count`` rows is one :class:`FetchedRow`."""
 
     client = 0
 
     def build_phase(self) -> None:
         self.ap = uvm_analysis_port("ap", self)
+        self.ev = uvm_analysis_port("ev", self)
         self.rows = 0
 
     async def run_phase(self) -> None:
         bfm: FetchBfm = ConfigDB().get(self, "", "BFM")
         await bfm.reset_done.wait()
-        sink, w = bfm.groups[self.client], bfm.width
-        row = FetchedRow(self.client)
+        sink = bfm.groups[self.client]
         while True:
             beat = await sink.recv()
             count = beat["count"]
-            row.counts.append(count)
-            row.groups.append(tuple(beat[f"data_{i}"] for i in range(min(count, w))))
-            row.lasts.append(bool(beat["lastOfRow"]))
-            if beat["lastOfRow"]:
+            if not 1 <= count <= bfm.k:
+                raise AssertionError(f"client {self.client}: a row beat with count {count}; {reproduce_hint()}")
+            if count > 1:
+                self.ev.write(FetchEvent("beatOutMulti"))
+            for i in range(count):
                 self.rows += 1
-                self.ap.write(row)
-                row = FetchedRow(self.client)
+                self.ap.write(FetchedRow(self.client, beat[f"rows_{i}"]))
 
 
 class FetchPortChecker(uvm_component):
@@ -388,11 +417,16 @@ class FetchPortChecker(uvm_component):
         sig = lambda name: getattr(d, name)  # noqa: E731
         rows_v = [sig(bfm.port("rows", i) + "_valid") for i in range(ncl)]
         rows_r = [sig(bfm.port("rows", i) + "_ready") for i in range(ncl)]
-        grp_v = [sig(bfm.port("groups", i) + "_valid") for i in range(ncl)]
-        grp_r = [sig(bfm.port("groups", i) + "_ready") for i in range(ncl)]
-        grp_bits = [{f: sig(f"{bfm.port('groups', i)}_bits_{f}")
-                     for f in ["count", "lastOfRow"] + [f"data_{k}" for k in range(bfm.width)]}
+        grp_v = [sig(bfm.port("out", i) + "_valid") for i in range(ncl)]
+        grp_r = [sig(bfm.port("out", i) + "_ready") for i in range(ncl)]
+        grp_bits = [{f: sig(f"{bfm.port('out', i)}_bits_{f}")
+                     for f in ["count"] + [f"rows_{k}" for k in range(bfm.k)]}
                     for i in range(ncl)]
+        max_rows = [sig(bfm.port("maxRows", i)) for i in range(ncl)]
+        inflight = [sig(bfm.port("status", i) + "_inflight") for i in range(ncl)]
+        ring = nch * cap
+        nearly_full = ring - bfm.k * (p.max_row_bytes // p.burst_bytes)
+        rows_out = [0] * ncl
         dreq_v = [sig(f"io_dram_{c}_req_valid") for c in range(nch)]
         dreq_r = [sig(f"io_dram_{c}_req_ready") for c in range(nch)]
         dresp_v = [sig(f"io_dram_{c}_resp_valid") for c in range(nch)]
@@ -464,31 +498,33 @@ class FetchPortChecker(uvm_component):
                     if not route[c]:
                         self._fail(f"channel {c}: a DRAM response with no request in flight")
                     i = route[c].popleft()
+                    delivered[i][c] += 1
                     if bfm.pair and last_client[c] not in (-1, i):
                         emit("responseSwitch")
                     last_client[c] = i
-            # ---- groups: stability under back-pressure, credits
+            # ---- row beats: stability under back-pressure (rows offered stay; count may
+            # only grow, up to maxRows), never more rows than sent
             for i in range(ncl):
                 v, r = int(grp_v[i].value), int(grp_r[i].value)
+                now = self._beat(grp_bits[i]) if v else None
+                if now is not None and now[0] > int(max_rows[i].value):
+                    self._fail(f"client {i}: a row beat of {now[0]} rows with maxRows {int(max_rows[i].value)}")
                 if held[i] is not None:
-                    now = self._group(grp_bits[i]) if v else None
-                    if now != held[i]:
-                        self._fail(f"client {i}: a stalled group changed: {held[i]} -> {now}")
+                    if now is None or now[0] < held[i][0] or now[1][:held[i][0]] != held[i][1]:
+                        self._fail(f"client {i}: a stalled row beat changed: {held[i]} -> {now}")
                 if v and not r:
                     emit("groupBackpressure")
-                    held[i] = self._group(grp_bits[i])
+                    held[i] = now
                 else:
                     held[i] = None
                 if v and r:
                     self.last_group_cycle = cyc
-                    if not bfm.expected_groups[i]:
-                        self._fail(f"client {i}: a group with no row outstanding")
-                    chans = bfm.expected_groups[i].popleft()
-                    for c in chans:
-                        delivered[i][c] += 1
-                    if len(chans) > 1 and chans[-1] < chans[0]:
-                        emit("groupWraps")
+                    rows_out[i] += now[0]
+                    if rows_out[i] > bfm.nonempty_rows[i]:
+                        self._fail(f"client {i}: {rows_out[i]} rows delivered, only {bfm.nonempty_rows[i]} sent")
             for i in range(ncl):
+                if int(inflight[i].value) > nearly_full:
+                    emit("ringFull")
                 for c in range(nch):
                     out = accepted[i][c] - delivered[i][c]
                     if out > cap:
@@ -500,22 +536,20 @@ class FetchPortChecker(uvm_component):
             await RisingEdge(d.clock)
 
     @staticmethod
-    def _group(bits: dict[str, SimHandleBase]) -> tuple:
+    def _beat(bits: dict[str, SimHandleBase]) -> tuple:
         count = int(bits["count"].value)
-        lanes = [k for k in bits if k.startswith("data_")]
-        return (count, int(bits["lastOfRow"].value),
-                tuple(int(bits[k].value) for k in lanes[:count]))
+        lanes = [k for k in bits if k.startswith("rows_")]
+        return (count, tuple(int(bits[k].value) for k in lanes[:count]))
 
 
 # ------------------------------------------------------------------------------ checking
 
 
 class FetchScoreboard(ScoreboardBase):
-    """Rebuilds every non-empty row from the memory image: groups of
-    ``W = min(numChannels, maxRowBursts)`` consecutive bursts (the last one shorter),
-    ``lastOfRow`` on the last group. Rows of 0 bursts must deliver nothing (their rows are
-    left out of the pairing: an extra group would misalign every later row). Rows pair in
-    order within each client."""
+    """Rebuilds every non-empty row from the memory image (its bursts, the rest of the
+    ``maxRowBursts`` zero). Rows of 0 bursts must deliver nothing (they are left out of the
+    pairing: an extra row would misalign every later row). Rows pair in order within each
+    client."""
 
     def build_phase(self) -> None:
         super().build_phase()
@@ -527,15 +561,10 @@ class FetchScoreboard(ScoreboardBase):
 
     def predict(self, item: FetchRowItem) -> FetchedRow:
         bfm: FetchBfm = ConfigDB().get(None, "", "BFM")
-        bb, w = bfm.p.burst_bytes, bfm.width
+        bb = bfm.p.burst_bytes
         b0 = self.address(item, bb) // bb
-        data = [bfm.mem.burst(b) for b in range(b0, b0 + item.row_bursts)]
-        row = FetchedRow(item.client)
-        for g in range(0, len(data), w):
-            row.groups.append(tuple(data[g:g + w]))
-            row.counts.append(len(data[g:g + w]))
-            row.lasts.append(g + w >= len(data))
-        return row
+        data = sum(bfm.mem.burst(b0 + i) << (8 * bb * i) for i in range(item.row_bursts))
+        return FetchedRow(item.client, data)
 
     def describe(self, request: FetchRowItem) -> str:
         return str(request)
@@ -564,11 +593,11 @@ class FetchNextRowScoreboard(FetchScoreboard):
 
 
 class FetchCoverage(CoverageBase):
-    """Row-shape bins (from the driver) and cycle-level bins (from the checker). Bins that
-    cannot occur on the preset are not listed: the multi-channel ones need two channels
-    (``rowCrossesChannels``, ``rowStartsOffChannel0``, ``groupWraps``) or rows wider than
-    a group (``multiGroupRow``), ``rowBurstsMid`` needs ``maxRowBursts > 2``, the arbiter
-    ones the ``FetchPair`` top."""
+    """Row-shape bins (from the driver), beat bins (driver and monitor) and cycle-level bins
+    (from the checker). Bins that cannot occur on the preset are not listed: the
+    multi-channel ones need two channels (``rowCrossesChannels``, ``rowStartsOffChannel0``),
+    ``rowBurstsMid`` needs ``maxRowBursts > 2``, the beat ones ``keysPerCycle > 1``, the
+    arbiter ones the ``FetchPair`` top."""
 
     bins: tuple[str, ...] = ()
 
@@ -583,13 +612,16 @@ class FetchCoverage(CoverageBase):
         self.bb = p.burst_bytes
         bins = ["rowBursts0", "rowBursts1", "rowBurstsMax", "index0", "indexMax", "indexSequential",
                 "baseChanged", "baseSame", "topOfMemory", "rowsBackToBack", "rowsStalled",
-                "groupBackpressure", "dramReqBackpressure", "creditsExhausted"]
+                "groupBackpressure", "dramReqBackpressure", "ringFull"]
+        if p.max_inflight <= bfm.knobs.latency[1]:
+            # maxInflight requests at the DRAM on one channel need that much latency
+            bins.append("creditsExhausted")
         if self.mrb > 2:
             bins.append("rowBurstsMid")
         if self.nch > 1:
-            bins += ["rowCrossesChannels", "rowStartsOffChannel0", "groupWraps"]
-        if self.mrb > self.w:
-            bins.append("multiGroupRow")
+            bins += ["rowCrossesChannels", "rowStartsOffChannel0"]
+        if p.keys_per_cycle > 1:
+            bins += ["beatInFull", "beatOutMulti", "channelCollision"]
         if bfm.pair:
             bins += ["arbiterContention", "bothClientsInFlight", "responseSwitch"]
         self.bins = tuple(bins)
@@ -620,8 +652,6 @@ class FetchCoverage(CoverageBase):
                     hits.append("rowCrossesChannels")
                 if b0 % self.nch:
                     hits.append("rowStartsOffChannel0")
-            if rb > self.w:
-                hits.append("multiGroupRow")
         return hits
 
 
@@ -662,6 +692,8 @@ class FetchEnv(uvm_env):
             a.driver.ap.connect(self.scoreboard.request_export)
             a.driver.ap.connect(self.coverage.analysis_export)
             a.monitor.ap.connect(self.scoreboard.response_export)
+            a.driver.ev.connect(self.coverage.analysis_export)
+            a.monitor.ev.connect(self.coverage.analysis_export)
         self.checker.ap.connect(self.coverage.analysis_export)
 
 
@@ -677,6 +709,7 @@ class FetchRandomTest(uvm_test):
     resp_gap = 0.15          # DRAM: a due response held back a cycle
     watchdog_cycles = 4000
     sequence = FetchRandomSeq
+    vary_max_rows = True     # out: maxRows changed at random between beats
 
     def build_phase(self) -> None:
         ConfigDB().set(None, "*", "ROWS", int(os.environ.get("FETCH_ROWS", "400")))
@@ -705,7 +738,7 @@ class FetchRandomTest(uvm_test):
         for _ in range(20):  # nothing more may come out; everything delivered
             await RisingEdge(d.clock)
             for i in range(bfm.clients):
-                assert not int(getattr(d, bfm.port("groups", i) + "_valid").value), \
+                assert not int(getattr(d, bfm.port("out", i) + "_valid").value), \
                     f"client {i}: a group after the last row; {reproduce_hint()}"
         dog.stop()
         for i in range(bfm.clients):
@@ -738,6 +771,7 @@ class FetchThroughputTest(FetchRandomTest):
     req_stall = 0.0
     resp_gap = 0.0
     sequence = FetchStreamSeq
+    vary_max_rows = False
 
     def build_phase(self) -> None:
         super().build_phase()
@@ -748,6 +782,38 @@ class FetchThroughputTest(FetchRandomTest):
         await super().run_phase()
         rate, w = self.run_info["burstsPerCycle"], self.bfm.width
         assert rate >= 0.9 * w, f"{rate} bursts a cycle, expected at least 90% of W={w}; {reproduce_hint()}"
+        self.drop_objection()
+
+
+class FetchRandomRowsSeq(FetchRandomSeq):
+    """``ROWS`` rows of ``ROW_BURSTS`` bursts at random token ids of one plane."""
+
+    async def body(self) -> None:
+        bfm: FetchBfm = ConfigDB().get(None, "", "BFM")
+        rng = rng_for(f"rows{self.client}")
+        rb = min(int(os.environ.get("ROW_BURSTS", "2")), bfm.mem.max_row_bursts)
+        for _ in range(config("ROWS", 400)):
+            item = FetchRowItem("row", self.client, rng.randint(0, INDEX_MAX), 0, rb)
+            await self.start_item(item)
+            bfm.mem.touch(item)
+            await self.finish_item(item)
+
+
+@test()
+class FetchRandomRowsTest(FetchThroughputTest):
+    """No stalls, a fixed 8-cycle memory, full beats of rows at random token ids: reports
+    rows a cycle (channel collisions included)."""
+
+    sequence = FetchRandomRowsSeq
+
+    async def run_phase(self) -> None:
+        self.raise_objection()
+        await FetchRandomTest.run_phase(self)
+        info = self.run_info
+        info["rowsPerCycle"] = round(info["rows"] / info["cycles"], 3)
+        info["keysPerCycle"], info["channels"] = self.bfm.k, self.bfm.p.num_channels
+        write_report("run", info)
+        self.logger.info(f"rows a cycle: {info['rowsPerCycle']} ({info})")
         self.drop_objection()
 
 

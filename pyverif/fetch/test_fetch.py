@@ -22,6 +22,8 @@ TB = "pyverif.fetch.tb_fetch"
 # DramArbiter (test top FetchPair) on both.
 RANDOM = [("RowFetcher", "tiny"), ("RowFetcher", "eighth"), ("FetchPair", "tiny"), ("FetchPair", "eighth")]
 THROUGHPUT = [("RowFetcher", "tiny"), ("RowFetcher", "eighth")]
+# rows at random token ids, full beats: rows a cycle (paper: 16 channels, 8 rows a beat)
+RANDOM_ROWS = [("RowFetcher", "eighth"), pytest.param("RowFetcher", "paper", marks=pytest.mark.slow)]
 
 #: Elaborated up front by the repository's conftest.py (one sbt run for all tops).
 RTL_TOPS = sorted(set(RANDOM))
@@ -54,10 +56,24 @@ def test_fetch_random(tmp_path: Path, top: str, preset: str) -> None:
 @pytest.mark.parametrize("top,preset", THROUGHPUT, ids=[f"{t}-{p}" for t, p in THROUGHPUT])
 def test_fetch_throughput(tmp_path: Path, top: str, preset: str) -> None:
     """No stalls, a fixed 8-cycle memory: a linear fetch streams at least 90% of
-    W = min(numChannels, maxRowBursts) bursts a cycle (and every row is still checked)."""
+    W = min(numChannels, keysPerCycle * maxRowBursts) bursts a cycle (and every row is still
+    checked)."""
     data = _run(tmp_path, top, preset, "FetchThroughputTest")
     assert data["scoreboard"]["mismatches"] == 0 and data["scoreboard"]["checked"] == ROWS, data["scoreboard"]
     assert data["run"]["burstsPerCycle"] >= 0.9 * data["run"]["width"], data["run"]
+
+
+@pytest.mark.parametrize("top,preset", RANDOM_ROWS, ids=["RowFetcher-eighth", "RowFetcher-paper"])
+def test_fetch_random_rows(tmp_path: Path, top: str, preset: str) -> None:
+    """No stalls, a fixed 8-cycle memory (one request a channel a cycle), full beats of
+    2-burst rows at random token ids (channels collide): every row checked; at least half
+    of the ideal min(keysPerCycle, numChannels / 2) rows a cycle; rows a cycle printed."""
+    data = _run(tmp_path, top, preset, "FetchRandomRowsTest")
+    assert data["scoreboard"]["mismatches"] == 0 and data["scoreboard"]["checked"] == ROWS, data["scoreboard"]
+    r = data["run"]
+    ideal = min(r["keysPerCycle"], r["channels"] / 2)
+    print(f"{top} ({preset}): {r['rowsPerCycle']} rows of 2 bursts a cycle (ideal {ideal})")
+    assert r["rowsPerCycle"] >= 0.5 * ideal, r
 
 
 def test_fetch_scoreboard_catches_wrong_model(tmp_path: Path) -> None:

@@ -171,7 +171,9 @@ class SoftmaxBfm:
         self.stream = StreamSource(dut, "io_stream", dut.clock, rng, idle)
         self.summary = StreamSink(dut, "io_summary", dut.clock, rng, stall, callback=self._on_summary)
         self.probs = StreamSink(dut, "io_probs", dut.clock, rng, stall, callback=self._on_prob)
-        self.score_bits = len(dut.io_scores_bits_s)
+        self.score_bits = len(dut.io_scores_bits_s_0)
+        self.k = len([n for n in dir(dut) if n.startswith("io_scores_bits_s_")])
+        self.beat_rng = rng
         self.awaiting_summary: deque[SoftmaxItem] = deque()
         self.summaries: dict[int, dict[str, int]] = {}
         self.probs_of: dict[int, list[dict[str, int]]] = {}
@@ -221,8 +223,15 @@ class SoftmaxBfm:
         self.awaiting_summary.append(item)
         done = Event()
         n = len(item.scores)
-        for j, s in enumerate(item.scores):
-            done = self.scores.send_nowait({"s": mask(s, self.score_bits), "last": int(j == n - 1)})
+        # beats of 1..K scores (full ones weighted up), never crossing a multiple of K
+        j = 0
+        while j < n:
+            room = self.k - j % self.k
+            c = min(n - j, room if self.beat_rng.random() < 0.5 else self.beat_rng.randint(1, room))
+            lanes = item.scores[j:j + c] + [self.beat_rng.randint(-1000, 1000)] * (self.k - c)  # past count: ignored
+            beat = {f"s_{i}": mask(v, self.score_bits) for i, v in enumerate(lanes)}
+            done = self.scores.send_nowait({**beat, "count": c, "last": int(j + c == n)})
+            j += c
         return done
 
     async def start_stream(self, item: SoftmaxItem) -> None:

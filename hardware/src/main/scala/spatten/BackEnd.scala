@@ -75,11 +75,21 @@ class BackEnd(p: SpAttenParams, jobs: DecoupledIO[AttendJob], cycle: UInt, softm
   // ---------------- units of the value path ----------------
   /** Fetches value rows (its DRAM port goes to the controller's arbiter). */
   val valFetch  = Module(new RowFetcher(p))
-  val valAsm    = Module(new RowAssembler(p))
   val valUnpack = Module(new PlaneUnpacker(p))
   val valueTopk = Module(new TopKEngine(p, pBits, p.maxTokens, p.topkParallelism))
   val valueAcc  = Module(new ValueAccumulator(p))
-  valAsm.io.in <> valFetch.io.groups
+  // ADAPTER until the back end takes several rows a cycle: one row a beat each way
+  // (`valRow` in, `valAsmOut` out) on the multi-row fetcher
+  val valRow = Wire(Decoupled(new FetchRow(p)))
+  valFetch.io.rows.valid := valRow.valid
+  valFetch.io.rows.bits.count := 1.U
+  valFetch.io.rows.bits.rows := VecInit(Seq.fill(p.keysPerCycle)(valRow.bits))
+  valRow.ready := valFetch.io.rows.ready
+  valFetch.io.maxRows := 1.U
+  val valAsmOut = Wire(Decoupled(UInt((p.maxRowBursts * p.burstBits).W)))
+  valAsmOut.valid := valFetch.io.out.valid
+  valAsmOut.bits := valFetch.io.out.bits.rows(0)
+  valFetch.io.out.ready := valAsmOut.ready
 
   val bstate = RegInit(BackState.idle)
   def bin(st: BackState.Type): Bool = bstate === st
@@ -142,9 +152,9 @@ class BackEnd(p: SpAttenParams, jobs: DecoupledIO[AttendJob], cycle: UInt, softm
   imp.io.headAcc.valid := false.B
   imp.io.headAcc.bits.id := low(cur.headId, log2Ceil(p.maxHeads).max(1))
   imp.io.headAcc.bits.amount := 0.U
-  valAsm.io.out.ready := false.B
+  valAsmOut.ready := false.B
   valUnpack.io.in.valid := false.B
-  valUnpack.io.in.bits.row := valAsm.io.out.bits
+  valUnpack.io.in.bits.row := valAsmOut.bits
   valUnpack.io.in.bits.bits := cur.vBits
   valUnpack.io.in.bits.isSigned := true.B
   valUnpack.io.out.ready := false.B
@@ -183,9 +193,9 @@ class BackEnd(p: SpAttenParams, jobs: DecoupledIO[AttendJob], cycle: UInt, softm
   val buffered = vHave(ix(pos))
   val queuesReady = inflight.io.enq.ready && srcQ.io.enq.ready
   /** The position can be taken: its row is in the buffer, or the fetcher takes it. */
-  val posReady = queuesReady && (buffered || valFetch.io.rows.ready)
-  valFetch.io.rows.valid := valuePhase && posValid && queuesReady && !buffered
-  valFetch.io.rows.bits := fetchRow(p, t, cur.vBase, AttentionController.rowBursts(p, cur.d, cur.vBits))
+  val posReady = queuesReady && (buffered || valRow.ready)
+  valRow.valid := valuePhase && posValid && queuesReady && !buffered
+  valRow.bits := fetchRow(p, t, cur.vBase, AttentionController.rowBursts(p, cur.d, cur.vBits))
   when(valuePhase) {
     inflight.io.enq.valid := posValid && posReady
     inflight.io.enq.bits := posP
@@ -239,12 +249,12 @@ class BackEnd(p: SpAttenParams, jobs: DecoupledIO[AttendJob], cycle: UInt, softm
   when(bin(BackState.values) || (bin(BackState.probs) && !pruneValues)) {
     // rows (DRAM or the row buffer, in issue order) -> unpack -> accumulator
     val src = srcQ.io.deq.bits
-    valUnpack.io.in.valid := srcQ.io.deq.valid && (src.buffered || valAsm.io.out.valid)
-    valUnpack.io.in.bits.row := Mux(src.buffered, vRows(src.pos), valAsm.io.out.bits)
-    valAsm.io.out.ready := srcQ.io.deq.valid && !src.buffered && valUnpack.io.in.ready
-    srcQ.io.deq.ready := valUnpack.io.in.ready && (src.buffered || valAsm.io.out.valid)
-    when(valAsm.io.out.fire) {
-      vRows(src.pos) := valAsm.io.out.bits
+    valUnpack.io.in.valid := srcQ.io.deq.valid && (src.buffered || valAsmOut.valid)
+    valUnpack.io.in.bits.row := Mux(src.buffered, vRows(src.pos), valAsmOut.bits)
+    valAsmOut.ready := srcQ.io.deq.valid && !src.buffered && valUnpack.io.in.ready
+    srcQ.io.deq.ready := valUnpack.io.in.ready && (src.buffered || valAsmOut.valid)
+    when(valAsmOut.fire) {
+      vRows(src.pos) := valAsmOut.bits
       vHave := vHave | (1.U(p.maxTokens.W) << src.pos)
     }
     valueAcc.io.rows.valid := valUnpack.io.out.valid && inflight.io.deq.valid

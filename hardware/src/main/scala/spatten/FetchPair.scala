@@ -16,7 +16,7 @@ class DramClientProbe extends Bundle {
   * channels through one [[DramArbiter]], as the key and value fetchers of the
   * [[AttentionController]] do.
   *
-  * Each fetcher has its own `rows` and `groups` streams; the arbiter's DRAM ports are the
+  * Each fetcher has its own `rows` and `out` streams and `maxRows`; the arbiter's DRAM ports are the
   * top's `dram` ports. `probe(i)(c)` shows the handshake of client `i` on channel `c`
   * between the fetcher and the arbiter, so that a testbench can check that every response
   * goes to the client that asked (`pyverif/fetch/`).
@@ -26,8 +26,9 @@ class DramClientProbe extends Bundle {
 class FetchPair(p: SpAttenParams) extends Module {
   private val clients = 2
   val io = IO(new Bundle {
-    val rows   = Vec(clients, Flipped(Decoupled(new FetchRow(p))))
-    val groups = Vec(clients, Decoupled(new FetchedGroup(p)))
+    val rows    = Vec(clients, Flipped(Decoupled(new FetchRows(p))))
+    val out     = Vec(clients, Decoupled(new RowBeat(p)))
+    val maxRows = Input(Vec(clients, UInt(log2Ceil(p.keysPerCycle + 1).W)))
     val dram   = Vec(p.numChannels, new DramReadPort(p))
     val idle   = Output(Vec(clients, Bool()))
     val status = Output(Vec(clients, new FetcherStatus(p)))
@@ -38,7 +39,8 @@ class FetchPair(p: SpAttenParams) extends Module {
   val arbiter  = Module(new DramArbiter(p, clients))
   for ((f, i) <- fetchers.zipWithIndex) {
     f.io.rows <> io.rows(i)
-    io.groups(i) <> f.io.groups
+    io.out(i) <> f.io.out
+    f.io.maxRows := io.maxRows(i)
     arbiter.io.clients(i) <> f.io.dram
     io.idle(i) := f.io.idle
     io.status(i) := f.io.status

@@ -63,11 +63,14 @@ class FrontEnd(p: SpAttenParams, reqIn: DecoupledIO[Request], ids: DecoupledIO[P
   // ---------------- units of the key path ----------------
   /** Fetches token lists and key rows (its DRAM port goes to the controller's arbiter). */
   val keyFetch  = Module(new RowFetcher(p))
-  val keyAsm    = Module(new RowAssembler(p))
-  val keyUnpack = Module(new PlaneUnpacker(p))
+  val keyUnpack = Module(new PlaneUnpackerBeat(p))
   val dot       = Module(new DotProductArray(p))
   val rankTopk  = Module(new TopKEngine(p, p.headImportanceBits, p.maxTokens.max(p.maxHeads), p.topkParallelism))
-  keyAsm.io.in <> keyFetch.io.groups
+  private val K = p.keysPerCycle
+  private val kBits = log2Ceil(K)
+  private val cBits = log2Ceil(K + 1)
+  /** Keys a beat of the current pass (the dot array's for the loaded `d`; a power of two). */
+  val perBeat = dot.io.keysPerBeat
 
   val state = RegInit(CtrlState.idle)
   def in(st: CtrlState.Type): Bool = state === st
@@ -89,12 +92,38 @@ class FrontEnd(p: SpAttenParams, reqIn: DecoupledIO[Request], ids: DecoupledIO[P
   /** M: the number of selected values. */
   val m = Mux(cur.k === 0.U || cur.k >= req.n, req.n, cur.k)(cntBits - 1, 0)
 
-  val s1Buf = Mem(p.maxTokens, SInt(scoreBits.W))
+  /** K banks by list position (position j in bank j % K, row j / K), so that a beat of
+    * up to K consecutive positions reads or writes each bank at most once. */
+  private val bankRows = (p.maxTokens + K - 1) / K
+  private val bankRowBits = log2Ceil(bankRows).max(1)
+  private class Banked[T <: Data](gen: T) {
+    val banks = Seq.fill(K)(Mem(bankRows, gen))
+    private def bankOf(j: UInt): UInt = if (K == 1) 0.U else j(kBits - 1, 0)
+    private def rowOf(j: UInt): UInt = low(j >> kBits, bankRowBits)
+    /** Positions j0 .. j0 + K - 1 (each bank read once, at the position it holds). */
+    def read(j0: UInt): Vec[T] = {
+      val j = j0.pad(cntBits + 1)
+      val perBank = VecInit((0 until K).map { b =>
+        val off = if (K == 1) 0.U else (b.U(kBits.W) - bankOf(j))(kBits - 1, 0)
+        banks(b)(rowOf(j + off))
+      })
+      VecInit((0 until K).map(i => perBank(bankOf(j + i.U))))
+    }
+    /** Positions j0 + i for i < count get data(i). */
+    def write(j0: UInt, count: UInt, data: Vec[T]): Unit = {
+      val j = j0.pad(cntBits + 1)
+      for (b <- 0 until K) {
+        val off = if (K == 1) 0.U else (b.U(kBits.W) - bankOf(j))(kBits - 1, 0)
+        when(off < count) { banks(b)(rowOf(j + off)) := data(off) }
+      }
+    }
+  }
+  private val s1Buf = new Banked(SInt(scoreBits.W))
   /** The group's K rows by list position (MSB plane: fetched by head 0; LSB plane: by the
     * first head that requantizes); the group's later heads read them here, not in DRAM. */
   private val rowBits = p.maxRowBursts * p.burstBits
-  val msbRows = Mem(p.maxTokens, UInt(rowBits.W))
-  val lsbRows = Mem(p.maxTokens, UInt(rowBits.W))
+  private val msbRows = new Banked(UInt(rowBits.W))
+  private val lsbRows = new Banked(UInt(rowBits.W))
   val rowIn   = RegInit(0.U(cntBits.W)) // rows from DRAM into the unpacker (keys)
 
   // counters of the current phase
@@ -116,10 +145,13 @@ class FrontEnd(p: SpAttenParams, reqIn: DecoupledIO[Request], ids: DecoupledIO[P
   val fWordFire = WireDefault(false.B)
 
   keyFetch.io.rows.valid := false.B
-  keyFetch.io.rows.bits := fetchRow(p, issueCnt, req.listBase, 1.U)
-  keyAsm.io.out.ready := false.B
+  keyFetch.io.rows.bits.count := 1.U
+  keyFetch.io.rows.bits.rows := VecInit(Seq.tabulate(K)(i => fetchRow(p, issueCnt + i.U, req.listBase, 1.U)))
+  keyFetch.io.out.ready := false.B
+  keyFetch.io.maxRows := 1.U
   keyUnpack.io.in.valid := false.B
-  keyUnpack.io.in.bits.row := keyAsm.io.out.bits
+  keyUnpack.io.in.bits.rows := keyFetch.io.out.bits.rows
+  keyUnpack.io.in.bits.count := keyFetch.io.out.bits.count
   keyUnpack.io.in.bits.bits := 0.U
   keyUnpack.io.in.bits.isSigned := true.B
   keyUnpack.io.out.ready := false.B
@@ -127,7 +159,8 @@ class FrontEnd(p: SpAttenParams, reqIn: DecoupledIO[Request], ids: DecoupledIO[P
   dot.io.query.bits.q := cur.query
   dot.io.query.bits.d := low(req.d, p.dimBits) // D <= maxHeadDim: checked at the intake
   dot.io.keys.valid := false.B
-  dot.io.keys.bits.k := keyUnpack.io.out.bits
+  dot.io.keys.bits.k := keyUnpack.io.out.bits.elems
+  dot.io.keys.bits.count := keyUnpack.io.out.bits.count
   dot.io.keys.bits.last := false.B
   dot.io.scores.ready := false.B
   softmax.io.cfg.scoreScale := cur.scoreScale
@@ -135,6 +168,7 @@ class FrontEnd(p: SpAttenParams, reqIn: DecoupledIO[Request], ids: DecoupledIO[P
   softmax.io.bank := slot
   softmax.io.scores.valid := false.B
   softmax.io.scores.bits.s := dot.io.scores.bits.s
+  softmax.io.scores.bits.count := dot.io.scores.bits.count
   softmax.io.scores.bits.last := false.B
   softmax.io.summary.ready := false.B
   rankTopk.io.cmd.valid := false.B
@@ -217,12 +251,14 @@ class FrontEnd(p: SpAttenParams, reqIn: DecoupledIO[Request], ids: DecoupledIO[P
     }
   }
   when(in(CtrlState.list) && !copyList) {
+    // up to K list bursts a beat out; one list row a cycle into the bank
+    val listLeft = listBursts - issueCnt
     keyFetch.io.rows.valid := issueCnt < listBursts
-    keyFetch.io.rows.bits := fetchRow(p, issueCnt, req.listBase, 1.U)
-    when(keyFetch.io.rows.fire) { issueCnt := issueCnt + 1.U }
-    keyAsm.io.out.ready := true.B
-    when(keyAsm.io.out.fire) {
-      val rowIds = bank.rowIds(keyAsm.io.out.bits)
+    keyFetch.io.rows.bits.count := Mux(listLeft > K.U, K.U, listLeft)(cBits - 1, 0)
+    when(keyFetch.io.rows.fire) { issueCnt := issueCnt + keyFetch.io.rows.bits.count }
+    keyFetch.io.out.ready := true.B
+    when(keyFetch.io.out.fire) {
+      val rowIds = bank.rowIds(keyFetch.io.out.bits.rows(0))
       bank.write(slot, doneCnt, rowIds)
       for (i <- 0 until bank.idsPerRow) {
         val j = (doneCnt << bank.laneBits) + i.U
@@ -250,47 +286,59 @@ class FrontEnd(p: SpAttenParams, reqIn: DecoupledIO[Request], ids: DecoupledIO[P
   val keyBits = Mux(pass === 1.U, req.kMsbBits, req.kLsbBits)
   /** This pass reads the group's row buffer instead of DRAM. */
   val fromRows = Mux(pass === 1.U, g =/= 0.U, lsbCached)
+  /** Keys left to issue / to deliver, capped at a beat. */
+  private def upTo(left: UInt, cap: UInt): UInt = Mux(left > cap, cap, left)(cBits - 1, 0)
   when(in(CtrlState.keys) && fromRows) {
-    // rows of positions 0..N-1 from the row buffer, one a cycle
+    // rows of positions 0..N-1 from the row buffer, a beat of keysPerBeat a cycle
+    val rows = Mux(pass === 1.U, msbRows.read(issueCnt), lsbRows.read(issueCnt))
     keyUnpack.io.in.valid := issueCnt < n
-    keyUnpack.io.in.bits.row := Mux(pass === 1.U, msbRows(ix(issueCnt)), lsbRows(ix(issueCnt)))
-    when(keyUnpack.io.in.fire) { issueCnt := issueCnt + 1.U }
+    keyUnpack.io.in.bits.rows := rows
+    keyUnpack.io.in.bits.count := upTo(n - issueCnt, perBeat)
+    when(keyUnpack.io.in.fire) { issueCnt := issueCnt + keyUnpack.io.in.bits.count }
   }
   when(in(CtrlState.keys) && !fromRows) {
-    // issue: the token ids of positions 0..N-1
+    // issue: the token ids of positions issueCnt.., up to K a beat
+    val base = Mux(pass === 1.U, req.kMsbBase, req.kLsbBase)
+    val bursts = AttentionController.rowBursts(p, req.d, keyBits)
     keyFetch.io.rows.valid := issueCnt < n
-    keyFetch.io.rows.bits := fetchRow(p, bank.tok(slot, issueCnt), Mux(pass === 1.U, req.kMsbBase, req.kLsbBase),
-      AttentionController.rowBursts(p, req.d, keyBits))
-    when(keyFetch.io.rows.fire) { issueCnt := issueCnt + 1.U }
-    // rows -> unpack, and into the row buffer for the group's later heads
-    keyUnpack.io.in.valid := keyAsm.io.out.valid
-    keyAsm.io.out.ready := keyUnpack.io.in.ready
-    when(keyAsm.io.out.fire) {
-      when(pass === 1.U) { msbRows(ix(rowIn)) := keyAsm.io.out.bits }.otherwise { lsbRows(ix(rowIn)) := keyAsm.io.out.bits }
-      rowIn := rowIn + 1.U
+    keyFetch.io.rows.bits.count := upTo(n - issueCnt, K.U)
+    keyFetch.io.rows.bits.rows := VecInit(Seq.tabulate(K)(i => fetchRow(p, bank.tok(slot, issueCnt + i.U), base, bursts)))
+    when(keyFetch.io.rows.fire) { issueCnt := issueCnt + keyFetch.io.rows.bits.count }
+    // rows -> unpack, and into the row buffer for the group's later heads; beats aligned
+    // to keysPerBeat positions (so a beat never spans two rows of a softmax bank)
+    keyFetch.io.maxRows := (perBeat - (rowIn & (perBeat - 1.U)))(cBits - 1, 0)
+    keyUnpack.io.in.valid := keyFetch.io.out.valid
+    keyFetch.io.out.ready := keyUnpack.io.in.ready
+    when(keyFetch.io.out.fire) {
+      val beat = keyFetch.io.out.bits
+      when(pass === 1.U) { msbRows.write(rowIn, beat.count, beat.rows) }.otherwise { lsbRows.write(rowIn, beat.count, beat.rows) }
+      rowIn := rowIn + beat.count
     }
   }
   when(in(CtrlState.keys)) {
     keyUnpack.io.in.bits.bits := keyBits
     keyUnpack.io.in.bits.isSigned := pass === 1.U
     // elements -> dot (pass 1: msb << kLsbBits; pass 2: the unsigned lsb as is)
+    val beatIn = keyUnpack.io.out.bits
     dot.io.keys.valid := keyUnpack.io.out.valid
     keyUnpack.io.out.ready := dot.io.keys.ready
     dot.io.keys.bits.k := Mux(pass === 1.U,
-      VecInit(keyUnpack.io.out.bits.map(e => PlaneUnpacker.combineKey(e, 0.S, req.kLsbBits, false.B))),
-      keyUnpack.io.out.bits)
-    dot.io.keys.bits.last := doneCnt === n - 1.U
-    when(dot.io.keys.fire) { doneCnt := doneCnt + 1.U }
+      VecInit(beatIn.elems.map(row => VecInit(row.map(e => PlaneUnpacker.combineKey(e, 0.S, req.kLsbBits, false.B))))),
+      beatIn.elems)
+    dot.io.keys.bits.last := doneCnt + beatIn.count === n
+    when(dot.io.keys.fire) { doneCnt := doneCnt + beatIn.count }
     // scores -> softmax (pass 2 adds the pass-1 score)
-    val s1 = s1Buf(ix(aux))
+    val sc = dot.io.scores.bits
+    val s1 = s1Buf.read(aux)
     softmax.io.scores.valid := dot.io.scores.valid
     dot.io.scores.ready := softmax.io.scores.ready
-    softmax.io.scores.bits.s := Mux(pass === 1.U, dot.io.scores.bits.s, s1 + dot.io.scores.bits.s)
-    softmax.io.scores.bits.last := dot.io.scores.bits.last
+    softmax.io.scores.bits.s := Mux(pass === 1.U, sc.s, VecInit(sc.s.zip(s1).map { case (a, b) => (a + b)(scoreBits - 1, 0).asSInt }))
+    softmax.io.scores.bits.count := sc.count
+    softmax.io.scores.bits.last := sc.last
     when(softmax.io.scores.fire) {
-      when(pass === 1.U) { s1Buf(ix(aux)) := dot.io.scores.bits.s }
-      aux := aux + 1.U
-      when(softmax.io.scores.bits.last) { goto(CtrlState.summary) }
+      when(pass === 1.U) { s1Buf.write(aux, sc.count, sc.s) }
+      aux := aux + sc.count
+      when(sc.last) { goto(CtrlState.summary) }
     }
   }
 

@@ -44,6 +44,37 @@ class PlaneUnpacker(p: SpAttenParams) extends Module {
   io.out <> stage.io.deq
 }
 
+/** A beat of up to `keysPerCycle` plane rows to unpack, all of one plane: `rows(i)` for
+  * `i < count` (as [[UnpackRequest]]'s `row`). */
+class UnpackBeat(p: SpAttenParams) extends Bundle {
+  val rows     = Vec(p.keysPerCycle, UInt((p.maxRowBytes * 8).W))
+  val count    = UInt(log2Ceil(p.keysPerCycle + 1).W)
+  val bits     = UInt(5.W)
+  val isSigned = Bool()
+}
+
+/** `keysPerCycle` rows unpacked a beat: `elems(i)` for `i < count`. */
+class UnpackedBeat(p: SpAttenParams) extends Bundle {
+  val elems = Vec(p.keysPerCycle, Vec(p.maxHeadDim, SInt(p.dataBits.W)))
+  val count = UInt(log2Ceil(p.keysPerCycle + 1).W)
+}
+
+/** `keysPerCycle` [[PlaneUnpacker]]s side by side: a beat of up to `keysPerCycle` rows of
+  * one plane unpacked a cycle, each row exactly as [[PlaneUnpacker]] unpacks it (the same
+  * [[PlaneUnpacker.unpack]]); one register stage (a pipe queue), latency one cycle. */
+class PlaneUnpackerBeat(p: SpAttenParams) extends Module {
+  val io = IO(new Bundle {
+    val in  = Flipped(Decoupled(new UnpackBeat(p)))
+    val out = Decoupled(new UnpackedBeat(p))
+  })
+  val stage = Module(new Queue(new UnpackedBeat(p), 1, pipe = true))
+  stage.io.enq.valid := io.in.valid
+  stage.io.enq.bits.elems := VecInit(io.in.bits.rows.map(r => PlaneUnpacker.unpack(p, r, io.in.bits.bits, io.in.bits.isSigned)))
+  stage.io.enq.bits.count := io.in.bits.count
+  io.in.ready := stage.io.enq.ready
+  io.out <> stage.io.deq
+}
+
 /** The combinational unpacking and key-combining logic, usable inline. */
 object PlaneUnpacker {
 

@@ -3,50 +3,55 @@ package spatten
 import chisel3._
 import chisel3.util._
 
-/** Collects the burst groups of one plane row into the row's bytes (burst `b` of the row
-  * in bits `[b * burstBits, (b + 1) * burstBits)`; bursts past the row's end read as zero).
+/** Cuts the oldest `window` bursts of a [[RowFetcher]]'s reorder ring into whole rows, in
+  * order: up to `min(keysPerCycle, maxRows)` complete rows a beat (burst `b` of a row in
+  * bits `[b * burstBits, (b + 1) * burstBits)` of its `RowBeat` row; bursts past the row's
+  * end read as zero). Combinational.
   *
-  * Double-buffered: the partial row fills one register while the finished row waits in
-  * the output register, so one group (up to [[RowFetcher.width]] bursts) enters every
-  * cycle and one row leaves every cycle.
+  * `valid(w)`: burst `w` has arrived; `end(w)`: it ends its row (meaningful when valid).
+  * A row is complete when every burst up to its end has arrived (so the rows are taken
+  * from the start of the window, in order). `consumed`: bursts the beat on `out` covers
+  * (freed when it fires).
   *
-  * @param p the hardware parameters
+  * @param p      the hardware parameters
+  * @param window bursts looked at a cycle
   */
-class RowAssembler(p: SpAttenParams) extends Module {
-  private val rowBits = p.maxRowBursts * p.burstBits
-  private val w = RowFetcher.width(p)
+class RowAssembler(p: SpAttenParams, window: Int) extends Module {
+  private val K     = p.keysPerCycle
+  private val cBits = log2Ceil(K + 1)
+  private val wBits = log2Ceil(window + 1)
   val io = IO(new Bundle {
-    val in  = Flipped(Decoupled(new FetchedGroup(p)))
-    val out = Decoupled(UInt(rowBits.W))
+    val data     = Input(Vec(window, UInt(p.burstBits.W)))
+    val valid    = Input(Vec(window, Bool()))
+    val end      = Input(Vec(window, Bool()))
+    val maxRows  = Input(UInt(cBits.W))
+    val out      = Decoupled(new RowBeat(p))
+    val consumed = Output(UInt(wBits.W))
   })
 
-  val parts    = Reg(Vec(p.maxRowBursts, UInt(p.burstBits.W)))
-  val idx      = RegInit(0.U(log2Ceil(p.maxRowBursts + 1).W))
-  val outValid = RegInit(false.B)
-  val outRow   = Reg(UInt(rowBits.W))
-
-  io.out.valid := outValid
-  io.out.bits  := outRow
-  when(io.out.fire) { outValid := false.B }
-
-  /** Slot `s` of the row with the incoming group placed at `idx`. */
-  private def merged(s: Int): UInt = {
-    val fromGroup = VecInit((0 until w).map(i => idx + i.U === s.U && i.U < io.in.bits.count))
-    Mux(fromGroup.asUInt.orR, Mux1H(fromGroup, io.in.bits.data),
-      Mux(s.U < idx, parts(s), 0.U))
-  }
-
-  // A final group can enter only when the output register is free (or frees now).
-  io.in.ready := !io.in.bits.lastOfRow || !outValid || io.out.ready
-  when(io.in.fire) {
-    val row = VecInit((0 until p.maxRowBursts).map(merged))
-    when(io.in.bits.lastOfRow) {
-      outRow   := row.asUInt
-      outValid := true.B
-      idx      := 0.U
-    }.otherwise {
-      parts := row
-      idx := idx + io.in.bits.count
+  /** Burst w ends a complete row: it and every burst before it arrived. */
+  val prefOk = (0 until window).map(io.valid(_)).scanLeft(true.B)(_ && _).tail
+  val endOk  = VecInit((0 until window).map(w => prefOk(w) && io.end(w)))
+  /** Rows ending before burst w. */
+  private val counts = (0 until window).scanLeft(0.U(wBits.W))((acc, w) => (acc +& endOk(w).asUInt)(wBits - 1, 0))
+  val rank   = VecInit(counts.init)
+  val complete = counts.last
+  val limit  = Mux(io.maxRows === 0.U, 1.U, Mux(io.maxRows > K.U, K.U, io.maxRows))
+  val count  = Mux(complete > limit, limit, complete)
+  /** Position of the end of row i (valid for i < complete). */
+  val endPos = VecInit((0 until K).map(i =>
+    Mux1H((0 until window).map(w => endOk(w) && rank(w) === i.U), (0 until window).map(_.U(wBits.W)))))
+  val start  = VecInit((0 until K).map(i => if (i == 0) 0.U(wBits.W) else (endPos(i - 1) + 1.U)(wBits - 1, 0)))
+  val zeros  = 0.U(p.burstBits.W)
+  io.out.valid := complete =/= 0.U
+  io.out.bits.count := count
+  for (i <- 0 until K) {
+    val bursts = (0 until p.maxRowBursts).map { b =>
+      val pos = start(i) +& b.U
+      val inRow = pos <= endPos(i)
+      Mux(inRow, VecInit(io.data :+ zeros)(Mux(pos < window.U, pos, window.U)), zeros)
     }
+    io.out.bits.rows(i) := Mux(i.U < count, Cat(bursts.reverse), 0.U)
   }
+  io.consumed := Mux(count === 0.U, 0.U, endPos(count - 1.U) + 1.U)
 }

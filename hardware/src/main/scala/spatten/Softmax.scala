@@ -3,10 +3,14 @@ package spatten
 import chisel3._
 import chisel3.util._
 
-/** One score into the softmax; `last` ends the pass. */
-class SoftmaxScore(p: SpAttenParams) extends Bundle {
-  val s    = SInt(DotProductArray.scoreBits(p).W)
-  val last = Bool()
+/** A beat of up to `keysPerCycle` scores of consecutive positions into the softmax:
+  * `s(i)` for `i < count` (`count` in 1..keysPerCycle); `last` ends the pass. A beat must
+  * not cross a multiple of `keysPerCycle` positions (the user aligns them: a beat starting
+  * at position `j` holds at most `K - j % K` scores), so it lies in one bank row. */
+class SoftmaxScores(p: SpAttenParams) extends Bundle {
+  val s     = Vec(p.keysPerCycle, SInt(DotProductArray.scoreBits(p).W))
+  val count = UInt(log2Ceil(p.keysPerCycle + 1).W)
+  val last  = Bool()
 }
 
 /** Per-request softmax constants (SPEC.md section 2): `t = (d * scoreScale) >> scoreShift`. */
@@ -44,14 +48,15 @@ class SoftmaxStreamCmd(p: SpAttenParams, banks: Int = 2) extends Bundle {
   * so that one request's probabilities stream out while the next requests' scores come in.
   *
   * The pass side (one pass at a time):
-  *  1. collect: `scores` accepted one a cycle into bank `bank` (sampled, with `cfg`, at the
-  *     first score) while the running maximum is tracked, and each score's exponent is
-  *     computed at once against the running maximum *including it*:
+  *  1. collect: `scores` accepted a beat (up to `keysPerCycle`) a cycle into bank `bank`
+  *     (sampled, with `cfg`, at the first beat) while the running maximum is tracked (over
+  *     the beat: a prefix maximum), and each score's exponent is computed at once against
+  *     the running maximum *including it*:
   *     `d_j = m_j - s_j`, `t_j = (d_j * scoreScale) >> scoreShift`, `e_j = 0` if
   *     `t_j >= 2^13` else `EXP2LUT[t_j & 255] >> (t_j >> 8)`. Let `k` be the position where
   *     the final maximum `m` first appeared: every `e_j` with `j >= k` was computed against
   *     `m` and is final, and `E` and `max_j e_j` of those accumulate as they come (they
-  *     restart whenever the running maximum rises). The 256-entry table is built at
+  *     restart whenever the running maximum rises; a beat's scores use one table each). The 256-entry table is built at
   *     elaboration from the SPEC formula `round_half_up(2^16 * 2^(-f/256))`. The pass ends
   *     with the beat that has `last`. Scores beyond `maxTokens` are dropped (the controller
   *     never sends them: N <= maxTokens is checked at the command).
@@ -89,7 +94,7 @@ class Softmax(p: SpAttenParams, banks: Int = 2) extends Module {
   val io = IO(new Bundle {
     val cfg       = Input(new SoftmaxConfig)
     val bank      = Input(UInt(bBits.W))
-    val scores    = Flipped(Decoupled(new SoftmaxScore(p)))
+    val scores    = Flipped(Decoupled(new SoftmaxScores(p)))
     val summary   = Decoupled(new SoftmaxSummary(p))
     val stream    = Flipped(Decoupled(new SoftmaxStreamCmd(p, banks)))
     val probs     = Decoupled(new SoftmaxProb(p))
@@ -127,7 +132,7 @@ class Softmax(p: SpAttenParams, banks: Int = 2) extends Module {
   io.streaming := streaming
 
   // ---- the two banks: scores s_j and exponents e_j, L = Softmax.lanes to a row ----
-  private val L        = Softmax.lanes
+  private val L        = Softmax.lanes(p)
   private val laneBits = log2Ceil(L)
   private val rows     = (p.maxTokens + L - 1) / L
   private val rowBits  = log2Ceil(rows).max(1)
@@ -141,14 +146,16 @@ class Softmax(p: SpAttenParams, banks: Int = 2) extends Module {
   val streamRead = WireDefault(0.U(rowBits.W))
   val sWriteEn   = WireDefault(false.B)
   val sWriteBank = WireDefault(bank)
-  val sWriteIdx  = WireDefault(0.U(idxBits.W))
+  val sWriteIdx  = WireDefault(0.U(idxBits.W))   // the position of the beat's first score
+  val sWriteData = WireDefault(VecInit(Seq.fill(L)(0.U(scoreBits.W))))
+  val sWriteMask = WireDefault(VecInit(Seq.fill(L)(false.B)))
   val eWriteEn   = WireDefault(false.B)
   val eWriteRow  = WireDefault(0.U(rowBits.W))
   val eWriteData = WireDefault(VecInit(Seq.fill(L)(0.U(eBits.W))))
   val eWriteMask = WireDefault(VecInit(Seq.fill(L)(false.B)))
   val sRd = sBufs.zipWithIndex.map { case (m, b) =>
     when(sWriteEn && sWriteBank === b.U) {
-      m.write(rowOf(sWriteIdx), VecInit(Seq.fill(L)(io.scores.bits.s.asUInt)), oneLane(sWriteIdx))
+      m.write(rowOf(sWriteIdx), sWriteData, sWriteMask)
     }
     m.read(scoreRead)
   }
@@ -173,43 +180,62 @@ class Softmax(p: SpAttenParams, banks: Int = 2) extends Module {
   def eOf(t: UInt, sat: Bool): UInt =
     Mux(sat, 0.U, lut(t(p.expLutFracBits - 1, 0)) >> t(tIntLimit - 1, p.expLutFracBits))
 
-  // ---- collect pipeline: one score a cycle against the running maximum ----
+  // ---- collect pipeline: a beat of K scores a cycle against the running maximum ----
+  private val K = p.keysPerCycle
+  /** Row lane of beat lane i, for a beat starting at position j0 (no wrap: aligned). */
   val in0Valid = WireDefault(false.B)
-  val in0Idx   = WireDefault(0.U(idxBits.W))
-  val in0S     = WireDefault(0.S(scoreBits.W))
-  val in0M     = WireDefault(0.S(scoreBits.W))
-  val in0Pos   = WireDefault(0.U(idxBits.W))
+  val in0Idx   = WireDefault(0.U(idxBits.W))                      // position of lane 0
+  val in0Mask  = WireDefault(VecInit(Seq.fill(K)(false.B)))       // lanes in the beat
+  val in0S     = WireDefault(VecInit(Seq.fill(K)(0.S(scoreBits.W))))
+  val in0M     = WireDefault(VecInit(Seq.fill(K)(0.S(scoreBits.W)))) // running max including lane i
+  val in0Pos   = WireDefault(VecInit(Seq.fill(K)(0.U(idxBits.W))))   // where it first appeared
+  val in0End   = WireDefault(0.U(idxBits.W))                        // ... after the beat
   // stage 1: t
   val p1Valid = RegInit(false.B)
   val p1Idx   = Reg(UInt(idxBits.W))
-  val p1T     = Reg(UInt(tIntLimit.W))
-  val p1Sat   = Reg(Bool())
-  val p1Pos   = Reg(UInt(idxBits.W))
-  // the first score of a pass uses the configuration sampled with it
-  val (t0, sat0) = tOf(in0M, in0S, Mux(state === sIdle, io.cfg, cfg))
+  val p1Mask  = Reg(Vec(K, Bool()))
+  val p1T     = Reg(Vec(K, UInt(tIntLimit.W)))
+  val p1Sat   = Reg(Vec(K, Bool()))
+  val p1Pos   = Reg(Vec(K, UInt(idxBits.W)))
+  val p1End   = Reg(UInt(idxBits.W)) // the running maximum's position after the beat
+  // the first beat of a pass uses the configuration sampled with it
+  val cfgNow = Mux(state === sIdle, io.cfg, cfg)
   p1Valid := in0Valid
   p1Idx := in0Idx
-  p1T := t0
-  p1Sat := sat0
-  p1Pos := in0Pos
-  // stage 2: e, written to the exponent memory; accumulated when final
-  val e = eOf(p1T, p1Sat)
+  p1Mask := in0Mask
+  for (i <- 0 until K) {
+    val (t0, sat0) = tOf(in0M(i), in0S(i), cfgNow)
+    p1T(i) := t0
+    p1Sat(i) := sat0
+    p1Pos(i) := in0Pos(i)
+  }
+  p1End := in0End
+  // stage 2: e, written to the exponent memory; accumulated when final (computed against
+  // the maximum the beat ends with: any earlier lane against a lower one is recomputed)
+  val es = VecInit((0 until K).map(i => eOf(p1T(i), p1Sat(i))))
+  val fin = VecInit((0 until K).map(i => p1Mask(i) && p1Pos(i) === p1End))
+  val finE = VecInit((0 until K).map(i => Mux(fin(i), es(i), 0.U)))
+  val finSum = finE.reduceTree(_ +& _)
+  val finMax = finE.reduceTree((x, y) => Mux(x > y, x, y))
   when(p1Valid) {
     eWriteEn := true.B
     eWriteRow := rowOf(p1Idx)
-    eWriteData := VecInit(Seq.fill(L)(e))
-    eWriteMask := VecInit(oneLane(p1Idx))
-    when(accValid && accPos === p1Pos) {
-      sumE := sumE + e
-      maxE := Mux(e > maxE, e, maxE)
-    }.elsewhen(p1Pos === maxPos) {
-      // the first e_j against a new running maximum (the maximum's own): restart
-      sumE := e
-      maxE := e
-      accValid := true.B
-      accPos := p1Pos
+    for (l <- 0 until L) {
+      val i = (l.U(laneBits.W) - laneOf(p1Idx))(laneBits - 1, 0)
+      val inBeat = l.U >= laneOf(p1Idx) && i < K.U
+      eWriteData(l) := es(if (K == 1) 0.U else i(log2Ceil(K) - 1, 0))
+      eWriteMask(l) := inBeat && p1Mask(if (K == 1) 0.U else i(log2Ceil(K) - 1, 0))
     }
-    // otherwise computed against a maximum that has since risen: recomputed later
+    when(accValid && accPos === p1End) {
+      sumE := sumE + finSum
+      maxE := Mux(finMax > maxE, finMax, maxE)
+    }.otherwise {
+      // the first beat against a new running maximum (holding the maximum itself): restart
+      sumE := finSum
+      maxE := finMax
+      accValid := true.B
+      accPos := p1End
+    }
   }
 
   // ---- recompute pipeline: L stale scores a cycle against the final maximum ----
@@ -243,37 +269,55 @@ class Softmax(p: SpAttenParams, banks: Int = 2) extends Module {
     maxE := Mux(m > maxE, m, maxE)
   }
   assert(!(p1Valid && r1Valid), "Softmax: both exponent pipelines write in one cycle")
+  assert(!(io.scores.valid && io.scores.ready) || (io.scores.bits.count >= 1.U && io.scores.bits.count <= K.U),
+    "Softmax: a score beat with count outside 1..keysPerCycle")
 
   // ---- 1. collect ----
   io.scores.ready := state === sIdle || state === sCollect
   when(io.scores.fire) {
     val first = state === sIdle
-    val j = Mux(first, 0.U, count(idxBits - 1, 0))
-    val s = io.scores.bits.s
-    val rise = first || s > maxS
+    val j0 = Mux(first, 0.U, count(idxBits - 1, 0))
+    val b = io.scores.bits
     when(first) {
       cfg := io.cfg
       bank := io.bank
       accValid := false.B
     }
-    val inRange = count < p.maxTokens.U || first
-    when(inRange) {
+    // lanes beyond maxTokens are dropped (never sent: N <= maxTokens is checked at the command)
+    val base = Mux(first, 0.U, count)
+    val inRange = VecInit((0 until K).map(i => i.U < b.count && base +& i.U < p.maxTokens.U))
+    // the running maximum over the beat (strictly greater: the first occurrence wins)
+    var m: SInt = Mux(first, b.s(0), maxS)
+    var pos: UInt = Mux(first, 0.U(idxBits.W), maxPos)
+    for (i <- 0 until K) {
+      val rise = inRange(i) && (b.s(i) > m || (if (i == 0) first else false.B))
+      m = Mux(rise, b.s(i), m)
+      pos = Mux(rise, (j0 + i.U)(idxBits - 1, 0), pos)
+      in0M(i) := m
+      in0Pos(i) := pos
+      in0S(i) := b.s(i)
+    }
+    when(inRange(0)) {
       sWriteEn := true.B
       sWriteBank := Mux(first, io.bank, bank)
-      sWriteIdx := j
+      sWriteIdx := j0
+      for (l <- 0 until L) {
+        val i = (l.U(laneBits.W) - laneOf(j0))(laneBits - 1, 0)
+        val ii = if (K == 1) 0.U else i(log2Ceil(K) - 1, 0)
+        sWriteData(l) := b.s(ii).asUInt
+        sWriteMask(l) := l.U >= laneOf(j0) && i < K.U && inRange(ii)
+      }
       in0Valid := true.B
-      in0Idx := j
-      in0S := s
-      in0M := Mux(rise, s, maxS)
-      in0Pos := Mux(rise, j, maxPos)
+      in0Idx := j0
+      in0Mask := inRange
     }
-    when(rise && inRange) {
-      maxS := s
-      maxPos := j
-    }
-    count := Mux(first, 1.U, Mux(count < p.maxTokens.U, count + 1.U, count))
-    state := Mux(io.scores.bits.last, sExp, sCollect)
-    when(io.scores.bits.last) { expRow := 0.U; a1Valid := false.B }
+    maxS := m
+    maxPos := pos
+    in0End := pos
+    val added = PopCount(inRange)
+    count := Mux(first, added, count + added)
+    state := Mux(b.last, sExp, sCollect)
+    when(b.last) { expRow := 0.U; a1Valid := false.B }
   }
 
   // ---- 2. exponent: the stale prefix j < maxPos, L a cycle ----
@@ -344,9 +388,10 @@ class Softmax(p: SpAttenParams, banks: Int = 2) extends Module {
 }
 
 object Softmax {
-  /** Scores per row of the bank memories: the stale-prefix recomputation handles this many
-    * a cycle. */
-  val lanes: Int = 4
+  /** Scores per row of the bank memories, `max(4, keysPerCycle)`: the stale-prefix
+    * recomputation handles this many a cycle, and a collect beat (at most keysPerCycle
+    * aligned scores) lies in one row. */
+  def lanes(p: SpAttenParams): Int = math.max(4, p.keysPerCycle)
 
   /** Bits of `E = sum_j e_j <= maxTokens * 2^16`. */
   /** Bits of a bank number. */
