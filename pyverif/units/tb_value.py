@@ -1,22 +1,29 @@
 """pyuvm testbench of ``ValueAccumulator``, reference ``spatten.contract.golden.weighted_sum``
 and ``spatten.contract.golden.head_importance_increment``.
 
+The DUT takes beats of up to R rows (``io_beats``: ``p_<r>``, ``v_<r>_<i>``, ``count``,
+``last``, ``empty``); R is the number of ``p_<r>`` fields.
+
 ``ValueRandomTest``: 300 selections of random D and M (0, 1 and maxTokens included),
-probabilities and values with extremes, random stalls on both sides.
-``ValueThroughputTest``: no stalls, M = maxTokens rows; cycle count.
+probabilities and values with extremes, beats of random sizes 1..R, random stalls on both
+sides.
+``ValueThroughputTest``: no stalls, M = maxTokens rows in full beats; cycle count
+(``ceil(M / R) * ceil(D / cols)``, ``cols = min(lanes / R, maxHeadDim)``).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Iterable
+
+import re
 
 import numpy as np
 from pyuvm import ConfigDB, test, uvm_factory
 
 from pyverif.common.stream import StreamSink, StreamSource
 from pyverif.common.uvm import CoverageBase, ScoreboardBase
-from pyverif.units.env import UnitTest, multiplier_lanes, scaled, vec, vec_fields, wait_until
+from pyverif.units.env import UnitTest, scaled, vec, vec_fields, wait_until
 from spatten.contract.golden import head_importance_increment, weighted_sum
 
 MIN16, MAX16 = -(1 << 15), (1 << 15) - 1
@@ -31,6 +38,8 @@ class ValueItem:
     rows: list[list[int]]   # maxHeadDim lanes each; lanes >= d are noise
     dmax: int
     cap: int
+    beats: list[int] = field(default_factory=list)   # rows of each beat sent
+    beat_rows: int = 1                               # R of the DUT
 
 
 class ValueScoreboard(ScoreboardBase):
@@ -54,33 +63,66 @@ class ValueNoSignScoreboard(ValueScoreboard):
 
 
 class ValueCoverage(CoverageBase):
-    bins = ("m0", "m1", "mCapacity", "d1", "dmax", "maxMagnitude", "headImpNonZero")
+    bins = ("m0", "m1", "mCapacity", "d1", "dmax", "maxMagnitude", "headImpNonZero", "partialBeat", "fullBeat")
+    beat_bins = ("partialBeat", "fullBeat")
 
     def sample(self, item: ValueItem) -> Iterable[str]:
+        if item.beat_rows == 1:  # one row lane: every beat is one row, the beat bins do not apply
+            self.bins = tuple(b for b in type(self).bins if b not in self.beat_bins)
         m = len(item.probs)
         cond = {"m0": m == 0, "m1": m == 1, "mCapacity": m == item.cap, "d1": item.d == 1,
                 "dmax": item.d == item.dmax,
                 "maxMagnitude": m == item.cap and item.d == item.dmax and all(p == 1 << 16 for p in item.probs)
                 and all(x == MIN16 for r in item.rows for x in r),
-                "headImpNonZero": m > 0 and ValueScoreboard.predict(None, item)["headImp"] > 0}  # type: ignore[arg-type]
+                "headImpNonZero": m > 0 and ValueScoreboard.predict(None, item)["headImp"] > 0,  # type: ignore[arg-type]
+                "partialBeat": any(0 < c < item.beat_rows for c in item.beats),
+                "fullBeat": item.beat_rows > 1 and item.beat_rows in item.beats}
+        cond = {b: c for b, c in cond.items() if b in self.bins}
         return [b for b, c in cond.items() if c]
+
+
+def unit_shape(dut: Any, params: dict[str, Any]) -> tuple[int, int]:
+    """(multipliers, row lanes) of the DUT: ``dotLanes`` and ``keysPerCycle``, or those of a
+    ``...Lanes<n>`` (one row lane) / ``...Lanes<n>Rows<r>`` test variant."""
+    m = re.search(r"Lanes(\d+)(?:Rows(\d+))?$", dut._name)
+    if not m:
+        return int(params["dotLanes"]), int(params["keysPerCycle"])
+    return int(m.group(1)), int(m.group(2) or 1)
 
 
 class ValueAgents:
     def __init__(self, test: UnitTest, idle: float, stall: float) -> None:
         dut = test.dut
         self.dmax = int(test.params["maxHeadDim"])
-        self.rows = StreamSource(dut, "io_rows", dut.clock, test.rng, idle)
+        self.rng = test.rng
+        self.rows = StreamSource(dut, "io_beats", dut.clock, test.rng, idle)
+        self.r = sum(1 for k in self.rows.port.fields if re.fullmatch(r"p_\d+", k))
+        lanes, rows = unit_shape(dut, test.params)
+        assert rows == self.r, f"{dut._name}: {self.r} row lanes on the port, {rows} expected"
         self.result = StreamSink(dut, "io_result", dut.clock, test.rng, stall,
                                  callback=lambda b: test.env.responses.write(
                                      {"o": vec(b, self.result.port, "o", self.dmax), "headImp": b["headImp"]}))
 
-    def send(self, item: ValueItem) -> None:
+    def _beat(self, probs: list[int], rows: list[list[int]], last: bool, empty: bool) -> dict[str, int]:
+        beat = {"count": len(probs), "last": int(last), "empty": int(empty)}
+        for r in range(self.r):
+            beat[f"p_{r}"] = probs[r] if r < len(probs) else 0
+            row = rows[r] if r < len(rows) else [self.rng.randint(MIN16, MAX16) for _ in range(self.dmax)]
+            beat.update(vec_fields(self.rows.port, f"v_{r}", row))  # lanes past count: noise
+        return beat
+
+    def send(self, item: ValueItem, full: bool = False) -> None:
+        """The rows of ``item`` in beats of random sizes 1..R (all R when ``full``)."""
+        item.beat_rows = self.r
         if not item.probs:
-            self.rows.send_nowait({"p": 0, "last": 1, "empty": 1, **vec_fields(self.rows.port, "v", [0] * self.dmax)})
-        for j, (p, row) in enumerate(zip(item.probs, item.rows)):
-            self.rows.send_nowait({"p": p, "last": int(j == len(item.probs) - 1), "empty": 0,
-                                   **vec_fields(self.rows.port, "v", row)})
+            self.rows.send_nowait({**self._beat([], [], True, True), "count": self.rng.randint(0, self.r)})
+            return
+        j, m = 0, len(item.probs)
+        while j < m:
+            c = min(m - j, self.r if full else self.rng.choice([self.r, self.rng.randint(1, self.r)]))
+            item.beats.append(c)
+            self.rows.send_nowait(self._beat(item.probs[j:j + c], item.rows[j:j + c], j + c == m, False))
+            j += c
 
 
 @test()
@@ -126,7 +168,7 @@ class ValueBrokenModelTest(ValueRandomTest):
 
 @test()
 class ValueThroughputTest(UnitTest):
-    """No stalls: M = maxTokens rows at one per ceil(D / dotLanes) cycles."""
+    """No stalls: M = maxTokens rows in full beats of R, one beat per ceil(D / cols) cycles."""
 
     scoreboard = ValueScoreboard
     coverage = ValueCoverage
@@ -137,14 +179,16 @@ class ValueThroughputTest(UnitTest):
 
     async def stimulus(self) -> None:
         dut, rng, p = self.dut, self.rng, self.params
-        dmax, cap, lanes = int(p["maxHeadDim"]), int(p["maxTokens"]), multiplier_lanes(dut, p)
+        dmax, cap = int(p["maxHeadDim"]), int(p["maxTokens"])
+        lanes, rows = unit_shape(dut, p)
         ag = ValueAgents(self, 0.0, 0.0)
         item = ValueItem(0, dmax, [rng.randint(0, 1 << 16) for _ in range(cap)],
                          [[rng.randint(MIN16, MAX16) for _ in range(dmax)] for _ in range(cap)], dmax, cap)
         dut.io_d.value = dmax
         self.env.requests.write(item)
-        ag.send(item)
+        ag.send(item, full=True)
         cycles = await wait_until(dut, lambda: ag.result.received == 1, 100 * cap, "the result")
-        per_row = -(-dmax // min(lanes, dmax))
-        self.logger.info(f"M={cap} rows (D={dmax}) to result in {cycles} cycles")
-        assert cycles <= cap * per_row + 6, f"{cap} rows took {cycles} cycles"
+        per_beat = -(-dmax // min(lanes // rows, dmax))
+        beats = -(-cap // rows)
+        self.logger.info(f"M={cap} rows (D={dmax}) in {beats} beats of {rows} to result in {cycles} cycles")
+        assert cycles <= beats * per_beat + 6, f"{cap} rows in {beats} beats took {cycles} cycles"

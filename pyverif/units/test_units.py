@@ -33,6 +33,11 @@ CASES = [
     ("ValueAccumulator", "pyverif.units.tb_value", "ValueThroughputTest", False),
     ("ValueAccumulatorLanes3", "pyverif.units.tb_value", "ValueRandomTest", True),
     ("ValueAccumulatorLanes3", "pyverif.units.tb_value", "ValueThroughputTest", False),
+    ("ImportanceBuffer", "pyverif.units.tb_importance", "ImportanceRandomTest", True),
+    ("ImportanceBuffer", "pyverif.units.tb_importance", "ImportanceThroughputTest", False),
+    # 2 row lanes of 3 multipliers: beats of 2 rows, each row in ceil(D/3) chunks
+    ("ValueAccumulatorLanes6Rows2", "pyverif.units.tb_value", "ValueRandomTest", True),
+    ("ValueAccumulatorLanes6Rows2", "pyverif.units.tb_value", "ValueThroughputTest", False),
 ]
 
 NEGATIVE = [
@@ -41,6 +46,7 @@ NEGATIVE = [
     ("DotProductArray", "pyverif.units.tb_dot", "DotBrokenModelTest"),
     ("Softmax", "pyverif.units.tb_softmax", "SoftmaxBrokenModelTest"),
     ("ValueAccumulator", "pyverif.units.tb_value", "ValueBrokenModelTest"),
+    ("ImportanceBuffer", "pyverif.units.tb_importance", "ImportanceBrokenModelTest"),
 ]
 
 RTL_TOPS = sorted({(top, PRESET) for top, _, _, _ in CASES})

@@ -37,25 +37,34 @@ class AttendJob(p: SpAttenParams) extends Bundle {
 }
 
 /** The back end of the [[AttentionController]]: one ATTEND at a time, from its
-  * probabilities to its response.
+  * probabilities to its response, `C = keysPerCycle` positions a cycle (SPEC.md section 2,
+  * "Throughput of steps 4-7").
   *
   * It takes an [[AttendJob]] from `jobs`, streams the probabilities of its slot's softmax
-  * bank into the probability buffer, the importance accumulator (`accum`) and, when
-  * `M < N`, the 17-bit value [[TopKEngine]]; when `M = N` the selection is every position
-  * and each `p_j` issues its V row at once. The selected positions (ascending) turn into
-  * V-row fetches of their token ids on the value [[RowFetcher]] (its own [[RowAssembler]]
-  * and [[PlaneUnpacker]]) and the rows with their `p_j` into the [[ValueAccumulator]]; its
-  * result updates the head importance and the response is written: header, pmax and
-  * cycles, `D` outputs, the selected ids (four to a word, one word a cycle). The slot is
-  * then free.
+  * bank (beats of `C` consecutive positions) into the probability buffer, the importance
+  * accumulator (`accum`; `C` banked adds a beat) and, when `M < N`, the 17-bit value
+  * [[TopKEngine]] (one score a cycle); when `M = N` the selection is every position and
+  * each beat issues its `C` V rows at once. A beat of selected positions (`IssueBeat`: up
+  * to `C` consecutive positions of one `C`-aligned block; one position a beat from the
+  * engine) records its ids for the response, fetches the V rows that the group's row
+  * buffer `vRows` does not hold (`vFetch`, up to `C` rows a [[FetchRows]] beat) and waits
+  * in `accQ`; rows arrive as [[RowBeat]]s (`vRowsIn`) in fetch order, are unpacked and
+  * written to `vRows` (one bank a lane); a beat whose rows are all there enters the
+  * [[ValueAccumulator]] (`C` row lanes). Its result updates the head importance and the
+  * response is written: header, pmax and cycles, `D` outputs, the selected ids (four to a
+  * word, one word a cycle). The slot is then free.
   *
-  * Interface to the others: owns the value path (value fetcher, assembler, unpacker, value
-  * top-k, accumulator, probability and selected-id buffers); shares `softmax` (drives its
+  * `vFetch` and `vRowsIn` are the value [[RowFetcher]]'s own ports (it issues up to `C`
+  * rows a beat over the channels and delivers up to `C` whole rows a beat, in order);
+  * rows from `vRows` (the later heads of a group) also come `C` a cycle.
+  *
+  * Interface to the others: owns the value path (value fetcher, assembler, value top-k,
+  * accumulator, probability, selected-id and V row buffers); shares `softmax` (drives its
   * stream and probs), `imp` (token and head accumulation) and `bank` (reads the job's
-  * slot, clears `slotBusy` after the response). `drained` tells the front end that no
-  * ATTEND is here or waiting in `jobs`. Its response words leave on `bWord` (with
-  * `bWordValid`, `bWordLast`; taken when the controller sets `bWordFire`), packed by
-  * [[ResponseWords]]; `finish` pulses when it answers.
+  * slot, one list row a cycle, and clears `slotBusy` after the response). `drained` tells
+  * the front end that no ATTEND is here or waiting in `jobs`. Its response words leave on
+  * `bWord` (with `bWordValid`, `bWordLast`; taken when the controller sets `bWordFire`),
+  * packed by [[ResponseWords]]; `finish` pulses when it answers.
   *
   * @param p the hardware parameters
   */
@@ -66,30 +75,36 @@ class BackEnd(p: SpAttenParams, jobs: DecoupledIO[AttendJob], cycle: UInt, softm
   private val cntBits    = p.tokenIdxBits
   private val pBits      = p.probFracBits + 1
   private val idxBits    = log2Ceil(p.maxTokens).max(1)
-  private def ix(j: UInt): UInt = low(j, idxBits)
   private val idsPerWord = ResponseWords.idsPerWord
   private val idLaneBits = log2Ceil(idsPerWord)
-  private val idWords    = (p.maxTokens + idsPerWord - 1) / idsPerWord
-  private val idWordBits = log2Ceil(idWords).max(1)
+
+  // ---------------- several positions a cycle ----------------
+  /** Positions a beat: probabilities, importance adds, value rows (`keysPerCycle`). */
+  private val C = p.keysPerCycle
+  require(Softmax.streamLanes(p) == C, s"the softmax stream gives ${Softmax.streamLanes(p)} a beat, keysPerCycle is $C")
+  require(bank.idsPerRow % C == 0, s"a token-list row (${bank.idsPerRow} ids) must hold whole beats of $C")
+  private val cBits     = log2Ceil(C)
+  private val cntCBits  = log2Ceil(C + 1)
+  private val blocks    = (p.maxTokens + C - 1) / C
+  private val blockBits = log2Ceil(blocks).max(1)
+  /** The C-aligned block of position `j` (a row of the position-indexed buffers) and its lane. */
+  private def blockOf(j: UInt): UInt = low(j >> cBits, blockBits)
+  private def laneOf(j: UInt): UInt = if (C == 1) 0.U else j(cBits - 1, 0)
 
   // ---------------- units of the value path ----------------
   /** Fetches value rows (its DRAM port goes to the controller's arbiter). */
   val valFetch  = Module(new RowFetcher(p))
-  val valUnpack = Module(new PlaneUnpacker(p))
   val valueTopk = Module(new TopKEngine(p, pBits, p.maxTokens, p.topkParallelism))
   val valueAcc  = Module(new ValueAccumulator(p))
-  // ADAPTER until the back end takes several rows a cycle: one row a beat each way
-  // (`valRow` in, `valAsmOut` out) on the multi-row fetcher
-  val valRow = Wire(Decoupled(new FetchRow(p)))
-  valFetch.io.rows.valid := valRow.valid
-  valFetch.io.rows.bits.count := 1.U
-  valFetch.io.rows.bits.rows := VecInit(Seq.fill(p.keysPerCycle)(valRow.bits))
-  valRow.ready := valFetch.io.rows.ready
-  valFetch.io.maxRows := 1.U
-  val valAsmOut = Wire(Decoupled(UInt((p.maxRowBursts * p.burstBits).W)))
-  valAsmOut.valid := valFetch.io.out.valid
-  valAsmOut.bits := valFetch.io.out.bits.rows(0)
-  valFetch.io.out.ready := valAsmOut.ready
+
+  /** The value path's fetch interface: up to C rows to fetch a beat (in request order) and
+    * up to C rows delivered a beat (in the same order, any grouping). */
+  val vFetch = Wire(Decoupled(new FetchRows(p)))
+  val vRowsIn = Wire(Decoupled(new RowBeat(p)))
+
+  valFetch.io.rows <> vFetch
+  vRowsIn <> valFetch.io.out
+  valFetch.io.maxRows := C.U
 
   val bstate = RegInit(BackState.idle)
   def bin(st: BackState.Type): Bool = bstate === st
@@ -99,16 +114,16 @@ class BackEnd(p: SpAttenParams, jobs: DecoupledIO[AttendJob], cycle: UInt, softm
   val pruneValues = cur.m =/= cur.n
   drained := bin(BackState.idle) && !jobs.valid
 
-  val pBuf   = Mem(p.maxTokens, UInt(pBits.W))
-  /** The selected ids, one response id word a row. */
-  val selBuf = Mem(idWords, Vec(idsPerWord, UInt(p.tokenBits.W)))
+  /** Probabilities by position, C to a row. */
+  val pBuf   = Mem(blocks, Vec(C, UInt(pBits.W)))
+  /** The selected ids in selection order, C to a row. */
+  val selBuf = Mem(blocks, Vec(C, UInt(p.tokenBits.W)))
   val outO   = Reg(Vec(p.maxHeadDim, SInt(64.W)))
-  /** The group's V rows by list position, and which are there: a row fetched for one
-    * head of a group is read here by the later heads that select it. Cleared when a
-    * request's first head starts. */
-  private val rowBits = p.maxRowBursts * p.burstBits
-  val vRows  = Mem(p.maxTokens, UInt(rowBits.W))
-  val vHave  = RegInit(0.U(p.maxTokens.W))
+  /** The group's V rows, unpacked, by list position (C to a row, one bank a lane), and
+    * which are there: a row fetched for one head of a group is read here by the later heads
+    * that select it. Cleared when a request's first head starts. */
+  val vRows  = Mem(blocks, Vec(C, Vec(p.maxHeadDim, SInt(p.dataBits.W))))
+  val vHave  = RegInit(VecInit(Seq.fill(blocks)(0.U(C.W))))
   val bIssue = RegInit(0.U(cntBits.W)) // value rows issued
   val bDone  = RegInit(0.U(cntBits.W)) // value rows accumulated
   val bAux   = RegInit(0.U(cntBits.W)) // probabilities taken, words sent
@@ -118,7 +133,7 @@ class BackEnd(p: SpAttenParams, jobs: DecoupledIO[AttendJob], cycle: UInt, softm
   jobs.ready := bin(BackState.idle)
   when(jobs.fire) {
     cur := jobs.bits
-    when(jobs.bits.first) { vHave := 0.U }
+    when(jobs.bits.first) { vHave.foreach(_ := 0.U) }
     bIssue := 0.U
     bDone := 0.U
     bAux := 0.U
@@ -135,29 +150,16 @@ class BackEnd(p: SpAttenParams, jobs: DecoupledIO[AttendJob], cycle: UInt, softm
   valueTopk.io.cmd.valid := false.B
   valueTopk.io.cmd.bits := cur.m
   valueTopk.io.in.valid := false.B
-  valueTopk.io.in.bits.score := softmax.io.probs.bits.p
-  valueTopk.io.in.bits.last := softmax.io.probs.bits.last
+  valueTopk.io.in.bits.score := 0.U
+  valueTopk.io.in.bits.last := false.B
   valueTopk.io.count.ready := true.B
   valueTopk.io.out.ready := false.B
   valueAcc.io.d := low(cur.d, p.dimBits)
-  valueAcc.io.rows.valid := false.B
-  valueAcc.io.rows.bits.v := valUnpack.io.out.bits
-  valueAcc.io.rows.bits.p := 0.U
-  valueAcc.io.rows.bits.last := false.B
-  valueAcc.io.rows.bits.empty := false.B
   valueAcc.io.result.ready := false.B
   imp.io.tokAcc.valid := false.B
-  imp.io.tokAcc.bits.id := 0.U
-  imp.io.tokAcc.bits.prob := 0.U
   imp.io.headAcc.valid := false.B
   imp.io.headAcc.bits.id := low(cur.headId, log2Ceil(p.maxHeads).max(1))
   imp.io.headAcc.bits.amount := 0.U
-  valAsmOut.ready := false.B
-  valUnpack.io.in.valid := false.B
-  valUnpack.io.in.bits.row := valAsmOut.bits
-  valUnpack.io.in.bits.bits := cur.vBits
-  valUnpack.io.in.bits.isSigned := true.B
-  valUnpack.io.out.ready := false.B
   /** The response word the back end offers, and whether the controller took it. */
   val bWordValid = WireDefault(false.B)
   val bWord = WireDefault(0.U(p.wordBits.W))
@@ -166,106 +168,177 @@ class BackEnd(p: SpAttenParams, jobs: DecoupledIO[AttendJob], cycle: UInt, softm
 
   // ---------------- probabilities, value fetch and P x V ----------------
   // With M < N the probabilities go to the value top-k engine and the V rows of its
-  // selection are fetched in state values. With M = N every position is selected, so each
-  // p_j issues its V row at once and the value fetch overlaps the probability stream.
-  /** p of the V rows in flight, in order. */
-  val inflight = Module(new Queue(UInt(pBits.W), p.numChannels * p.maxInflight + 4))
-  inflight.io.enq.valid := false.B
-  inflight.io.enq.bits := 0.U
-  inflight.io.deq.ready := false.B
-  /** Where each V row in flight comes from (the row buffer or DRAM) and its position, in
-    * order, taken when the row enters the unpacker. */
-  class RowSrc extends Bundle {
-    val buffered = Bool()
-    val pos      = UInt(idxBits.W)
+  // selection are issued in state values, one a cycle (the engine's output rate). With
+  // M = N every position is selected, so each beat of C probabilities issues its C V rows
+  // at once and the value fetch overlaps the probability stream. A beat of positions
+  // (`IssueBeat`) is `count` consecutive positions from `pos0` inside one C-aligned block.
+  class IssueBeat extends Bundle {
+    val pos0  = UInt(idxBits.W)
+    val count = UInt(cntCBits.W)
+    val p     = Vec(C, UInt(pBits.W))
   }
-  val srcQ = Module(new Queue(new RowSrc, p.numChannels * p.maxInflight + 4))
-  srcQ.io.enq.valid := false.B
-  srcQ.io.enq.bits.buffered := false.B
-  srcQ.io.enq.bits.pos := 0.U
-  srcQ.io.deq.ready := false.B
-  /** A value row position to issue: valid, position, p. */
-  val posValid = WireDefault(false.B)
-  val pos      = WireDefault(0.U(cntBits.W))
-  val posP     = WireDefault(0.U(pBits.W))
-  val t = bank.tok(cur.slot, pos)
+  /** Positions of the V rows fetched from DRAM, in fetch order, a beat's worth (compacted). */
+  class ArrivalBeat extends Bundle {
+    val pos   = Vec(C, UInt(idxBits.W))
+    val count = UInt(cntCBits.W)
+  }
+  private val depth = p.numChannels * p.maxInflight + 4
+  /** Issued beats waiting for their rows, in order. */
+  val accQ = Module(new Queue(new IssueBeat, depth))
+  /** Positions of the rows in flight from DRAM, in order. */
+  val arrQ = Module(new Queue(new ArrivalBeat, depth))
+  val iss = Wire(Decoupled(new IssueBeat))
+  iss.valid := false.B
+  iss.bits := DontCare
+  iss.bits.count := 0.U
   val valuePhase = bin(BackState.probs) || bin(BackState.values)
-  val buffered = vHave(ix(pos))
-  val queuesReady = inflight.io.enq.ready && srcQ.io.enq.ready
-  /** The position can be taken: its row is in the buffer, or the fetcher takes it. */
-  val posReady = queuesReady && (buffered || valRow.ready)
-  valRow.valid := valuePhase && posValid && queuesReady && !buffered
-  valRow.bits := fetchRow(p, t, cur.vBase, AttentionController.rowBursts(p, cur.d, cur.vBits))
-  when(valuePhase) {
-    inflight.io.enq.valid := posValid && posReady
-    inflight.io.enq.bits := posP
-    srcQ.io.enq.valid := posValid && posReady
-    srcQ.io.enq.bits.buffered := buffered
-    srcQ.io.enq.bits.pos := ix(pos)
-  }
-  val posTaken = valuePhase && posValid && posReady
 
+  // the token ids of the positions at hand: one list row holds a whole beat
+  val idsPos0 = Mux(bin(BackState.probs), softmax.io.probs.bits.idx, iss.bits.pos0)
+  private val listLaneBits = log2Ceil(bank.idsPerRow)
+  val listRow = bank.row(cur.slot, idsPos0 >> listLaneBits)
+  def idAt(pos0: UInt, i: Int): UInt = {
+    val lane = if (listLaneBits == 0) 0.U else (pos0(listLaneBits - 1, 0) +& i.U)(listLaneBits - 1, 0)
+    listRow(lane)
+  }
+
+  // ---- issue: a beat of positions -> selected ids, V fetches of the rows not buffered ----
+  val issBlock = blockOf(iss.bits.pos0)
+  val issLane0 = laneOf(iss.bits.pos0)
+  val issLive  = VecInit(Seq.tabulate(C)(i => i.U < iss.bits.count))
+  val issHave  = vHave(issBlock)
+  val issNeed  = VecInit(Seq.tabulate(C)(i => issLive(i) && !issHave((issLane0 +& i.U)(cBits.max(1) - 1, 0))))
+  val needCount = PopCount(issNeed)
+  /** Rank of lane i among the lanes to fetch. */
+  val needRank = VecInit(Seq.tabulate(C)(i => PopCount(issNeed.asUInt & ((1 << i) - 1).U(C.W))))
+  val rowBursts = AttentionController.rowBursts(p, cur.d, cur.vBits)
+  vFetch.bits.count := needCount
+  arrQ.io.enq.bits.count := needCount
+  for (k <- 0 until C) {
+    val sel = VecInit(Seq.tabulate(C)(i => issNeed(i) && needRank(i) === k.U))
+    val lane = OHToUInt(sel.asUInt)
+    vFetch.bits.rows(k) := fetchRow(p, Mux1H(sel, Seq.tabulate(C)(i => idAt(iss.bits.pos0, i))), cur.vBase, rowBursts)
+    arrQ.io.enq.bits.pos(k) := iss.bits.pos0 + lane
+  }
+  val fetchOk = needCount === 0.U || (vFetch.ready && arrQ.io.enq.ready)
+  iss.ready := valuePhase && accQ.io.enq.ready && fetchOk
+  vFetch.valid := valuePhase && iss.valid && accQ.io.enq.ready && arrQ.io.enq.ready && needCount =/= 0.U
+  arrQ.io.enq.valid := valuePhase && iss.valid && accQ.io.enq.ready && vFetch.ready && needCount =/= 0.U
+  accQ.io.enq.valid := valuePhase && iss.valid && fetchOk
+  accQ.io.enq.bits := iss.bits
+  when(iss.fire) {
+    // the ids of the value rows join the response's ids (selection order = position order;
+    // a beat never crosses a row of selBuf: M = N beats are aligned, M < N beats are single)
+    val lane0 = laneOf(bIssue)
+    val ids = VecInit(Seq.tabulate(C)(l =>
+      Mux1H(Seq.tabulate(C)(i => ((lane0 +& i.U) === l.U) -> idAt(iss.bits.pos0, i)))))
+    selBuf.write(blockOf(bIssue), ids,
+      VecInit(Seq.tabulate(C)(l => l.U >= lane0 && l.U < lane0 +& iss.bits.count)))
+    bIssue := bIssue + iss.bits.count
+  }
+
+  // ---- arrival: rows from DRAM, unpacked, into vRows at their positions ----
+  val arrPtr = RegInit(0.U(cntCBits.W)) // rows of arrQ's head beat already written
+  val rbPtr  = RegInit(0.U(cntCBits.W)) // rows of vRowsIn's head beat already taken
+  val ah = arrQ.io.deq.bits
+  val rb = vRowsIn.bits
+  val nAh = ah.count - arrPtr
+  val nRb = rb.count - rbPtr
+  val nArr = Mux(nAh < nRb, nAh, nRb)
+  val arrGo = arrQ.io.deq.valid && vRowsIn.valid
+  vRowsIn.ready := arrGo && rbPtr + nArr === rb.count
+  arrQ.io.deq.ready := arrGo && arrPtr + nArr === ah.count
+  when(arrGo) {
+    // this cycle's rows all lie in the block of the head beat (one block a beat)
+    val arrBlock = blockOf(ah.pos(0))
+    val pos = VecInit(Seq.tabulate(C)(i => ah.pos(low(arrPtr +& i.U, cBits.max(1)))))
+    val raw = VecInit(Seq.tabulate(C)(i => rb.rows(low(rbPtr +& i.U, cBits.max(1)))))
+    val unpacked = raw.map(r => PlaneUnpacker.unpack(p, r, cur.vBits, true.B))
+    val at = Seq.tabulate(C)(l => VecInit(Seq.tabulate(C)(i => i.U < nArr && laneOf(pos(i)) === l.U)))
+    val data = VecInit(Seq.tabulate(C)(l => Mux1H(at(l), unpacked)))
+    val mask = VecInit(at.map(_.asUInt.orR))
+    vRows.write(arrBlock, data, mask)
+    vHave(arrBlock) := vHave(arrBlock) | mask.asUInt
+    arrPtr := Mux(arrQ.io.deq.ready, 0.U, arrPtr + nArr)
+    rbPtr := Mux(vRowsIn.ready, 0.U, rbPtr + nArr)
+  }
+
+  // ---- accumulate: a beat whose rows are all in vRows -> the P x V array ----
+  val ab = accQ.io.deq.bits
+  val abBlock = blockOf(ab.pos0)
+  val abLane0 = laneOf(ab.pos0)
+  private def rot(i: Int): UInt = (abLane0 +& i.U)(cBits.max(1) - 1, 0)
+  val abHave = vHave(abBlock)
+  val abReady = (0 until C).map(i => i.U >= ab.count || abHave(rot(i))).reduce(_ && _)
+  val abRows = vRows(abBlock)
+  val abLast = bDone + ab.count === cur.m
+  valueAcc.io.beats.valid := valuePhase && accQ.io.deq.valid && abReady
+  valueAcc.io.beats.bits.p := ab.p
+  valueAcc.io.beats.bits.v := VecInit(Seq.tabulate(C)(i => if (C == 1) abRows(0) else abRows(rot(i))))
+  valueAcc.io.beats.bits.count := ab.count
+  valueAcc.io.beats.bits.last := abLast
+  valueAcc.io.beats.bits.empty := false.B
+  accQ.io.deq.ready := valuePhase && valueAcc.io.beats.ready && abReady
+  when(valueAcc.io.beats.fire) { bDone := bDone + ab.count }
+  // the result once every row is in and the probabilities are all taken (with M = N the
+  // last rows can be in before the last probability beat, whose importance adds stall)
+  when(bin(BackState.values) && bDone === cur.m) { bgoto(BackState.result) }
+
+  // ---- probabilities: a beat of C -> pBuf, token importance, and the issue (M = N) or
+  // the value top-k (M < N, one score a cycle); the beat is taken when every side has it ----
+  val pb = softmax.io.probs.bits
+  val impDone  = RegInit(false.B) // the importance adds of the beat at hand are done
+  val sinkDone = RegInit(false.B) // the issue / the top-k has the beat at hand
+  val tkLane   = RegInit(0.U(cntCBits.W))
+  imp.io.tokAcc.bits.count := pb.count
+  imp.io.tokAcc.bits.prob := pb.p
+  imp.io.tokAcc.bits.id := VecInit(Seq.tabulate(C)(i => low(idAt(pb.idx, i), imp.idBits)))
+  val sinkNow = WireDefault(false.B)
   when(bin(BackState.probs)) {
     softmax.io.stream.valid := !bStreamSent
     when(softmax.io.stream.fire) { bStreamSent := true.B }
     valueTopk.io.cmd.valid := pruneValues && !bCmdSent
     when(valueTopk.io.cmd.fire) { bCmdSent := true.B }
-    val j = softmax.io.probs.bits.idx
+    imp.io.tokAcc.valid := softmax.io.probs.valid && cur.accum && !impDone
+    val impOk = !cur.accum || impDone || imp.io.tokAcc.ready
     when(pruneValues) {
-      softmax.io.probs.ready := bCmdSent && valueTopk.io.in.ready
-      valueTopk.io.in.valid := bCmdSent && softmax.io.probs.valid
+      val lastLane = tkLane === pb.count - 1.U
+      valueTopk.io.in.valid := bCmdSent && softmax.io.probs.valid && !sinkDone
+      valueTopk.io.in.bits.score := pb.p(low(tkLane, cBits.max(1)))
+      valueTopk.io.in.bits.last := pb.last && lastLane
+      when(valueTopk.io.in.fire) { tkLane := Mux(lastLane, 0.U, tkLane + 1.U) }
+      sinkNow := valueTopk.io.in.fire && lastLane
     }.otherwise {
-      posValid := softmax.io.probs.valid
-      pos := j
-      posP := softmax.io.probs.bits.p
-      softmax.io.probs.ready := posReady
+      iss.valid := softmax.io.probs.valid && !sinkDone
+      iss.bits.pos0 := pb.idx
+      iss.bits.count := pb.count
+      iss.bits.p := pb.p
+      sinkNow := iss.fire
+    }
+    softmax.io.probs.ready := impOk && (sinkDone || sinkNow)
+    when(softmax.io.probs.valid) {
+      impDone := impDone || imp.io.tokAcc.fire
+      sinkDone := sinkDone || sinkNow
     }
     when(softmax.io.probs.fire) {
-      pBuf(ix(j)) := softmax.io.probs.bits.p
-      imp.io.tokAcc.valid := cur.accum
-      imp.io.tokAcc.bits.id := low(bank.tok(cur.slot, j), imp.idBits)
-      imp.io.tokAcc.bits.prob := softmax.io.probs.bits.p
-      bAux := bAux + 1.U
-      when(softmax.io.probs.bits.last) {
+      impDone := false.B
+      sinkDone := false.B
+      pBuf.write(blockOf(pb.idx), pb.p, VecInit(Seq.tabulate(C)(i => i.U < pb.count)))
+      bAux := bAux + pb.count
+      when(pb.last) {
         bAux := 0.U
         bgoto(BackState.values)
       }
     }
   }
   when(bin(BackState.values) && pruneValues) {
-    // the engine's selected positions, ascending
-    posValid := valueTopk.io.out.valid
-    pos := valueTopk.io.out.bits.position.pad(cntBits)
-    posP := pBuf(ix(pos))
-    valueTopk.io.out.ready := posReady
-  }
-  when(posTaken) {
-    // the id of the value row joins the response's id words
-    val w = low(bIssue >> idLaneBits, idWordBits)
-    val row = WireDefault(VecInit(Seq.fill(idsPerWord)(t)))
-    selBuf.write(w, row, VecInit((0 until idsPerWord).map(i => low(bIssue, idLaneBits) === i.U)))
-    bIssue := bIssue + 1.U
-  }
-  when(bin(BackState.values) || (bin(BackState.probs) && !pruneValues)) {
-    // rows (DRAM or the row buffer, in issue order) -> unpack -> accumulator
-    val src = srcQ.io.deq.bits
-    valUnpack.io.in.valid := srcQ.io.deq.valid && (src.buffered || valAsmOut.valid)
-    valUnpack.io.in.bits.row := Mux(src.buffered, vRows(src.pos), valAsmOut.bits)
-    valAsmOut.ready := srcQ.io.deq.valid && !src.buffered && valUnpack.io.in.ready
-    srcQ.io.deq.ready := valUnpack.io.in.ready && (src.buffered || valAsmOut.valid)
-    when(valAsmOut.fire) {
-      vRows(src.pos) := valAsmOut.bits
-      vHave := vHave | (1.U(p.maxTokens.W) << src.pos)
-    }
-    valueAcc.io.rows.valid := valUnpack.io.out.valid && inflight.io.deq.valid
-    valUnpack.io.out.ready := valueAcc.io.rows.ready && inflight.io.deq.valid
-    inflight.io.deq.ready := valueAcc.io.rows.ready && valUnpack.io.out.valid
-    valueAcc.io.rows.bits.p := inflight.io.deq.bits
-    valueAcc.io.rows.bits.last := bDone === cur.m - 1.U
-    when(valueAcc.io.rows.fire) {
-      bDone := bDone + 1.U
-      when(valueAcc.io.rows.bits.last) { bgoto(BackState.result) }
-    }
+    // the engine's selected positions, ascending, one a beat
+    val pos = valueTopk.io.out.bits.position.pad(idxBits)(idxBits - 1, 0)
+    iss.valid := valueTopk.io.out.valid
+    iss.bits.pos0 := pos
+    iss.bits.count := 1.U
+    iss.bits.p := VecInit(Seq.fill(C)(pBuf(blockOf(pos))(laneOf(pos))))
+    valueTopk.io.out.ready := iss.ready
   }
 
   when(bin(BackState.result)) {
@@ -313,9 +386,12 @@ class BackEnd(p: SpAttenParams, jobs: DecoupledIO[AttendJob], cycle: UInt, softm
   }
   when(bin(BackState.respIds)) {
     // one id word a cycle; lanes past M are zero
-    val row = selBuf(low(bAux, idWordBits))
+    val ids = (0 until idsPerWord).map { i =>
+      val k = (bAux << idLaneBits) + i.U
+      Mux(k < cur.m, selBuf(blockOf(k))(laneOf(k)), 0.U)
+    }
     bWordValid := true.B
-    bWord := ResponseWords.ids((0 until idsPerWord).map(i => Mux((bAux << idLaneBits) + i.U < cur.m, row(i), 0.U)))
+    bWord := ResponseWords.ids(ids)
     val sectionEnd = bAux === (cur.m - 1.U) >> idLaneBits
     bWordLast := sectionEnd && (!cur.isGroup || cur.lastOfGroup)
     when(bWordFire) {

@@ -33,6 +33,7 @@ object Elaborate {
     "FetchPair" -> (p => new FetchPair(p)),
     "SimDramChannel" -> (p => new SimDramChannel(p, 0)),
     "Softmax" -> (p => new Softmax(p)),
+    "ImportanceBuffer" -> (p => new ImportanceBuffer(p)),
     "TopKEngine" -> (p => new TopKEngine(p)),
     // Head-importance scores (48 bits), capacity maxHeads, all candidates in one row.
     "TopKEngineWide" -> (p => new TopKEngine(p, scoreBits = p.headImportanceBits, capacity = p.maxHeads,
@@ -41,7 +42,9 @@ object Elaborate {
     "SpAttenCore" -> (p => new SpAttenCore(p)),
     "SpAttenTop" -> (p => new SpAttenTop(p)),
     "ValueAccumulator" -> (p => new ValueAccumulator(p)),
-    "ValueAccumulatorLanes3" -> (p => new ValueAccumulator(p, 3))
+    "ValueAccumulatorLanes3" -> (p => new ValueAccumulator(p, 3)),
+    // 2 row lanes of 3 multipliers: several rows a beat and chunked rows together
+    "ValueAccumulatorLanes6Rows2" -> (p => new ValueAccumulator(p, 6, 2))
   )
 
   val firtoolOpts: Array[String] = Array(

@@ -28,11 +28,15 @@ class SoftmaxSummary(p: SpAttenParams) extends Bundle {
   val n     = UInt(p.tokenIdxBits.W)
 }
 
-/** One probability `p_j` (17 bits, 16 fractional) at position `idx`; `last` on `j = N-1`. */
-class SoftmaxProb(params: SpAttenParams) extends Bundle {
-  val p    = UInt((params.probFracBits + 1).W)
-  val idx  = UInt(log2Ceil(params.maxTokens).max(1).W)
-  val last = Bool()
+/** Up to [[Softmax.streamLanes]] `C` probabilities `p_j` (17 bits, 16 fractional) of
+  * consecutive positions: `p(i)` is `p_{idx + i}` for `i < count` (`count` in 1..C; lanes
+  * past `count` read zero). `idx` is a multiple of `C` (beats are aligned), `last` on the
+  * beat holding `j = N-1`. */
+class SoftmaxProbs(params: SpAttenParams) extends Bundle {
+  val p     = Vec(Softmax.streamLanes(params), UInt((params.probFracBits + 1).W))
+  val idx   = UInt(log2Ceil(params.maxTokens).max(1).W)
+  val count = UInt(log2Ceil(Softmax.streamLanes(params) + 1).W)
+  val last  = Bool()
 }
 
 /** Starts the probability stream of a finished pass: its score bank, `N` and `R`
@@ -61,7 +65,7 @@ class SoftmaxStreamCmd(p: SpAttenParams, banks: Int = 2) extends Bundle {
   *     with the beat that has `last`. Scores beyond `maxTokens` are dropped (the controller
   *     never sends them: N <= maxTokens is checked at the command).
   *  2. exponent: only the stale prefix `j < k` is read back and recomputed against `m`,
-  *     [[Softmax.lanes]] scores a cycle (the banks hold that many to a row), adding to `E`
+  *     [[Softmax.lanes]]`(p)` scores a cycle (the banks hold that many to a row), adding to `E`
   *     and `max_j e_j`. With the maximum at the first position (an attention sink, common
   *     in language models) this takes no cycles; at worst N / lanes.
   *  3. reciprocal: `R = floor(2^48 / E)` by [[Reciprocal]] (2 quotient bits a cycle,
@@ -74,8 +78,10 @@ class SoftmaxStreamCmd(p: SpAttenParams, banks: Int = 2) extends Bundle {
   *
   * The stream side, independent of the pass side: a `stream` command names a bank holding
   * a finished pass, with its `N` (at least 1: the pass's own count) and `R`;
-  * `p_j = (e_j * R) >> 32` for `j = 0..N-1` leave on `probs`, `last` on the final one, one
-  * a cycle under back-pressure. A pass whose summary was taken and that is not streamed
+  * `p_j = (e_j * R) >> 32` for `j = 0..N-1` leave on `probs`, in order, up to
+  * [[Softmax.streamLanes]] `C = min(keysPerCycle, lanes)` a cycle under back-pressure: beat
+  * `b` holds positions `b*C .. min(b*C + C, N) - 1` (one exponent row read a cycle; `C`
+  * divides the row), `last` on the final beat. A pass whose summary was taken and that is not streamed
   * (pass 1 followed by requantization) is simply overwritten by a later pass.
   *
   * Each bank is a score memory (written by collect, read by the exponent phase) and an
@@ -97,7 +103,7 @@ class Softmax(p: SpAttenParams, banks: Int = 2) extends Module {
     val scores    = Flipped(Decoupled(new SoftmaxScores(p)))
     val summary   = Decoupled(new SoftmaxSummary(p))
     val stream    = Flipped(Decoupled(new SoftmaxStreamCmd(p, banks)))
-    val probs     = Decoupled(new SoftmaxProb(p))
+    val probs     = Decoupled(new SoftmaxProbs(p))
     val busy      = Output(Bool())
     val streaming = Output(Bool())
   })
@@ -131,7 +137,7 @@ class Softmax(p: SpAttenParams, banks: Int = 2) extends Module {
   io.busy := state =/= sIdle
   io.streaming := streaming
 
-  // ---- the two banks: scores s_j and exponents e_j, L = Softmax.lanes to a row ----
+  // ---- the two banks: scores s_j and exponents e_j, L = Softmax.lanes(p) to a row ----
   private val L        = Softmax.lanes(p)
   private val laneBits = log2Ceil(L)
   private val rows     = (p.maxTokens + L - 1) / L
@@ -355,10 +361,11 @@ class Softmax(p: SpAttenParams, banks: Int = 2) extends Module {
   io.summary.bits.n := count
   when(io.summary.fire) { state := sIdle }
 
-  // ---- 5. stream ----
+  // ---- 5. stream: C = streamLanes positions a beat, one exponent row read a cycle ----
+  private val C       = Softmax.streamLanes(p)
   val outValid = RegInit(false.B)
-  val outIdx   = Reg(UInt(idxBits.W))
-  val nextIdx  = Reg(UInt(cntBits.W))
+  val outIdx   = Reg(UInt(idxBits.W))   // the first position of the beat in the output
+  val nextIdx  = Reg(UInt(cntBits.W))   // the first position of the next beat
   val advance  = !outValid || io.probs.ready
   io.stream.ready := !streaming
   when(io.stream.fire) {
@@ -370,28 +377,39 @@ class Softmax(p: SpAttenParams, banks: Int = 2) extends Module {
     outValid := false.B
   }
   when(streaming) {
-    // the read issued this cycle returns next cycle, for the index then in the output
+    // the read issued this cycle returns next cycle, for the beat then in the output
     streamRead := rowOf(Mux(advance, nextIdx(idxBits - 1, 0), outIdx))
     when(advance) {
       outValid := nextIdx < sCount
       when(nextIdx < sCount) {
         outIdx := nextIdx(idxBits - 1, 0)
-        nextIdx := nextIdx + 1.U
+        nextIdx := nextIdx + C.U
       }
-      when(outValid && nextIdx === sCount) { streaming := false.B } // the last beat was taken
+      when(outValid && nextIdx >= sCount) { streaming := false.B } // the last beat was taken
     }
   }
+  private val left  = sCount - outIdx             // positions from the beat's first to N
+  private val beatCount = Mux(left > C.U, C.U, left)
+  /** The beat's C lanes of the row: lane i of the beat is lane (idx % L) + i of the row. */
+  private val rowLane0 = if (C == L) 0.U else laneOf(outIdx)
   io.probs.valid := outValid
-  io.probs.bits.p := prob(streamRow(laneOf(outIdx)), sRecip)
+  io.probs.bits.p := VecInit(Seq.tabulate(C)(i =>
+    Mux(i.U < beatCount, prob(streamRow(rowLane0 + i.U), sRecip), 0.U)))
   io.probs.bits.idx := outIdx
-  io.probs.bits.last := outIdx === sCount - 1.U
+  io.probs.bits.count := beatCount
+  io.probs.bits.last := left <= C.U
 }
 
 object Softmax {
   /** Scores per row of the bank memories, `max(4, keysPerCycle)`: the stale-prefix
-    * recomputation handles this many a cycle, and a collect beat (at most keysPerCycle
-    * aligned scores) lies in one row. */
+    * recomputation handles this many a cycle, a collect beat (at most keysPerCycle
+    * aligned scores) lies in one row, and the stream reads `keysPerCycle` of them a
+    * cycle from one row. */
   def lanes(p: SpAttenParams): Int = math.max(4, p.keysPerCycle)
+
+  /** Probabilities a beat of the stream: `min(keysPerCycle, lanes)` (a power of two that
+    * divides a row). */
+  def streamLanes(p: SpAttenParams): Int = math.min(p.keysPerCycle, lanes(p))
 
   /** Bits of `E = sum_j e_j <= maxTokens * 2^16`. */
   /** Bits of a bank number. */
