@@ -38,7 +38,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 from workloads.csvschema import atomic_write_bytes, format_workload
 from workloads.models import ModelError, load_model, model_kind
-from workloads.spatten.export import build_workload, kv_bytes_ratio, run_sequence
+from workloads.spatten.export import build_workload, kv_bytes_ratio, run_sequence, scales_meta
 from workloads.spatten.hardware import software_only_reasons
 from workloads.spatten.hooks import model_geometry
 from workloads.spatten.overrides import load_policy_spec
@@ -169,6 +169,7 @@ def generate(
         "text": text,
         "command": command,
         "dtypes": {"q": "float32", "out_ref": "float32", "k": kv_dtype, "v": kv_dtype},
+        "scales": scales_meta(pol),
     }
     built = build_workload(run.state, tensors=tensors, meta=meta, kv_dtype=kv_dtype)
     csv_text = format_workload(built.rows, config_line(pol.source, pol.name))

@@ -94,6 +94,12 @@ class CommandInfo:
     head_ids: tuple[int, ...] = ()  # ATTEND_GROUP: the query heads, in packet order
     requant_heads: int = 0  # heads whose pass 2 was final
     dense_kv_bytes: int = 0  # K and V of the request's whole sentence at 16 bits, each row once
+    # The accuracy table's count (tools/eval_accuracy.py, kvattention.count_bits): K/V bits of
+    # every query head as if it read its own rows (MSBs of the listed keys, LSBs when that
+    # head's pass 2 was final, its selected V rows, 16 bits a channel for host-folded
+    # per-channel K and V scales), and dense: every token's K and V at 16 bits, every head.
+    head_kv_bits: int = 0
+    head_dense_kv_bits: int = 0
 
 
 @dataclass(frozen=True)
@@ -175,9 +181,13 @@ class _Planes:
     prefix; steps whose scales agree share their planes (rows beyond a step's length,
     clipped at its scale, are never read by its requests)."""
 
-    def __init__(self, image: MemoryImage, source: Callable[[int, int], tuple[np.ndarray, np.ndarray]]) -> None:
+    def __init__(self, image: MemoryImage, source: Callable[[int, int], tuple[np.ndarray, np.ndarray]],
+                 key_channel: bool = False, value_channel: bool = False) -> None:
         self.image = image
         self.source = source
+        self.key_channel = key_channel  # per-channel K scales, folded into the query
+        self.value_channel = value_channel  # per-channel V scales, folded into the output
+        self.folds: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}  # memo -> (K, V channel scales)
         self.cache: dict[tuple, tuple[int, int, int, float, float]] = {}
         # the keys as pass 1 and pass 2 see them, and the values, as float64 (exact)
         self.arrays: dict[tuple, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
@@ -189,8 +199,15 @@ class _Planes:
         key = self.key(layer, kvh, msb, lsb, vbits, length)
         if key not in self.cache:
             k, v = self.source(layer, kvh)
+            if self.key_channel or self.value_channel:
+                ck, cv = self.channel_scales(layer, kvh, msb, lsb, vbits, length)
+                k, v = k / ck, v / cv  # codes round(k_c / s_c) at plane scale 1
             s_k = quant.symmetric_scale(k[:length], msb + lsb) if length is not None else None
             s_v = quant.symmetric_scale(v[:length], vbits) if length is not None else None
+            if self.key_channel:
+                s_k = 1.0
+            if self.value_channel:
+                s_v = 1.0
             qk = quant.quantize_key(k, msb, lsb, s_k)
             qv = quant.quantize_value(v, vbits, s_v)
             k_msb_base = self.image.add_plane(qk.msb, msb, True)
@@ -209,9 +226,32 @@ class _Planes:
                 self.keys[memo] = memo
             else:
                 k, v = self.source(layer, kvh)
+                ck, cv = self.channel_scales(layer, kvh, msb, lsb, vbits, length)
                 self.keys[memo] = (layer, kvh, msb, lsb, vbits, quant.symmetric_scale(k[:length], msb + lsb),
-                                   quant.symmetric_scale(v[:length], vbits))
+                                   quant.symmetric_scale(v[:length], vbits), ck.tobytes(), cv.tobytes())
         return self.keys[memo]
+
+    def channel_scales(self, layer: int, kvh: int, msb: int, lsb: int, vbits: int,
+                       length: int | None) -> tuple[np.ndarray, np.ndarray]:
+        """The host-folded per-channel scales ``max_t |x[t, c]| / (2^(b-1) - 1)`` over the step's
+        prefix (K at ``msb + lsb`` bits, V at ``vbits``; an all-zero channel: 1), or ones where
+        the scales are per tensor. The planes then hold ``round(x[t, c] / s_c)`` at scale 1;
+        the host multiplies the query by the K scales and the output by the V scales."""
+        memo = (layer, kvh, msb, lsb, vbits, length)
+        if memo not in self.folds:
+            k, v = self.source(layer, kvh)
+
+            def per_channel(x: np.ndarray, bits: int, on: bool) -> np.ndarray:
+                if not on:
+                    return np.ones(x.shape[1])
+                amax = np.abs(x[:length]).max(axis=0) if len(x[:length]) else np.zeros(x.shape[1])
+                if not np.all(np.isfinite(amax)):
+                    raise ValueError(f"layer {layer} K/V head {kvh}: cannot quantize a tensor holding inf or nan")
+                return np.where(amax > 0, amax / (2 ** (bits - 1) - 1), 1.0)
+
+            self.folds[memo] = (per_channel(k, msb + lsb, self.key_channel),
+                                per_channel(v, vbits, self.value_channel))
+        return self.folds[memo]
 
 
 def build(rows: Sequence[WorkloadRow], params: HwParams, *, tensors: dict | None = None, seed: int = 1,
@@ -242,7 +282,12 @@ def build(rows: Sequence[WorkloadRow], params: HwParams, *, tensors: dict | None
             return (np.asarray(k_all[layer, kvh], dtype=np.float64),
                     np.asarray(v_all[layer, kvh], dtype=np.float64))
 
-        planes = _Planes(image, source)
+        scales = meta.get("scales", {})
+        for part, axis in scales.items():
+            if part not in ("key", "value") or axis not in ("tensor", "channel"):
+                raise ValueError(f"meta.scales: expected key/value: tensor|channel, got {part!r}: {axis!r}")
+        planes = _Planes(image, source, key_channel=scales.get("key") == "channel",
+                         value_channel=scales.get("value") == "channel")
     else:
         max_len = max(r.sentence_length_L for r in rows)
         d_of: dict[tuple[int, int], int] = {}
@@ -319,7 +364,13 @@ def build(rows: Sequence[WorkloadRow], params: HwParams, *, tensors: dict | None
                                    "v": t.v} if t else {},
                            heads=len(cmds), head_ids=tuple(x[2].head_id for x in pending),
                            requant_heads=sum(bool(x.probs.requantized) for x in results),
-                           dense_kv_bytes=2 * r0.sentence_length_L * kv_row)
+                           dense_kv_bytes=2 * r0.sentence_length_L * kv_row,
+                           head_kv_bits=sum(c0.n * c0.d * (c0.k_msb_bits + (c0.k_lsb_bits if x.probs.requantized else 0))
+                                            + len(x.selected) * c0.d * c0.v_bits
+                                            + 16 * c0.d * ((planes.key_channel and c0.n > 0)
+                                                           + (planes.value_channel and len(x.selected) > 0))
+                                            for x in results),
+                           head_dense_kv_bits=len(cmds) * 2 * r0.sentence_length_L * c0.d * 16)
         idx = len(prog.commands)
         emit(cmd, info, expected)
         prog.value_scale[idx] = pending[0][8]
@@ -378,6 +429,10 @@ def build(rows: Sequence[WorkloadRow], params: HwParams, *, tensors: dict | None
             q_float = g.standard_normal(r.embedding_length_D)
         length = r.sentence_length_L if functional else None
         k_msb_base, k_lsb_base, v_base, s_k, s_v = planes.get(r.layer_id, kvh, msb, lsb, vbits, length)
+        if functional and (planes.key_channel or planes.value_channel):
+            ck, cv = planes.channel_scales(r.layer_id, kvh, msb, lsb, vbits, length)
+            q_float = q_float * ck  # the host folds the K scales into the query ...
+            s_v = s_v * cv  # ... and multiplies the output by the V scales
         qq = quant.quantize_query(q_float, qbits)
         if functional:
             c = quant.score_unit(qq.scale, s_k, float(per_layer[r.layer_id]) if per_layer else default_scale)

@@ -85,6 +85,9 @@ def summarize(workload: Path, preset: str, backend: str, sparse: RunResult,
         "checked_responses": sparse.checked, "mismatches": sparse.mismatches,
         "kv_fraction_of_grouped_dense": ((by_kind["k_msb"] + by_kind["k_lsb"] + by_kind["v"])
                                          / grouped_dense_kv_bytes(sparse.prog)) if attends else None,
+        "kv_fraction_per_query_head": (sum(sparse.prog.info[i].head_kv_bits for i in attends)
+                                       / max(1, sum(sparse.prog.info[i].head_dense_kv_bits for i in attends)))
+                                      if attends else None,
         "per_layer": {str(k): v for k, v in sorted(per_layer.items())},
         "controller_state_cycles": sparse.states,
         "macs": macs(sparse.prog),
@@ -156,6 +159,10 @@ def table(s: dict) -> str:
         rows.append(("K/V read vs grouped dense", f"{s['kv_bytes'] / 1e6:.1f} MB of {s['grouped_dense_kv_bytes'] / 1e6:.1f} MB "
                      f"({100 * s['kv_fraction_of_grouped_dense']:.1f}%; dense = each K/V row once per "
                      "(step, layer, K/V head), 16-bit)"))
+    if s.get("kv_fraction_per_query_head") is not None:
+        rows.append(("K/V bits per query head vs dense", f"{100 * s['kv_fraction_per_query_head']:.2f}% (the accuracy "
+                     "table's definition: each query head's MSBs, LSBs when refetched, selected V rows and folded "
+                     "scales, vs 16-bit K and V of every token)"))
     if "dense" in s:
         rows += [("dense cycles", f"{s['dense']['cycles']:,}"),
                  ("speed-up over dense", f"{s['speedup']:.2f}x"),

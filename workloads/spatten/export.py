@@ -140,10 +140,13 @@ def build_workload(
         nxt = records[gi + 1] if gi + 1 < len(records) else None
         n_rows = len(rec.query_positions) * len(rec.heads)
         k_ids = rec.kept_ids.numpy().astype(np.int32)
+        per_kv = None if rec.kept_per_kv is None else [x.numpy().astype(np.int32) for x in rec.kept_per_kv]
         j = 0
         for ri, pos in enumerate(rec.query_positions):
             for hi, head in enumerate(rec.heads):
                 j += 1
+                if per_kv is not None:  # eviction: the token list of the head's K/V head
+                    k_ids = per_kv[head // groups]
                 last = j == n_rows
                 topk_here = bool(last and nxt is not None and nxt.topk_applied)
                 rows.append(
@@ -153,9 +156,10 @@ def build_workload(
                         head_id=head,
                         embedding_length_D=state.head_dim,
                         sentence_length_L=rec.length,
-                        key_fetch_num=int(rec.kept_ids.numel()),
+                        key_fetch_num=len(k_ids),
                         if_requant=bool(rec.requant[hi, ri]),
-                        value_fetch_num=rec.value_count,
+                        value_fetch_num=(rec.value_count if rec.value_counts is None
+                                         else int(rec.value_counts[hi, ri])),
                         if_accumulate_importance=bool(pruning and later_selection[gi]),
                         if_rescale_previous_importance=False,
                         if_topk=topk_here,
@@ -195,10 +199,32 @@ def build_workload(
     return BuiltWorkload(rows=rows, tensors=tens)
 
 
+def scale_bytes(policy: Policy, row: WorkloadRow) -> float:
+    """Bytes of the per-channel scales a row's request needs (16 bits a channel for K when its
+    scales fold into the query, for V when per channel), as ``kvattention.count_bits`` counts
+    them; per-tensor scales are not counted (one number per plane)."""
+    from workloads.spatten.kvquant import folds_key_scales  # noqa: PLC0415
+
+    q, d = policy.quantization, row.embedding_length_D
+    k = folds_key_scales(q) and row.key_fetch_num > 0
+    v = q.enabled and q.value_axis == "channel" and row.value_fetch_num > 0
+    return 2.0 * d * (int(k) + int(v))
+
+
+def scales_meta(policy: Policy) -> dict[str, str]:
+    """The npz meta ``scales``: ``key``/``value``: ``channel`` where the host folds per-channel
+    scales (into the query; into the output), else ``tensor`` (``spatten/sim/program.py``)."""
+    from workloads.spatten.kvquant import folds_key_scales  # noqa: PLC0415
+
+    q = policy.quantization
+    return {"key": "channel" if folds_key_scales(q) else "tensor",
+            "value": "channel" if q.enabled and q.value_axis == "channel" else "tensor"}
+
+
 def kv_bytes_ratio(state: SpAttenState) -> tuple[float, float]:
     """(bytes fetched, dense bytes) over the recorded rows, dense counting every head."""
     built = build_workload(state, tensors=False)
-    fetched = sum(r.kv_bytes() for r in built.rows)
+    fetched = sum(r.kv_bytes() for r in built.rows) + sum(scale_bytes(state.policy, r) for r in built.rows)
     per_group = {}
     for rec in state.records:
         n_q = len(rec.query_positions) if state.causal else rec.length  # encoders: every query row

@@ -7,7 +7,9 @@ models only, dense prefill. One layer's call, in order:
    the alive set its earlier calls left), intersected with SpAtten's cascade token
    pruning when that is enabled too (``attention._select_tokens``), and the causal mask;
 2. quantization (decode calls): KIVI-style keys and values (``kvquant.py``), the query at
-   ``query_bits``; probabilities from the MSB-only keys, recomputed with the full keys for
+   ``query_bits`` (per-channel key scales over the whole cache: the query times the scales,
+   then quantized, against the integer key codes -- the host's fold, as the accelerator
+   computes it); probabilities from the MSB-only keys, recomputed with the full keys for
    rows whose maximum is below ``requant_threshold`` (SpAtten's progressive refetch of the
    K LSBs) -- or, for the ``threshold`` method, keys kept by their MSB-predicted probability
    and probabilities recomputed with the full keys over the kept keys;
@@ -23,8 +25,8 @@ from __future__ import annotations
 import torch
 
 from workloads.spatten import selection as sel
-from workloads.spatten.kvquant import quantize_keys, quantize_values, scale_bits
-from workloads.spatten.state import SpAttenState
+from workloads.spatten.kvquant import folds_key_scales, key_codes, quantize_keys, quantize_values, scale_bits
+from workloads.spatten.state import LayerRecord, SpAttenState
 
 
 def _fake_quant_rows(x: torch.Tensor, bits: int) -> torch.Tensor:
@@ -52,9 +54,12 @@ def _visible(state: SpAttenState, layer: int, n_kv: int, total: int, tq: int) ->
                 alive = torch.cat([alive, torch.ones(n_kv, total - alive.shape[1], dtype=torch.bool)], dim=1)
                 vis &= alive
     if pol.token_pruning.enabled and decode:
-        kept, _ = _select_tokens(state, layer, total)
+        kept, topk = _select_tokens(state, layer, total)
         state.alive[layer] = kept
         vis &= kept.unsqueeze(0)
+        state.ext["topk_applied"] = topk
+    else:
+        state.ext["topk_applied"] = False
     return vis
 
 
@@ -79,7 +84,11 @@ def extended_forward(
         causal = torch.arange(total).unsqueeze(0) <= torch.arange(total - tq, total).unsqueeze(1)
         vis = vis & causal.unsqueeze(0)
     use_quant = qz.enabled and decode
-    if use_quant:
+    if use_quant and folds_key_scales(qz):  # integer key codes; the host folds s_c into the query
+        k_full, k_msb, s_k = key_codes(k_raw, qz)
+        v_use = quantize_values(v_raw, qz)
+        q = _fake_quant_rows(q * s_k.repeat_interleave(g, dim=0), qz.query_bits)
+    elif use_quant:
         k_full, k_msb = quantize_keys(k_raw, qz)
         v_use = quantize_values(v_raw, qz)
         q = _fake_quant_rows(q, qz.query_bits)  # per-row scale, as attention.py (16 bits too)
@@ -128,7 +137,29 @@ def extended_forward(
         ext["alive"] = sel.evict(e, score, vis_kv, keep)
     if state.counts_bytes():
         count_bits(state, candidates, vis, vsel, requant, dim, total)
+    if state.record and decode:
+        _record(state, layer, total, vis_kv, vsel, requant, query, out, key, value)
     return out
+
+
+def _record(state: SpAttenState, layer: int, total: int, vis_kv: torch.Tensor, vsel: torch.Tensor,
+            requant: torch.Tensor, query: torch.Tensor, out: torch.Tensor, key: torch.Tensor,
+            value: torch.Tensor) -> None:
+    """A LayerRecord of this decode call: one token list per K/V head (what the host writes
+    for the accelerator's grouped request), the V rows and the refetch of each head."""
+    lists = [vis_kv[h].nonzero().squeeze(1).clone() for h in range(vis_kv.shape[0])]
+    union = torch.unique(torch.cat(lists)) if lists else torch.zeros(0, dtype=torch.long)
+    rec = LayerRecord(
+        call=state.call, layer=layer, length=total, kept_ids=union,
+        topk_applied=bool(state.ext.get("topk_applied", False)), heads=list(range(query.shape[1])),
+        value_count=int(vsel.sum(dim=-1).max()), query_positions=[total - 1], requant=requant.clone(),
+        kept_per_kv=lists, value_counts=vsel.sum(dim=-1).long(),
+    )
+    if state.record_tensors:
+        rec.q = query[0].float().clone()
+        rec.out = out.clone()
+        state.last_kv[layer] = (key[0].detach(), value[0].detach())
+    state.records.append(rec)
 
 
 def count_bits(

@@ -46,6 +46,22 @@ def _grouped(x: torch.Tensor, group: int) -> tuple[torch.Tensor, int]:
     return x.view(hk, (t + pad) // group, group, d), pad
 
 
+def folds_key_scales(q: Quantization) -> bool:
+    """True when the keys have one symmetric scale per (K/V head, channel) over the whole
+    cache and no residual rows: the accelerator's format once the host folds the scales
+    into the query (``q_c * s_c``, then quantized to ``query_bits``)."""
+    return (q.enabled and q.key_axis == "channel" and q.group_tokens == 0 and not q.asymmetric
+            and q.residual_tokens == 0)
+
+
+def key_codes(k: torch.Tensor, q: Quantization) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(full codes, MSB-only codes, scale [Hkv, 1, D]) of symmetric per-channel keys over the
+    whole cache ``k`` [Hkv, T, D] (``folds_key_scales``): what the accelerator's K planes hold."""
+    codes, scale, _ = _codes(k, q.key_msb_bits + q.key_lsb_bits, (1,), False)
+    step = 2**q.key_lsb_bits
+    return codes, torch.floor(codes / step) * step, scale
+
+
 def quantize_keys(k: torch.Tensor, q: Quantization) -> tuple[torch.Tensor, torch.Tensor]:
     """(full keys, MSB-only keys), both dequantized, for the cache ``k`` [Hkv, T, D]."""
     bits = q.key_msb_bits + q.key_lsb_bits
@@ -79,6 +95,29 @@ def quantize_values(v: torch.Tensor, q: Quantization) -> torch.Tensor:
         r = min(q.residual_tokens, v.shape[1])
         out[:, -r:] = v[:, -r:]
     return out
+
+
+def whole_cache_scales(q: Quantization) -> bool:
+    """True when some scale is taken over the whole cache (K per tensor, K per channel with
+    no token groups, V per tensor or per channel): it changes as the cache grows."""
+    return q.enabled and (q.key_axis == "tensor" or q.group_tokens == 0 or q.value_axis != "token")
+
+
+def prefix_stats(x: torch.Tensor, axis: str, asym: bool) -> torch.Tensor:
+    """[T, S]: the statistics (max |x|; with ``asym`` min and max) that set the scales of a
+    cache holding the first ``t + 1`` tokens of ``x`` [Hkv, T, D], for every t (scales over
+    ``axis``: ``tensor`` or ``channel``; ``token`` scales are per row: no statistics)."""
+    hk, t, d = x.shape
+    if axis == "token":
+        return torch.zeros(t, 0)
+    parts = [x.abs()] if not asym else [x, -x]
+    out = []
+    for a in parts:
+        m = torch.cummax(a, dim=1).values  # [Hkv, T, D]
+        if axis == "tensor":
+            m = m.amax(dim=2, keepdim=True)
+        out.append(m.permute(1, 0, 2).reshape(t, -1))
+    return torch.cat(out, dim=1)
 
 
 def scale_bits(q: Quantization) -> int:

@@ -10,7 +10,10 @@ row's decisions depend on that row alone (no eviction state carried between step
 - static eviction patterns (streaming, longformer) and the threshold method: per row;
 - quantization: K per channel in groups of ``group_tokens`` with ``residual_tokens >=
   group_tokens`` (every quantized key then lies in a complete group, whose scale no later
-  token changes), V per token; or no quantization.
+  token changes); scales over the whole cache (K per tensor or per channel, V per tensor
+  or per channel) too: decode row ``t`` uses the scales of the cache's first ``t + 1``
+  tokens, so the rows are split into runs whose prefix statistics (running max) are the
+  same, each run quantized once with its own scales (``_runs``).
 
 ``parallel_reason(policy)`` says why a policy needs the step-by-step path (None: it does
 not). ``parallel_forward`` is the attention of one layer in that pass: rows before
@@ -27,7 +30,8 @@ import torch
 
 from workloads.spatten import selection as sel
 from workloads.spatten.kvattention import _fake_quant_rows, count_bits
-from workloads.spatten.kvquant import quantize_keys, quantize_values
+from workloads.spatten.kvquant import (folds_key_scales, key_codes, prefix_stats, quantize_keys, quantize_values,
+                                       whole_cache_scales)
 from workloads.spatten.policy import Policy
 from workloads.spatten.state import SpAttenState
 
@@ -41,11 +45,9 @@ def parallel_reason(policy: Policy) -> str | None:
     e, q = policy.eviction, policy.quantization
     if e.enabled and e.method in sel.SCORED_METHODS:
         return f"eviction method {e.method} carries state between steps"
-    if q.enabled:
-        if q.key_axis != "channel" or q.group_tokens == 0 or q.residual_tokens < q.group_tokens:
-            return "key scales change as the cache grows (needs key_axis channel, group_tokens > 0, residual_tokens >= group_tokens)"
-        if q.value_axis != "token":
-            return "value scales change as the cache grows (needs value_axis token)"
+    if q.enabled and q.key_axis == "channel" and q.group_tokens > 0 and q.residual_tokens < q.group_tokens:
+        return ("the key scales of the last, incomplete token group change as it fills (needs "
+                "residual_tokens >= group_tokens)")
     return None
 
 
@@ -84,65 +86,90 @@ def parallel_forward(
             is_causal=True, scale=scaling)
     if start >= n:
         return out
-    if qz.enabled:  # residual rows are chosen per row below
-        kf, km = quantize_keys(k, dataclasses.replace(qz, residual_tokens=0))
-        vq = quantize_values(v, dataclasses.replace(qz, residual_tokens=0))
     pos = torch.arange(n)
-    for b0 in range(start, n, ROW_BLOCK):
-        b1 = min(n, b0 + ROW_BLOCK)
-        rows = b1 - b0
-        totals = torch.arange(b0 + 1, b1 + 1)  # cache length of each decode row
-        qb = q[:, b0:b1]
-        if qz.enabled:
-            qb = _fake_quant_rows(qb, qz.query_bits)
-        qg = qb.reshape(n_kv, g * rows, dim)
+    fold = folds_key_scales(qz)
+    for s0, s1 in _runs(qz, k, v, start, n):
+        if qz.enabled:  # the scales of the run's caches (residual rows are chosen per row below)
+            nq = dataclasses.replace(qz, residual_tokens=0)
+            if fold:  # integer codes; the scales fold into the query
+                kf, km, s_k = key_codes(k[:, :s1], nq)
+            else:
+                kf, km = quantize_keys(k[:, :s1], nq)
+            vq = quantize_values(v[:, :s1], nq)
+            if s1 < n:  # tokens after the run: masked for all its rows
+                kf, km, vq = (torch.cat([x, y[:, s1:]], dim=1) for x, y in ((kf, k), (km, k), (vq, v)))
+        for b0 in range(s0, s1, ROW_BLOCK):
+            b1 = min(s1, b0 + ROW_BLOCK)
+            rows = b1 - b0
+            totals = torch.arange(b0 + 1, b1 + 1)  # cache length of each decode row
+            qb = q[:, b0:b1]
+            if qz.enabled and fold:
+                qb = _fake_quant_rows(qb * s_k.repeat_interleave(g, dim=0), qz.query_bits)  # the host's fold
+            elif qz.enabled:
+                qb = _fake_quant_rows(qb, qz.query_bits)
+            qg = qb.reshape(n_kv, g * rows, dim)
 
-        def scores(keys: torch.Tensor) -> torch.Tensor:
-            return (torch.matmul(qg, keys.transpose(-1, -2)).view(n_heads, rows, n) * scaling)
+            def scores(keys: torch.Tensor) -> torch.Tensor:
+                return (torch.matmul(qg, keys.transpose(-1, -2)).view(n_heads, rows, n) * scaling)
 
-        causal = pos.unsqueeze(0) < totals.unsqueeze(1)  # [rows, N]
-        vis = causal.unsqueeze(0).expand(n_heads, rows, n)
-        if e.enabled and e.method in ("streaming", "longformer") and layer >= e.start_layer:
-            vis = vis & _static_rows(state, layer, totals, n).unsqueeze(0)
-        s_exact = scores(k)
-        if qz.enabled:
-            res = pos.unsqueeze(0) >= (totals - qz.residual_tokens).unsqueeze(1)  # [rows, N]
-            s_full = torch.where(res, s_exact, scores(kf))
-            s_msb = torch.where(res, s_exact, scores(km))
-        else:
-            res = torch.zeros(rows, n, dtype=torch.bool)
-            s_full = s_msb = s_exact
+            causal = pos.unsqueeze(0) < totals.unsqueeze(1)  # [rows, N]
+            vis = causal.unsqueeze(0).expand(n_heads, rows, n)
+            if e.enabled and e.method in ("streaming", "longformer") and layer >= e.start_layer:
+                vis = vis & _static_rows(state, layer, totals, n).unsqueeze(0)
+            s_exact = scores(k)
+            if qz.enabled:
+                res = pos.unsqueeze(0) >= (totals - qz.residual_tokens).unsqueeze(1)  # [rows, N]
+                s_full = torch.where(res, s_exact, scores(kf))
+                s_msb = torch.where(res, s_exact, scores(km))
+            else:
+                res = torch.zeros(rows, n, dtype=torch.bool)
+                s_full = s_msb = s_exact
 
-        def probs(s: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-            return torch.nan_to_num(torch.softmax(s.masked_fill(~mask, float("-inf")), dim=-1), nan=0.0)
+            def probs(s: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+                return torch.nan_to_num(torch.softmax(s.masked_fill(~mask, float("-inf")), dim=-1), nan=0.0)
 
-        candidates = vis
-        requant = torch.zeros(n_heads, rows, dtype=torch.bool)
-        if e.enabled and e.method == "threshold" and layer >= e.start_layer:
-            pred = probs(s_msb, vis)
-            forced = (pos.unsqueeze(0) < e.sink_tokens) | (pos.unsqueeze(0) >= (totals - e.recent_tokens).unsqueeze(1))
-            vis = vis & sel.threshold_keep(pred, e.threshold, forced.unsqueeze(0))
-            p = probs(s_full, vis)
-            requant[:] = True
-        else:
-            p = probs(s_msb, vis)
-            if qz.enabled and qz.progressive:
-                requant = p.amax(dim=-1) < qz.requant_threshold
-                if bool(requant.any()):
-                    p = torch.where(requant.unsqueeze(-1), probs(s_full, vis), p)
-        n_att = vis.sum(dim=-1)
-        if vp.enabled:
-            n_val = torch.clamp(torch.ceil(vp.keep * n_att.double() - 1e-9).long(), min=vp.min_tokens)
-            vsel = sel.topk_count_mask(p, torch.minimum(n_val, n_att)) & vis
-            p_used = p * vsel
-        else:
-            vsel, p_used = vis, p
-        if qz.enabled:
-            pr = (p_used * res.unsqueeze(0)).reshape(n_kv, g * rows, n)
-            pq = (p_used * ~res.unsqueeze(0)).reshape(n_kv, g * rows, n)
-            ob = torch.matmul(pr, v) + torch.matmul(pq, vq)
-        else:
-            ob = torch.matmul(p_used.reshape(n_kv, g * rows, n), v)
-        out[:, b0:b1] = ob.view(n_heads, rows, dim)
-        count_bits(state, candidates, vis, vsel, requant, dim, n, res=res.unsqueeze(0), totals=totals)
+            candidates = vis
+            requant = torch.zeros(n_heads, rows, dtype=torch.bool)
+            if e.enabled and e.method == "threshold" and layer >= e.start_layer:
+                pred = probs(s_msb, vis)
+                forced = (pos.unsqueeze(0) < e.sink_tokens) | (pos.unsqueeze(0) >= (totals - e.recent_tokens).unsqueeze(1))
+                vis = vis & sel.threshold_keep(pred, e.threshold, forced.unsqueeze(0))
+                p = probs(s_full, vis)
+                requant[:] = True
+            else:
+                p = probs(s_msb, vis)
+                if qz.enabled and qz.progressive:
+                    requant = p.amax(dim=-1) < qz.requant_threshold
+                    if bool(requant.any()):
+                        p = torch.where(requant.unsqueeze(-1), probs(s_full, vis), p)
+            n_att = vis.sum(dim=-1)
+            if vp.enabled:
+                n_val = torch.clamp(torch.ceil(vp.keep * n_att.double() - 1e-9).long(), min=vp.min_tokens)
+                vsel = sel.topk_count_mask(p, torch.minimum(n_val, n_att)) & vis
+                p_used = p * vsel
+            else:
+                vsel, p_used = vis, p
+            if qz.enabled:
+                pr = (p_used * res.unsqueeze(0)).reshape(n_kv, g * rows, n)
+                pq = (p_used * ~res.unsqueeze(0)).reshape(n_kv, g * rows, n)
+                ob = torch.matmul(pr, v) + torch.matmul(pq, vq)
+            else:
+                ob = torch.matmul(p_used.reshape(n_kv, g * rows, n), v)
+            out[:, b0:b1] = ob.view(n_heads, rows, dim)
+            count_bits(state, candidates, vis, vsel, requant, dim, n, res=res.unsqueeze(0), totals=totals)
     return out
+
+
+def _runs(qz, k: torch.Tensor, v: torch.Tensor, start: int, n: int) -> list[tuple[int, int]]:
+    """Decode rows ``start .. n-1`` as runs ``[s0, s1)`` whose caches have the same scales.
+
+    A scale over the whole cache (``kvquant.whole_cache_scales``) is set by the running
+    max (and min, asymmetric) of the cache's first ``t + 1`` tokens; a run ends where a
+    new token changes any of them. Without such scales: one run."""
+    if not whole_cache_scales(qz):
+        return [(start, n)]
+    k_axis = "tensor" if qz.key_axis == "tensor" else ("channel" if qz.group_tokens == 0 else "token")
+    stats = torch.cat([prefix_stats(k, k_axis, qz.asymmetric), prefix_stats(v, qz.value_axis, qz.asymmetric)], dim=1)
+    change = (stats[start + 1 : n] != stats[start : n - 1]).any(dim=1).nonzero().squeeze(1) + start + 1
+    cuts = [start, *change.tolist(), n]
+    return list(zip(cuts[:-1], cuts[1:], strict=True))

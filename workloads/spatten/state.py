@@ -41,6 +41,10 @@ class LayerRecord:
     requant: torch.Tensor  # bool [n_heads_alive, n_rows]
     q: torch.Tensor | None = None  # float32 [n_heads_alive, n_rows, D] (after RoPE)
     out: torch.Tensor | None = None  # float32 [n_heads_alive, n_rows, D]
+    # eviction/KIVI path (kvattention.py): one token list per K/V head (eviction keeps a set
+    # per K/V head) and the V rows each (head, row) sums; None: ``kept_ids``/``value_count``
+    kept_per_kv: list[torch.Tensor] | None = None
+    value_counts: torch.Tensor | None = None  # int64 [n_heads_alive, n_rows]
 
 
 @dataclass

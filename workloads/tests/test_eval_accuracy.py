@@ -204,8 +204,10 @@ def test_eval_cli_rejects_eviction_on_encoders(assets: dict[str, Path], tmp_path
 def test_gen_workload_rejects_software_only_policies(assets: dict[str, Path], tmp_path: Path) -> None:
     from tools.gen_workload import main as gen  # noqa: PLC0415
 
-    for spec, why in [("kivi", "value_axis token"), ("h2o", "eviction.method h2o"), ("sanger", "no threshold mode"),
-                      ("kivi-hw", "fold into the query on the host")]:
+    for spec, why in [("kivi", "value_axis token"), ("sanger", "no threshold mode"),
+                      ("kivi-hw@quantization.group_tokens=8", "cannot fold into the query"),
+                      ("spatten-default@eviction.enabled=true@eviction.method=h2o", "with token_pruning"),
+                      ("kivi-hw@quantization.residual_tokens=4", "no 16-bit residual rows")]:
         res = CliRunner().invoke(gen, ["--model", str(assets["llama"]), "--text", str(assets["text"]), "--context",
                                        "24", "--steps", "2", "--policy", spec, "--out", str(tmp_path / "w.csv")])
         assert res.exit_code == 2, res.output
@@ -220,6 +222,13 @@ def test_gen_workload_rejects_software_only_policies(assets: dict[str, Path], tm
     "kivi@quantization.group_tokens=4@quantization.residual_tokens=6@quantization.requant_threshold=0.3",
     "sanger@eviction.threshold=0.05@eviction.recent_tokens=2@quantization.group_tokens=4@quantization.residual_tokens=4",
     "kivi@quantization.group_tokens=4@quantization.residual_tokens=4@value_pruning.enabled=true@value_pruning.keep=0.5",
+    # scales over the whole cache: rows in runs of equal prefix scales (per-channel K folded into the query)
+    "progressive-quant@quantization.requant_threshold=0.3",
+    "kivi-hw@quantization.requant_threshold=0.3",
+    "kivi-hw@quantization.key_msb_bits=3@value_pruning.enabled=true@value_pruning.keep=0.4@value_pruning.min_tokens=2",
+    "kivi-hw@eviction.enabled=true@eviction.method=streaming@eviction.budget=0.5@eviction.min_tokens=2",
+    "kivi@quantization.group_tokens=0@quantization.residual_tokens=3",
+    "kivi@quantization.value_axis=channel@quantization.group_tokens=4@quantization.residual_tokens=4",
 ])
 def test_one_pass_equals_step_by_step(spec: str) -> None:
     """parallel.py's single teacher-forced pass gives the step-by-step perplexity and bits."""
@@ -239,5 +248,37 @@ def test_one_pass_equals_step_by_step(spec: str) -> None:
 def test_stateful_policies_need_the_step_by_step_path() -> None:
     from workloads.spatten.parallel import parallel_reason  # noqa: PLC0415
 
-    for spec in ("h2o", "snapkv", "spatten-default", "kivi-hw", "kivi@quantization.residual_tokens=8"):
+    for spec in ("h2o", "snapkv", "spatten-default", "kivi@quantization.residual_tokens=8"):
         assert parallel_reason(load_policy_spec(spec)), spec
+
+
+def test_host_folded_policies_run_on_the_accelerator() -> None:
+    """Per-channel K scales over the whole cache, per-channel V scales and eviction (token
+    lists per K/V head) are host folds: no reason left; token groups, per-token V, zero
+    points, residual rows and the threshold mode stay software-only."""
+    from workloads.spatten.hardware import software_only_reasons  # noqa: PLC0415
+
+    for spec in ("kivi-hw", "hw-kv", "h2o", "snapkv", "tova", "streaming", "longformer", "pyramidkv", "adakv",
+                 "hw-kv@eviction.enabled=true@eviction.method=snapkv@eviction.budget=0.7"):
+        assert software_only_reasons(load_policy_spec(spec)) == [], spec
+    for spec in ("kivi", "snapkv-kivi", "sanger", "spatten-kivi"):
+        assert software_only_reasons(load_policy_spec(spec)), spec
+
+
+def test_channel_key_scales_fold_into_the_query() -> None:
+    """The torch model's per-channel keys are what the accelerator computes on: integer codes
+    round(k_c / s_c) against the query times the scales, quantized to 16 bits."""
+    from workloads.spatten.kvquant import folds_key_scales, key_codes, quantize_keys  # noqa: PLC0415
+
+    pol = load_policy_spec("kivi-hw")
+    assert folds_key_scales(pol.quantization)
+    assert not folds_key_scales(load_policy_spec("kivi").quantization)
+    g = torch.Generator().manual_seed(3)
+    k = torch.randn(2, 30, 8, generator=g) * torch.tensor([0.1, 1, 5, 1, 1, 20, 1, 0.5])
+    full, msb, s = key_codes(k, pol.quantization)
+    qmax = 2 ** (pol.quantization.key_msb_bits + pol.quantization.key_lsb_bits - 1) - 1
+    assert torch.equal(full, torch.round(full)) and full.abs().max() <= qmax
+    assert torch.allclose(s, k.abs().amax(dim=1, keepdim=True) / qmax)
+    assert torch.equal(msb, torch.floor(full / 16) * 16)
+    deq_full, deq_msb = quantize_keys(k, pol.quantization)
+    assert torch.allclose(deq_full, full * s) and torch.allclose(deq_msb, msb * s)
