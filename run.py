@@ -35,6 +35,10 @@ ROOT = Path(__file__).resolve().parent
 DEFAULT_DRAM_CONFIG = ROOT / "hardware" / "dpi" / "configs" / "hbm2.yaml"
 
 
+_written: list[Path] = []
+"""The report's files, once written whole (a signal deferred past the writing still stops the run)."""
+
+
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("workload", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--preset", default="eighth", show_default=True,
@@ -70,7 +74,9 @@ def main(**kw) -> None:
     try:
         code = _main(**kw)
     except procs.Interrupted as e:
-        click.echo(f"[run] {e}: every child process stopped, no report written", err=True)
+        done = (f"the report was written before it came ({_written[0]})" if _written
+                else "no report written")
+        click.echo(f"[run] {e}: every child process stopped, {done}", err=True)
         code = e.exit_code
     except SpAttenError as e:
         click.echo(f"[run] error: {e}", err=True)
@@ -160,6 +166,7 @@ def _simulate(workload, preset, backend, dram_config, limit, step, out, dense, c
     s["run_wall_s"] = time.monotonic() - t_start
     with procs.deferred_signals():  # the report is written whole or not at all
         files = report.write_all(s, params, out)
+        _written[:] = files
     click.echo(report.table(s))
     click.echo(f"[run] report: {', '.join(str(f.relative_to(ROOT) if f.is_relative_to(ROOT) else f) for f in files)}",
                err=True)
