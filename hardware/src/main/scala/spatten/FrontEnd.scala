@@ -22,9 +22,12 @@ object CtrlState extends ChiselEnum {
   * ATTEND: wait for a free slot of the [[TokenListBank]] (the softmax score bank of the
   * same number goes with it); load the query into the [[DotProductArray]]; fetch the
   * token list into the slot (`burstBytes / 2` ids a row, one burst a row); pass 1 streams
-  * the MSB rows of the `N` keys through the key [[RowFetcher]], [[RowAssembler]] and
-  * [[PlaneUnpacker]] (`k = msb << kLsbBits`) into the dot-product array, keeping every
-  * pass-1 score in a score buffer, and the scores into the [[Softmax]] (the slot's bank).
+  * the MSB rows of the `N` keys, up to `keysPerCycle` a beat, through the key
+  * [[RowFetcher]] (which delivers whole rows as [[RowBeat]]s) and the row unpackers
+  * (`k = msb << kLsbBits`) into the dot-product array, which takes as many keys a beat as
+  * its lanes allow (SPEC.md section 2, "Throughput"), keeping every pass-1 score in a
+  * score buffer (banked by position) and the score beats into the [[Softmax]] (the slot's
+  * bank).
   * At the summary the requantization decision is taken (`requant`, `kLsbBits > 0`,
   * `pmax < threshold`); if taken pass 2 streams only the LSB rows (unsigned) through the
   * same array: since `(msb << L) | lsb = (msb << L) + lsb`, the full-precision score is the
