@@ -178,6 +178,10 @@ def _simulate(workload, preset, backend, dram_config, limit, step, out, dense, c
         click.echo(f"[run] FAILED: {sparse.float_error['violations']} outputs exceed the float-reference "
                    f"tolerance", err=True)
         return 1
+    if sparse.float_error and sparse.float_error.get("value_selection_violations"):
+        click.echo(f"[run] FAILED: {sparse.float_error['value_selection_violations']} value selections differ from "
+                   f"the model's float top-k by more than the fixed-point probability bound", err=True)
+        return 1
     return 0
 
 

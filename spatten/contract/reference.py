@@ -27,7 +27,7 @@ import torch
 
 __all__ = [
     "attend_float", "attend_dequantized", "output_to_float", "probs_to_float",
-    "fixed_point_tolerance", "KAPPA",
+    "fixed_point_tolerance", "probability_tolerance", "KAPPA",
 ]
 
 KAPPA = 2.0 ** (1.0 / 256.0) - 1.0
@@ -100,3 +100,16 @@ def fixed_point_tolerance(n: int, m: int, v_abs_max: float) -> float:
     ``tools/golden_vs_float.py`` measures the actual error against this bound."""
     return v_abs_max * (KAPPA + 2.0 ** -16 * ((2.5 + 2.0 ** -16) * m
                                               + 1.5 * (1.0 + KAPPA) * n))
+
+
+def probability_tolerance(p: Any, n: int) -> torch.Tensor:
+    """Bound on ``|p_golden_j / 2^16 - pi_j|`` for each position of one request with ``n``
+    kept tokens, ``pi`` the float probabilities of :func:`attend_dequantized`: the per-position
+    terms of :func:`fixed_point_tolerance`'s derivation, ``KAPPA pi_j + 2^-16 ((5/2 + 2^-16)
+    + (3/2)(1 + KAPPA) pi_j n)``.
+
+    Local value pruning ranks the hardware's ``p_j``: where two float probabilities are
+    closer than the sum of their bounds, the hardware may order them either way, so its
+    ``valueTopK`` may select a different (equally valid) set than a float top-k."""
+    pt = _t(p)
+    return KAPPA * pt + 2.0 ** -16 * ((2.5 + 2.0 ** -16) + 1.5 * (1.0 + KAPPA) * pt * n)

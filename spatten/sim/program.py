@@ -110,12 +110,23 @@ class FloatCheck:
     float attention on the same integers, keys of the final pass and selected positions;
     ``tol`` the bound of :func:`spatten.contract.reference.fixed_point_tolerance`. ``err_model``
     is the distance from the model's own float output (``out_ref``), quantization
-    included, in the model's units; ``scale`` the largest |out_ref| of the row."""
+    included, in the model's units; ``scale`` the largest |out_ref| of the row.
+
+    Local value pruning: the model ranks float probabilities, the hardware its fixed-point
+    ``p_j`` (each within :func:`spatten.contract.reference.probability_tolerance` of the float
+    one). Where the float probabilities at the edge of the top-``M`` are closer than those
+    bounds, the two may select different, equally valid sets (``tie``); ``err_model`` then
+    compares the hardware's output with the swapped rows' float contributions exchanged
+    for the model's choice (``o_hw + sum_{model} pi_j v_j - sum_{hw} pi_j v_j``), so that it
+    still measures the replay (quantization, folds, kept lists) and not the tie. A
+    selection that no such bound explains is a ``tie_violation``."""
 
     err: float
     tol: float
     err_model: float | None
     scale: float
+    tie: bool = False
+    tie_violation: bool = False
 
 
 @dataclass
@@ -527,18 +538,32 @@ def _float_check(arrays: tuple[np.ndarray, np.ndarray, np.ndarray], ids: Sequenc
     toks = np.asarray(ids, dtype=np.int64)
     k = (k_full if res.probs.requantized else k_pass1)[toks]
     v = v_all[toks]
-    _, o_ref = reference.attend_dequantized(np.asarray(q_int, dtype=np.float64), k, v, res.selected,
-                                            score_scale, score_shift)
+    pi, o_ref = reference.attend_dequantized(np.asarray(q_int, dtype=np.float64), k, v, res.selected,
+                                             score_scale, score_shift)
+    pi = pi.numpy()
     o_hw = np.asarray(res.out, dtype=np.float64) / 65536.0
     err = float(np.max(np.abs(o_hw - o_ref.numpy()))) if o_hw.size else 0.0
     vmax = float(np.abs(v[res.selected]).max()) if len(res.selected) else 0.0
     tol = reference.fixed_point_tolerance(len(ids), len(res.selected), vmax)
+    # the model's value selection: the float top-M (ties to the lower position), as workloads.spatten.selection
+    hw_sel = np.asarray(res.selected, dtype=np.int64)
+    model_sel = np.sort(np.argsort(-pi, kind="stable")[: len(hw_sel)])
+    tie = tie_violation = False
+    o_cmp = o_hw
+    if not np.array_equal(model_sel, hw_sel):
+        only_model = np.setdiff1d(model_sel, hw_sel)
+        only_hw = np.setdiff1d(hw_sel, model_sel)
+        bound = reference.probability_tolerance(pi, len(ids)).numpy()
+        # the hardware may rank j above i when pi_i - pi_j <= bound_i + bound_j, for every swapped pair
+        tie = bool(np.max(pi[only_model] - bound[only_model]) <= np.min(pi[only_hw] + bound[only_hw]))
+        tie_violation = not tie
+        o_cmp = o_hw + pi[only_model] @ v[only_model] - pi[only_hw] @ v[only_hw]
     err_model, scale = None, 0.0  # None: no out_ref to compare with
     if out_ref is not None:
         ref = np.asarray(out_ref, dtype=np.float64)
-        err_model = float(np.max(np.abs(o_hw * s_v - ref)))
+        err_model = float(np.max(np.abs(o_cmp * s_v - ref)))
         scale = float(np.max(np.abs(ref)))
-    return FloatCheck(err, tol, err_model, scale)
+    return FloatCheck(err, tol, err_model, scale, tie, tie_violation)
 
 
 def _fit_list(ids: list[int], n: int, sentence_len: int) -> list[int]:

@@ -178,6 +178,10 @@ def table(s: dict) -> str:
         rows.append(("vs the model's float", f"max {fe['model_max_abs']:.3g}, mean {fe['model_mean_abs']:.3g} "
                                              f"(quantization included)" if fe.get("model_max_abs") is not None
                      else "not checked (the tensors have no out_ref)"))
+        if fe.get("value_selection_ties") or fe.get("value_selection_violations"):
+            rows.append(("valueTopK vs the model's top-k", f"{fe['value_selection_ties']} near-tie selections "
+                                                          f"(within the fixed-point bound), "
+                                                          f"{fe['value_selection_violations']} beyond it"))
     ovr = s.get("own_vs_recorded")
     for kind in ("tokens", "heads"):
         if ovr and f"{kind}_mean_overlap" in ovr:
