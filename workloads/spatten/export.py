@@ -48,8 +48,10 @@ def run_sequence(
     For causal models ``ids`` must hold ``context + steps + 1`` tokens when ``nll`` is
     wanted for every step (the last token is only a target), else ``context + steps``.
     ``on_step(i)`` is called after the prefill (i = 0) and after each decode step.
-    ``parallel`` runs the whole text in one pass instead (``parallel.py``; same numbers up
-    to float rounding, for the policies ``parallel_reason`` accepts; no records).
+    ``parallel`` runs the whole text in one pass instead (``parallel.py``; no records): the
+    logic of decoding step by step for the policies ``stateful_reason`` accepts, the same
+    numbers up to float rounding for those ``parallel_reason`` accepts (with quantization or
+    value top-k, rounding flips codes and decisions).
     """
     with torch.no_grad(), spatten_context(model, policy, record=record, record_tensors=record_tensors) as state:
         if not causal:
@@ -58,7 +60,7 @@ def run_sequence(
                 on_step(0)
             return SequenceRun(state=state, hidden=out.last_hidden_state)
         run = SequenceRun(state=state)
-        if parallel:  # one teacher-forced pass, exact for the policies parallel.py accepts
+        if parallel:  # one teacher-forced pass (parallel.py)
             state.parallel_from = context
             n = min(ids.shape[1] - 1, context + steps)
             logits = model(input_ids=ids[:, :n]).logits[0, context - 1 :].float()

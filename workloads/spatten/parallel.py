@@ -15,11 +15,39 @@ row's decisions depend on that row alone (no eviction state carried between step
   tokens, so the rows are split into runs whose prefix statistics (running max) are the
   same, each run quantized once with its own scales (``_runs``).
 
-``parallel_reason(policy)`` says why a policy needs the step-by-step path (None: it does
-not). ``parallel_forward`` is the attention of one layer in that pass: rows before
+``stateful_reason(policy)`` says why the logic above does not hold for a policy (None: it
+does). ``parallel_forward`` is the attention of one layer in that pass: rows before
 ``state.parallel_from`` are the dense prefill, the others decode rows under the policy,
 with their K/V bits counted exactly as ``kvattention.count_bits`` counts decode calls
-(``workloads/tests/test_eval_accuracy.py`` checks both paths agree).
+(``workloads/tests/test_eval_accuracy.py`` checks both paths agree on a tiny model).
+
+Float rounding: the logic is the same, the arithmetic is not. The model's projections,
+norms and MLP run on ``[n, hidden]`` in the pass and on ``[1, hidden]`` (and the prefill on
+``[context, hidden]``) step by step; the GEMMs round differently, so Q, K and V differ by
+about 1e-6 relative (SmolLM2-135M: 1e-6 at layer 0, 1e-4 by layer 10, dense perplexity
+within 1e-5). That is harmless for continuous functions, but not for the discrete decisions
+a policy takes on those values:
+
+- quantization: every K/V/Q element is rounded to an integer code; an element within
+  1e-6 of a rounding boundary takes the next code in one path and not in the other. One
+  8-bit V code is ``max|v| / 127`` (SmolLM2-135M, emma, layer 11 of the first decode row:
+  a single flipped V code moves the attention output by 8e-3, from inputs 8e-5 apart);
+  the next layers carry it on, so per-token NLLs differ by up to 2e-2 and the perplexity
+  of ``progressive-quant`` over 128 tokens after a 512-token prefill by 0.5% (35.495 one
+  pass, 35.328 step by step). Step by step is no more stable: splitting its dense prefill
+  in two calls (the same mathematics) gives 35.608 and 35.570;
+- ``max p < requant_threshold`` (progressive refetch), the threshold method's
+  ``p >= threshold`` and value pruning's top-k compare probabilities computed from those
+  values (and, in this pass, by differently shaped matmuls): a borderline row flips.
+
+Given the same Q/K/V the attention here equals the step path's within 6e-6 (every layer
+and row of that case); there is no way to give the pass the step path's Q/K/V short of
+running the model row by row. So ``parallel_reason`` (the tools' switch) sends every
+policy with such decisions step by step, where the figures are reproducible bit for bit:
+one pass is left for dense attention and the static patterns (streaming, longformer)
+without quantization or value pruning, whose decisions depend on positions only.
+``run_sequence(..., parallel=True)`` still runs any policy that ``stateful_reason`` accepts
+(the tests check the logic on a tiny model, where no code flips).
 """
 
 from __future__ import annotations
@@ -39,7 +67,26 @@ ROW_BLOCK = 256  # decode rows per block (bounds the [H, rows, T] temporaries)
 
 
 def parallel_reason(policy: Policy) -> str | None:
-    """Why ``policy`` must be decoded step by step, or None when one pass is exact."""
+    """Why ``policy`` must be decoded step by step, or None when one pass gives the
+    step-by-step figures within float rounding: a stateful policy (``stateful_reason``), or
+    one with a discrete decision on rounded values (see the module doc)."""
+    why = stateful_reason(policy)
+    if why is not None:
+        return why
+    e, q, vp = policy.eviction, policy.quantization, policy.value_pruning
+    if q.enabled:
+        return ("quantization rounds K/V/Q to integer codes: the one pass's K/V differ from the step path's "
+                "by float rounding, which flips codes at rounding boundaries")
+    if e.enabled and e.method == "threshold":
+        return "the threshold method keeps keys by comparing float probabilities with a threshold"
+    if vp.enabled:
+        return "value pruning's top-k ranks float probabilities (near-ties order either way)"
+    return None
+
+
+def stateful_reason(policy: Policy) -> str | None:
+    """Why ``parallel_forward`` cannot compute ``policy`` (state carried between steps), or
+    None when its logic is that of decoding step by step."""
     if policy.token_pruning.enabled or policy.head_pruning.enabled:
         return "cascade token/head pruning carries state between steps"
     e, q = policy.eviction, policy.quantization

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
@@ -231,12 +232,14 @@ def test_gen_workload_rejects_software_only_policies(assets: dict[str, Path], tm
     "kivi@quantization.value_axis=channel@quantization.group_tokens=4@quantization.residual_tokens=4",
 ])
 def test_one_pass_equals_step_by_step(spec: str) -> None:
-    """parallel.py's single teacher-forced pass gives the step-by-step perplexity and bits."""
-    from workloads.spatten.parallel import parallel_reason  # noqa: PLC0415
+    """parallel.py's single teacher-forced pass has the logic of decoding step by step: the
+    same perplexity and bits (on this tiny model no code or decision sits within float
+    rounding of a boundary; test_one_pass_is_only_auto_where_no_decision_can_flip)."""
+    from workloads.spatten.parallel import stateful_reason  # noqa: PLC0415
 
     model = make_model("llama")
     pol = load_policy_spec(spec)
-    assert parallel_reason(pol) is None
+    assert stateful_reason(pol) is None
     ids = _ids(50)
     a = run_sequence(model, ids, pol, 20, 29, True, record=False)
     b = run_sequence(model, ids, pol, 20, 29, True, record=False, parallel=True)
@@ -246,10 +249,68 @@ def test_one_pass_equals_step_by_step(spec: str) -> None:
 
 
 def test_stateful_policies_need_the_step_by_step_path() -> None:
-    from workloads.spatten.parallel import parallel_reason  # noqa: PLC0415
+    from workloads.spatten.parallel import parallel_reason, stateful_reason  # noqa: PLC0415
 
     for spec in ("h2o", "snapkv", "spatten-default", "kivi@quantization.residual_tokens=8"):
+        assert stateful_reason(load_policy_spec(spec)), spec
         assert parallel_reason(load_policy_spec(spec)), spec
+
+
+def test_a_last_bit_difference_flips_a_quantization_code() -> None:
+    """Why quantized policies are decoded step by step: V that differ in one element by one
+    float32 ulp (as the one pass's and the step path's K/V do, their GEMMs being shaped
+    differently) give attention outputs a whole V code apart when that element sits on a
+    rounding boundary (issue 14: SmolLM2-135M, progressive-quant, 0.5% of perplexity)."""
+    import types  # noqa: PLC0415
+
+    from workloads.spatten.attention import spatten_attention_forward  # noqa: PLC0415
+    from workloads.spatten.hooks import new_state  # noqa: PLC0415
+
+    model = make_model("llama")  # 4 query heads, 2 K/V heads, head dim 8
+    pol = load_policy_spec("progressive-quant")
+    g = torch.Generator().manual_seed(0)
+    q, k = torch.randn(1, 4, 1, 8, generator=g), torch.randn(1, 2, 12, 8, generator=g)
+    v = torch.randn(1, 2, 12, 8, generator=g).clamp(-1.2, 1.2)
+    v[0, 0, 0, 0] = 1.27  # max |v| of K/V head 0: one scale s_v = 1.27 / 127 (attention.py)
+    s_v = v[0, 0].abs().amax() / 127
+    xs = [2.5 * s_v]  # near the boundary between codes 2 and 3: the float32 values around it
+    for _ in range(16):
+        xs = [torch.nextafter(xs[0], torch.tensor(0.0)), *xs, torch.nextafter(xs[-1], torch.tensor(1.0))]
+    x = next(a for a, b in zip(xs, xs[1:]) if torch.round(a / s_v) != torch.round(b / s_v))
+    state = new_state(model, pol)
+    mod = types.SimpleNamespace(_spatten_state=state, _spatten_layer=0)
+    outs = []
+    for val in (x, torch.nextafter(x, torch.tensor(1.0))):  # one ulp apart, codes 2 and 3
+        vv = v.clone()
+        vv[0, 0, 5, 2] = val
+        state.reset()
+        outs.append(spatten_attention_forward(mod, q, k, vv, None, 8**-0.5)[0][0, 0, :2, 2])
+    p = torch.softmax(q[0, :2, 0] @ k[0, 0].T * 8**-0.5, dim=-1)[:, 5]  # about the weight of row 5
+    jump = (outs[1] - outs[0]).abs()
+    assert torch.all(jump > 0.5 * p * s_v), (jump, p * s_v)  # a whole code times p, not an ulp
+
+
+@pytest.mark.parametrize("spec", [
+    "progressive-quant", "kivi-hw", "sanger", "dense@value_pruning.enabled=true@value_pruning.keep=0.5",
+    "streaming@quantization.enabled=true",
+])
+def test_one_pass_is_only_auto_where_no_decision_can_flip(spec: str) -> None:
+    """eval_accuracy decodes step by step every policy with a discrete decision on rounded
+    values (quantization codes, refetch, threshold, value top-k): its figures are then the
+    step-by-step ones bit for bit. Dense and unquantized static patterns keep the one pass."""
+    from tools.eval_accuracy import eval_causal  # noqa: PLC0415
+    from workloads.spatten.parallel import parallel_reason  # noqa: PLC0415
+
+    lm = type("LM", (), {"model": make_model("llama")})()
+    pol = load_policy_spec(spec)
+    assert parallel_reason(pol)
+    ids = _ids(40)
+    got = eval_causal(lm, ids, pol, 20, 19)
+    ref = run_sequence(lm.model, ids, pol, 20, 18, True, record=False)
+    assert not got["one_pass"] and got["nll"] == float(np.mean(ref.nll))
+    for spec in ("dense", "streaming@eviction.budget=0.3@eviction.min_tokens=2", "longformer"):
+        assert parallel_reason(load_policy_spec(spec)) is None, spec
+        assert eval_causal(lm, ids, load_policy_spec(spec), 20, 19)["one_pass"], spec
 
 
 def test_host_folded_policies_run_on_the_accelerator() -> None:
