@@ -3,7 +3,8 @@
 ::
 
     pytest pyverif/top                                   # CI: tiny regression + negatives + DPI,
-                                                         # eighth smokes (core, DPI), eighth/paper builds
+                                                         # eighth DPI smoke, eighth build
+    pytest pyverif/top -m slow                           # eighth core smoke, paper build and DPI
     SPATTEN_NREQ=50000 pytest pyverif/top -k regression  # the long run
     SPATTEN_SEED=123 pytest pyverif/top -k regression    # reproduce a seed
 
@@ -30,8 +31,8 @@ ROOT = Path(__file__).resolve().parents[2]
 MODULE = "pyverif.top.tb_top"
 #: Elaborated in one sbt run by the repository's conftest.py (the tops of the tests that
 #: run in CI; the slow tests elaborate their own).
-RTL_TOPS = [("SpAttenCore", "tiny"), ("SpAttenTop", "tiny"), ("SpAttenCore", "eighth"),
-            ("SpAttenTop", "eighth"), ("SpAttenTop", "paper")]
+RTL_TOPS = [("SpAttenCore", "tiny"), ("SpAttenTop", "tiny"), ("SpAttenTop", "eighth"),
+            ("SpAttenTop", "paper")]
 
 
 def _report(tmp_path: Path) -> tuple[Path, dict[str, str]]:
@@ -112,12 +113,15 @@ def test_dpi_top_builtin_dram(tmp_path: Path) -> None:
     _run_dpi(tmp_path, "tiny", 150)
 
 
+@pytest.mark.slow
 def test_eighth_smoke(tmp_path: Path) -> None:
-    """A short regression on the 1/8 preset (N capped to keep it short), in CI: every
-    response checked against the golden model; coverage is reported, not required.
+    """A short regression of SpAttenCore on the 1/8 preset (N capped to keep it short):
+    every response checked against the golden model; coverage is reported, not required.
 
-    Cost on a 2-core machine: about 50-95 s to build (cocotb VPI build, once per RTL
-    hash) and about 5 s to run the 60 requests."""
+    Slow (``make test-all``): its cocotb build of the eighth core took 200 s of a CI run on
+    two cores, and CI already runs the eighth preset's whole top, which contains this core,
+    twice: ``test_dpi_eighth_smoke`` (random requests through the DPI DRAM) and
+    ``tests/test_shipped_hw_workload.py`` (real-model requests through ``run.py``)."""
     nreq = 60
     path, env = _report(tmp_path)
     hwbuild.run_cocotb("SpAttenCore", "eighth", MODULE, testcase="TopSmoke", seed=run_seed(),
