@@ -40,6 +40,59 @@ def macs(prog: Program) -> int:
                for c in prog.info if c.kind == "attend")
 
 
+def _pow2_at_least(d: int) -> int:
+    return 1 << max(d - 1, 0).bit_length()
+
+
+def _dot_cycles(p, n: int, d: int) -> int:
+    """Cycles the dot-product array needs for one pass of ``n`` keys of dimension ``d``
+    (SPEC.md section 2, "Throughput of the key side"): ``min(keysPerCycle, dotLanes / D')``
+    keys a beat for ``D' <= dotLanes``, else one key every ``ceil(d / dotLanes)`` cycles."""
+    dp = _pow2_at_least(d)
+    if dp > p.dot_lanes:
+        return n * -(-d // p.dot_lanes)
+    return -(-n // min(p.keys_per_cycle, p.dot_lanes // dp))
+
+
+def _pxv_cycles(p, m: int, d: int) -> int:
+    """Cycles the P x V array needs for ``m`` selected rows of dimension ``d``: beats of up to
+    ``keysPerCycle`` rows, each ``ceil(d / cols)`` cycles, ``cols = min(dotLanes /
+    keysPerCycle, maxHeadDim)`` (``ValueAccumulator``)."""
+    rows = p.keys_per_cycle
+    cols = min(p.dot_lanes // rows, p.max_head_dim)
+    return -(-m // rows) * -(-d // cols)
+
+
+def unit_bounds(prog: Program, peak_bytes_per_cycle: float) -> dict[str, float]:
+    """Lower bounds on a run's cycles, one per unit that every request passes through, each
+    from that unit's throughput in SPEC.md section 2 (not a model of the run: a unit cannot
+    do its work in fewer cycles, whatever else overlaps it):
+
+    - ``dram``: the bytes the program reads at the peak bandwidth (:func:`peak_bytes_per_cycle`);
+    - ``dot_array``: every key pass of every head (pass 1 of each query head, pass 2 of each
+      that requantized) at the dot-product array's keys a beat for its ``d``;
+    - ``pxv_array``: the selected V rows (a group's heads summed, so a bound) through the
+      P x V array;
+    - ``probabilities``: each head's ``n`` probabilities streamed ``keysPerCycle`` a beat
+      from the softmax into the back end;
+    - ``response``: the response words (one 64-bit word a cycle on the response stream),
+      counted from the golden model's expected responses.
+
+    The largest is the run's lower bound; the report names it."""
+    p = prog.params
+    dot = pxv = probs = 0
+    for c in prog.info:
+        if c.kind != "attend":
+            continue
+        dot += (c.heads + c.requant_heads) * _dot_cycles(p, c.n, c.d)
+        pxv += _pxv_cycles(p, c.m, c.d)
+        probs += c.heads * -(-c.n // p.keys_per_cycle)
+    total = sum(bytes_by_kind(prog).values())
+    return {"dram": total / peak_bytes_per_cycle if peak_bytes_per_cycle else 0.0,
+            "dot_array": float(dot), "pxv_array": float(pxv), "probabilities": float(probs),
+            "response": float(sum(len(e) for e in prog.expected))}
+
+
 def grouped_dense_kv_bytes(prog: Program) -> int:
     """The grouped dense minimum: K and V of every request's whole sentence at 16 bits,
     each row once per (step, layer, K/V head) request (what a dense grouped-query kernel
@@ -55,6 +108,8 @@ def summarize(workload: Path, preset: str, backend: str, sparse: RunResult,
     total = sum(by_kind.values())
     peak, peak_source = peak_bytes_per_cycle(sparse)
     lower = total / peak if peak else 0.0
+    bounds = unit_bounds(sparse.prog, peak)
+    binding = max(bounds, key=lambda k: bounds[k])
     attends = [i for i, c in enumerate(sparse.prog.info) if c.kind == "attend"]
     per_layer: dict[int, dict] = defaultdict(lambda: {"cycles": 0, "bytes": 0, "requests": 0})
     charged = sparse.charged()
@@ -77,6 +132,9 @@ def summarize(workload: Path, preset: str, backend: str, sparse: RunResult,
         "bandwidth_utilization": (total / sparse.cycles) / peak if sparse.cycles and peak else 0.0,
         "dram_bound_cycles": lower,
         "cycles_over_dram_bound": sparse.cycles / lower if lower else None,
+        "unit_bounds": bounds,
+        "binding_bound": binding,
+        "cycles_over_bound": sparse.cycles / bounds[binding] if bounds[binding] else None,
         "query_heads": sum(sparse.prog.info[i].heads for i in attends),
         "requant_rate": (sum(sparse.prog.info[i].requant_heads for i in attends)
                          / max(1, sum(sparse.prog.info[i].heads for i in attends))) if attends else 0.0,
@@ -155,6 +213,12 @@ def table(s: dict) -> str:
                                    + (f" (run is {s['cycles_over_dram_bound']:.2f}x)" if s['cycles_over_dram_bound'] else "")),
         ("requantization rate", f"{100 * s['requant_rate']:.1f}% of the query heads"),
     ]
+    if s.get("unit_bounds"):
+        b, name = s["unit_bounds"], s["binding_bound"]
+        rows.append(("lower bounds by unit", ", ".join(f"{k.replace('_', ' ')} {v:,.0f}" for k, v in
+                                                        sorted(b.items(), key=lambda kv: -kv[1]))
+                     + f" cycles; the largest, {name.replace('_', ' ')}, is the run's bound"
+                     + (f" (run is {s['cycles_over_bound']:.2f}x)" if s.get("cycles_over_bound") else "")))
     if s.get("kv_fraction_of_grouped_dense") is not None:
         rows.append(("K/V read vs grouped dense", f"{s['kv_bytes'] / 1e6:.1f} MB of {s['grouped_dense_kv_bytes'] / 1e6:.1f} MB "
                      f"({100 * s['kv_fraction_of_grouped_dense']:.1f}%; dense = each K/V row once per "
