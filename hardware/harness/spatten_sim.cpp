@@ -10,7 +10,7 @@
 // (spatten/contract/commands.py write_stream/read_stream). Plusargs go to the DPI DRAM model.
 // The log has one line per command: index, opcode, first-word cycle, response-last cycle,
 // response words. Per-cycle controller-state counts go to <log>.states (unit,state,cycles;
-// unit front or back, the two pipeline stages of AttentionController).
+// unit front, back or resp: the two pipeline stages of AttentionController and the back end's responder).
 // Exit status: 0 when every command got its response; 2 on bad arguments or files;
 // 3 when the accelerator stops making progress (the message names the stalled stage).
 //
@@ -299,7 +299,7 @@ int main(int argc, char** argv) {
   std::vector<uint64_t> startCycle(numPackets, 0), endCycle(numPackets, 0), respWords(numPackets, 0);
   std::vector<Record> resp;
   resp.reserve(cmds.size() * 4);
-  std::map<unsigned, uint64_t> stateCycles, backStateCycles;
+  std::map<unsigned, uint64_t> stateCycles, backStateCycles, respStateCycles;
   std::mt19937 rng(opt.stallSeed);
 
   // Reset.
@@ -332,6 +332,7 @@ int main(int argc, char** argv) {
     const bool respFire = top->io_resp_valid && top->io_resp_ready;
     stateCycles[top->io_status_state]++;
     backStateCycles[top->io_status_backState]++;
+    respStateCycles[top->io_status_respState]++;
     if (cmdFire) {
       if (w == packetStart[cmdPacket]) startCycle[cmdPacket] = cycle;
       if (cmds[w].flags & 1) ++cmdPacket;
@@ -386,6 +387,7 @@ int main(int argc, char** argv) {
   std::string states = "unit,state,cycles\n";
   for (const auto& [s, c] : stateCycles) states += "front," + std::to_string(s) + "," + std::to_string(c) + "\n";
   for (const auto& [s, c] : backStateCycles) states += "back," + std::to_string(s) + "," + std::to_string(c) + "\n";
+  for (const auto& [s, c] : respStateCycles) states += "resp," + std::to_string(s) + "," + std::to_string(c) + "\n";
   writeAtomically(opt.log + ".states", states);
   std::fprintf(stderr, "[%s] %zu commands, %" PRIu64 " cycles in %.2f s (%.0f cycles/s)\n", opt.name.c_str(),
                numPackets, cycle, secs, secs > 0 ? cycle / secs : 0.0);

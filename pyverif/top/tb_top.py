@@ -116,6 +116,7 @@ class TopRandomTest(uvm_test):
         return {
             "controller": (f"state={name('front', int(d.io_status_state.value))} "
                            f"back={name('back', int(d.io_status_backState.value))} "
+                           f"resp={name('resp', int(d.io_status_respState.value))} "
                            f"pass={int(d.io_status_pass.value)}"),
             "fetcher": f"keys: {fetch('io_status_fetch')}; values: {fetch('io_status_valueFetch')}",
             "datapath": (f"keysIssued={int(d.io_status_keysIssued.value)} "
@@ -137,7 +138,8 @@ class TopRandomTest(uvm_test):
         probes = {
             "cmd words": lambda: env.driver.source.sent,
             "resp words": lambda: env.monitor.sink.received,
-            "controller state": lambda: (int(d.io_status_state.value), int(d.io_status_backState.value)),
+            "controller state": lambda: (int(d.io_status_state.value), int(d.io_status_backState.value),
+                                         int(d.io_status_respState.value)),
             "fetch issued": lambda: (int(d.io_status_fetch_issued.value), int(d.io_status_valueFetch_issued.value)),
             "fetch delivered": lambda: (int(d.io_status_fetch_delivered.value),
                                         int(d.io_status_valueFetch_delivered.value)),

@@ -265,7 +265,8 @@ def table(s: dict) -> str:
                      f"{v['bytes'] * mb:>8.2f} {v['requests']:>9}")
     if s.get("controller_state_cycles"):
         lines.append("")
-        for unit, label in (("front", "front end (lists, keys, softmax)"), ("back", "back end (probabilities, values, response)")):
+        for unit, label in (("front", "front end (lists, keys, softmax)"), ("back", "back end (probabilities, values)"),
+                            ("resp", "responder (ATTEND responses, beside the back end's next job)")):
             counts = s["controller_state_cycles"].get(unit, {})
             if counts:
                 lines.append(f"cycles by {label}: " + ", ".join(

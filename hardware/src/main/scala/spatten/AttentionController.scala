@@ -9,6 +9,8 @@ class CoreStatus(p: SpAttenParams) extends Bundle {
   val state      = UInt(CtrlState.stateBits.W)
   /** Back-end state, an index into [[BackState.names]]. */
   val backState  = UInt(BackState.stateBits.W)
+  /** Responder state (the back end's response writer), an index into [[RespState.names]]. */
+  val respState  = UInt(RespState.stateBits.W)
   /** 1 or 2: the key pass running (ATTEND). */
   val pass       = UInt(2.W)
   /** The key fetcher (token lists and keys) and the value fetcher. */
@@ -101,6 +103,7 @@ class AttentionController(p: SpAttenParams) extends Module {
   // ---------------- status ----------------
   io.status.state := front.state.asUInt
   io.status.backState := back.bstate.asUInt
+  io.status.respState := back.rstate.asUInt
   io.status.pass := front.pass
   io.status.fetch := front.keyFetch.io.status
   io.status.valueFetch := back.valFetch.io.status

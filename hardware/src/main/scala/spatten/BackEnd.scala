@@ -4,9 +4,19 @@ import chisel3._
 import chisel3.util._
 
 /** Back-end states, exposed on the status bundle as their numbers (written by the
-  * elaborator beside the front end's, see [[CtrlState]]). */
+  * elaborator beside the front end's, see [[CtrlState]]). `result`: the P x V result is
+  * ready and waits for the responder to be free. */
 object BackState extends ChiselEnum {
-  val idle, probs, values, result, respHeader, respWord1, respO, respIds, respGroup = Value
+  val idle, probs, values, result = Value
+  /** The state names, by number. */
+  def names: Seq[String] = allNames
+  val stateBits: Int = getWidth
+}
+
+/** States of the back end's responder, which writes an ATTEND's response while the value
+  * path runs the next ATTEND (exposed on the status bundle like [[BackState]]). */
+object RespState extends ChiselEnum {
+  val idle, respGroup, respHeader, respWord1, respO, respIds = Value
   /** The state names, by number. */
   def names: Seq[String] = allNames
   val stateBits: Int = getWidth
@@ -50,9 +60,12 @@ class AttendJob(p: SpAttenParams) extends Bundle {
   * buffer `vRows` does not hold (`vFetch`, up to `C` rows a [[FetchRows]] beat) and waits
   * in `accQ`; rows arrive as [[RowBeat]]s (`vRowsIn`) in fetch order, are unpacked and
   * written to `vRows` (one bank a lane); a beat whose rows are all there enters the
-  * [[ValueAccumulator]] (`C` row lanes). Its result updates the head importance and the
-  * response is written: header, pmax and cycles, `D` outputs, the selected ids (four to a
-  * word, one word a cycle). The slot is then free.
+  * [[ValueAccumulator]] (`C` row lanes). Its result updates the head importance and goes,
+  * with the job, to the responder (when it is free); the slot is then free and the value
+  * path takes the next job. The responder writes the response (header, pmax and cycles,
+  * `D` outputs, the selected ids four to a word, one word a cycle) while the next job's
+  * probabilities and values run: the selected-id buffer has two halves, one written by the
+  * value path, the other read by the responder (they swap at each hand-over).
   *
   * `vFetch` and `vRowsIn` are the value [[RowFetcher]]'s own ports (it issues up to `C`
   * rows a beat over the channels and delivers up to `C` whole rows a beat, in order);
@@ -112,13 +125,21 @@ class BackEnd(p: SpAttenParams, jobs: DecoupledIO[AttendJob], cycle: UInt, softm
 
   val cur = Reg(new AttendJob(p))
   val pruneValues = cur.m =/= cur.n
-  drained := bin(BackState.idle) && !jobs.valid
 
   /** Probabilities by position, C to a row. */
   val pBuf   = Mem(blocks, Vec(C, UInt(pBits.W)))
-  /** The selected ids in selection order, C to a row. */
-  val selBuf = Mem(blocks, Vec(C, UInt(p.tokenBits.W)))
+  /** The selected ids in selection order, C to a row; two halves (`wHalf`: the value
+    * path's, the other the responder's). */
+  val selBuf = Mem(2 << blockBits, Vec(C, UInt(p.tokenBits.W)))
+  val wHalf  = RegInit(false.B)
+  private def selRow(half: Bool, j: UInt): UInt = Cat(half, blockOf(j))
+  /** The responder's job, outputs and state. */
+  val rj     = Reg(new AttendJob(p))
   val outO   = Reg(Vec(p.maxHeadDim, SInt(64.W)))
+  val rstate = RegInit(RespState.idle)
+  def rin(st: RespState.Type): Bool = rstate === st
+  val rAux   = RegInit(0.U(cntBits.W)) // words sent
+  drained := bin(BackState.idle) && !jobs.valid && rin(RespState.idle)
   /** The group's V rows, unpacked, by list position (C to a row, one bank a lane), and
     * which are there: a row fetched for one head of a group is read here by the later heads
     * that select it. Cleared when a request's first head starts. */
@@ -232,7 +253,7 @@ class BackEnd(p: SpAttenParams, jobs: DecoupledIO[AttendJob], cycle: UInt, softm
     val lane0 = laneOf(bIssue)
     val ids = VecInit(Seq.tabulate(C)(l =>
       Mux1H(Seq.tabulate(C)(i => ((lane0 +& i.U) === l.U) -> idAt(iss.bits.pos0, i)))))
-    selBuf.write(blockOf(bIssue), ids,
+    selBuf.write(selRow(wHalf, bIssue), ids,
       VecInit(Seq.tabulate(C)(l => l.U >= lane0 && l.U < lane0 +& iss.bits.count)))
     bIssue := bIssue + iss.bits.count
   }
@@ -342,64 +363,70 @@ class BackEnd(p: SpAttenParams, jobs: DecoupledIO[AttendJob], cycle: UInt, softm
   }
 
   when(bin(BackState.result)) {
-    valueAcc.io.result.ready := true.B
+    // hand the result and the job to the responder once it has sent the previous response
+    valueAcc.io.result.ready := rin(RespState.idle)
     when(valueAcc.io.result.fire) {
       outO := valueAcc.io.result.bits.o
+      rj := cur
+      rAux := 0.U
+      wHalf := !wHalf
       val hMax = ((BigInt(1) << p.headImportanceBits) - 1).U
       val amount = valueAcc.io.result.bits.headImp
       imp.io.headAcc.valid := cur.accum
       imp.io.headAcc.bits.amount := Mux(amount > hMax, hMax, amount)(p.headImportanceBits - 1, 0)
-      bgoto(Mux(cur.isGroup && cur.first, BackState.respGroup, BackState.respHeader))
+      rstate := Mux(cur.isGroup && cur.first, RespState.respGroup, RespState.respHeader)
+      // the response needs neither the list nor the softmax bank: the slot is free
+      bank.slotBusy(cur.slot) := false.B
+      bgoto(BackState.idle)
     }
   }
 
-  // ---------------- ATTEND response ----------------
-  when(bin(BackState.respGroup)) {
+  // ---------------- ATTEND response (the responder) ----------------
+  when(rin(RespState.respGroup)) {
     // a grouped response starts with its own header word, then one section a head
     bWordValid := true.B
-    bWord := ResponseWords.groupHeader(cur.tag, cur.heads, cur.d)
-    when(bWordFire) { bgoto(BackState.respHeader) }
+    bWord := ResponseWords.groupHeader(rj.tag, rj.heads, rj.d)
+    when(bWordFire) { rstate := RespState.respHeader }
   }
-  when(bin(BackState.respHeader)) {
+  when(rin(RespState.respHeader)) {
     bWordValid := true.B
-    bWord := ResponseWords.attendHeader(cur.tag, cur.m, cur.n, cur.requantized)
-    when(bWordFire) { bgoto(BackState.respWord1) }
+    bWord := ResponseWords.attendHeader(rj.tag, rj.m, rj.n, rj.requantized)
+    when(bWordFire) { rstate := RespState.respWord1 }
   }
-  when(bin(BackState.respWord1)) {
+  when(rin(RespState.respWord1)) {
     bWordValid := true.B
-    bWord := ResponseWords.attendWord1(cur.pmax, cur.headId, cycle - cur.startCycle)
+    bWord := ResponseWords.attendWord1(rj.pmax, rj.headId, cycle - rj.startCycle)
     when(bWordFire) {
-      bAux := 0.U
-      bgoto(BackState.respO)
+      rAux := 0.U
+      rstate := RespState.respO
     }
   }
-  when(bin(BackState.respO)) {
+  when(rin(RespState.respO)) {
     bWordValid := true.B
-    bWord := ResponseWords.o(outO(bAux(log2Ceil(p.maxHeadDim).max(1) - 1, 0)))
+    bWord := ResponseWords.o(outO(rAux(log2Ceil(p.maxHeadDim).max(1) - 1, 0)))
     when(bWordFire) {
-      bAux := bAux + 1.U
-      when(bAux === cur.d - 1.U) {
-        bAux := 0.U
-        bgoto(BackState.respIds)
+      rAux := rAux + 1.U
+      when(rAux === rj.d - 1.U) {
+        rAux := 0.U
+        rstate := RespState.respIds
       }
     }
   }
-  when(bin(BackState.respIds)) {
-    // one id word a cycle; lanes past M are zero
+  when(rin(RespState.respIds)) {
+    // one id word a cycle, from the responder's half of selBuf; lanes past M are zero
     val ids = (0 until idsPerWord).map { i =>
-      val k = (bAux << idLaneBits) + i.U
-      Mux(k < cur.m, selBuf(blockOf(k))(laneOf(k)), 0.U)
+      val k = (rAux << idLaneBits) + i.U
+      Mux(k < rj.m, selBuf(selRow(!wHalf, k))(laneOf(k)), 0.U)
     }
     bWordValid := true.B
     bWord := ResponseWords.ids(ids)
-    val sectionEnd = bAux === (cur.m - 1.U) >> idLaneBits
-    bWordLast := sectionEnd && (!cur.isGroup || cur.lastOfGroup)
+    val sectionEnd = rAux === (rj.m - 1.U) >> idLaneBits
+    bWordLast := sectionEnd && (!rj.isGroup || rj.lastOfGroup)
     when(bWordFire) {
-      bAux := bAux + 1.U
+      rAux := rAux + 1.U
       when(sectionEnd) {
         finish := bWordLast
-        bank.slotBusy(cur.slot) := false.B
-        bgoto(BackState.idle)
+        rstate := RespState.idle
       }
     }
   }
