@@ -89,10 +89,13 @@ class RowFetcher(p: SpAttenParams) extends Module {
   val head = RegInit(0.U((sBits + 1).W))
   val tail = RegInit(0.U((sBits + 1).W))
   val data = Mem(S, UInt(p.burstBits.W))
-  /** Lap marker of the last response written to a slot: the slot holds the burst of
-    * position `ptr` when `got(slot) === !ptr(sBits)`. */
-  val got  = RegInit(VecInit(Seq.fill(S)(false.B)))
-  val ends = Reg(Vec(S, Bool()))
+  /** Lap marker of the last response written to a slot (bit `slot`): the slot holds the
+    * burst of position `ptr` when `got(slot) === !ptr(sBits)`; `ends(slot)`: that burst
+    * ends its row. Bit vectors updated through one-hot masks (every channel writes a
+    * different slot), not vectors of registers with a decoder per write port: the same
+    * flops, far less simulation work (Verilator updated 512 entries per port per cycle). */
+  val got  = RegInit(0.U(S.W))
+  val ends = RegInit(0.U(S.W))
 
   // ---- accept: allocate slots ----
   class Entry extends Bundle {
@@ -188,13 +191,19 @@ class RowFetcher(p: SpAttenParams) extends Module {
     io.dram(c).resp.ready := true.B
     tq.deq.ready := io.dram(c).resp.valid
     when(io.dram(c).resp.valid) {
-      val t = tq.deq.bits
-      data.write(slotOf(t.ptr), io.dram(c).resp.bits)
-      got(slotOf(t.ptr)) := !t.ptr(sBits)
-      ends(slotOf(t.ptr)) := t.end
+      data.write(slotOf(tq.deq.bits.ptr), io.dram(c).resp.bits)
     }
     assert(!io.dram(c).resp.valid || tq.deq.valid, "RowFetcher: a response with no request in flight")
   }
+  // the ring's marks of this cycle's responses (at most one a channel, each to its own slot)
+  private val respOH = (0 until nCh).map { c =>
+    Mux(io.dram(c).resp.valid, UIntToOH(slotOf(tagQs(c).io.deq.bits.ptr), S), 0.U(S.W))
+  }
+  private def marks(bit: Int => Bool): UInt =
+    (0 until nCh).map(c => Mux(bit(c), respOH(c), 0.U(S.W))).reduce(_ | _)
+  private val written = respOH.reduce(_ | _)
+  got  := (got & ~written) | marks(c => !tagQs(c).io.deq.bits.ptr(sBits))
+  ends := (ends & ~written) | marks(c => tagQs(c).io.deq.bits.end)
 
   // ---- delivery ----
   val asm = Module(new RowAssembler(p, B))
