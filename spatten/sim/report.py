@@ -63,12 +63,13 @@ def _pxv_cycles(p, m: int, d: int) -> int:
     return -(-m // rows) * -(-d // cols)
 
 
-def unit_bounds(prog: Program, peak_bytes_per_cycle: float) -> dict[str, float]:
+def unit_bounds(prog: Program, dram_bound: float) -> dict[str, float]:
     """Lower bounds on a run's cycles, one per unit that every request passes through, each
     from that unit's throughput in SPEC.md section 2 (not a model of the run: a unit cannot
     do its work in fewer cycles, whatever else overlaps it):
 
-    - ``dram``: the bytes the program reads at the peak bandwidth (:func:`peak_bytes_per_cycle`);
+    - ``dram``: ``dram_bound``, the bytes the program reads at the peak bandwidth
+      (:func:`peak_bytes_per_cycle`; computed by :func:`summarize`);
     - ``dot_array``: every key pass of every head (pass 1 of each query head, pass 2 of each
       that requantized) at the dot-product array's keys a beat for its ``d``;
     - ``pxv_array``: the selected V rows (a group's heads summed, so a bound) through the
@@ -87,8 +88,7 @@ def unit_bounds(prog: Program, peak_bytes_per_cycle: float) -> dict[str, float]:
         dot += (c.heads + c.requant_heads) * _dot_cycles(p, c.n, c.d)
         pxv += _pxv_cycles(p, c.m, c.d)
         probs += c.heads * -(-c.n // p.keys_per_cycle)
-    total = sum(bytes_by_kind(prog).values())
-    return {"dram": total / peak_bytes_per_cycle if peak_bytes_per_cycle else 0.0,
+    return {"dram": dram_bound,
             "dot_array": float(dot), "pxv_array": float(pxv), "probabilities": float(probs),
             "response": float(sum(len(e) for e in prog.expected))}
 
@@ -108,7 +108,7 @@ def summarize(workload: Path, preset: str, backend: str, sparse: RunResult,
     total = sum(by_kind.values())
     peak, peak_source = peak_bytes_per_cycle(sparse)
     lower = total / peak if peak else 0.0
-    bounds = unit_bounds(sparse.prog, peak)
+    bounds = unit_bounds(sparse.prog, lower)
     binding = max(bounds, key=lambda k: bounds[k])
     attends = [i for i, c in enumerate(sparse.prog.info) if c.kind == "attend"]
     per_layer: dict[int, dict] = defaultdict(lambda: {"cycles": 0, "bytes": 0, "requests": 0})
