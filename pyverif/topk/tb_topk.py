@@ -216,6 +216,7 @@ class TopKDriver(uvm_driver):
     def build_phase(self) -> None:
         self.ap = uvm_analysis_port("ap", self)
         self.issued: list[TopKRequest] = []
+        self.junk = rng_for("junk-lanes")
 
     async def run_phase(self) -> None:
         bfm: TopKBfm = ConfigDB().get(self, "", "BFM")
@@ -225,8 +226,19 @@ class TopKDriver(uvm_driver):
             req.index = len(self.issued)
             await bfm.cmd.send({"bits": req.k})
             n = len(req.scores)
-            done = [bfm.inp.send_nowait({"score": s, "last": int(i == n - 1)})
-                    for i, s in enumerate(req.scores)]
+            lanes = ConfigDB().get(None, "", "IN_LANES")
+            if lanes == 1:
+                done = [bfm.inp.send_nowait({"score": s, "last": int(i == n - 1)})
+                        for i, s in enumerate(req.scores)]
+            else:
+                # beats of `lanes` scores, all but the last full; lanes past count are junk
+                done = []
+                for b in range(0, n, lanes):
+                    chunk = req.scores[b:b + lanes]
+                    beat = {f"scores_{i}": (chunk[i] if i < len(chunk) else self.junk.getrandbits(
+                        ConfigDB().get(None, "", "SCORE_BITS"))) for i in range(lanes)}
+                    beat.update(count=len(chunk), last=int(b + lanes >= n))
+                    done.append(bfm.inp.send_nowait(beat))
             self.issued.append(req)
             self.ap.write(req)
             await done[-1].wait()
@@ -252,10 +264,21 @@ class TopKMonitor(uvm_monitor):
         while True:
             t_count, beat = await bfm.count.recv_timed()
             resp = TopKResponse(count=beat["bits"], end_ns=t_count, count_ns=t_count)
-            for _ in range(resp.count):
+            lanes = ConfigDB().get(None, "", "OUT_LANES")
+            while len(resp.items) < resp.count:
                 t, b = await bfm.out.recv_timed()
-                resp.items.append((b["position"], b["score"]))
-                resp.lasts.append(bool(b["last"]))
+                if lanes == 1:
+                    resp.items.append((b["position"], b["score"]))
+                    resp.lasts.append(bool(b["last"]))
+                else:
+                    # a block of `lanes` positions from `position` (aligned); `mask` says which
+                    if b["position"] % lanes or not b["mask"]:
+                        raise AssertionError(f"out beat {b}: position not a multiple of {lanes} "
+                                             f"or an empty mask; {reproduce_hint()}")
+                    sel = [i for i in range(lanes) if b["mask"] >> i & 1]
+                    for i in sel:
+                        resp.items.append((b["position"] + i, b[f"scores_{i}"]))
+                        resp.lasts.append(bool(b["last"]) and i == sel[-1])
                 resp.end_ns = max(resp.end_ns, t)
             self.responses.append(resp)
             self.ap.write(resp)
@@ -360,7 +383,14 @@ class TopKRegressionTest(uvm_test):
         # TOPK_CAPACITY: set by the pytest wrapper for tops whose capacity is not maxTokens.
         capacity = int(os.environ.get("TOPK_CAPACITY", params.max_tokens))
         ConfigDB().set(None, "*", "CAPACITY", capacity)
-        ConfigDB().set(None, "*", "SCORE_BITS", len(dut.io_in_bits_score))
+        # a TopKEngine with inLanes / outLanes > 1 has Vec ports (scores_<i>, mask)
+        in_lanes = 1 if hasattr(dut, "io_in_bits_score") else len(
+            [n for n in dir(dut) if n.startswith("io_in_bits_scores_")])
+        out_lanes = 1 if hasattr(dut, "io_out_bits_score") else len(dut.io_out_bits_mask)
+        ConfigDB().set(None, "*", "IN_LANES", in_lanes)
+        ConfigDB().set(None, "*", "OUT_LANES", out_lanes)
+        ConfigDB().set(None, "*", "SCORE_BITS",
+                       len(dut.io_in_bits_score if in_lanes == 1 else dut.io_in_bits_scores_0))
         ConfigDB().set(None, "*", "TOPK_REQUESTS", int(os.environ.get("TOPK_REQUESTS", "1000")))
         self.bfm = TopKBfm(dut, self.idle_prob, self.stall_prob, self.out_stall_prob)
         ConfigDB().set(None, "*", "BFM", self.bfm)

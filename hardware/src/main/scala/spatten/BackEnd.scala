@@ -53,10 +53,10 @@ class AttendJob(p: SpAttenParams) extends Bundle {
   * It takes an [[AttendJob]] from `jobs`, streams the probabilities of its slot's softmax
   * bank (beats of `C` consecutive positions) into the probability buffer, the importance
   * accumulator (`accum`; `C` banked adds a beat) and, when `M < N`, the 17-bit value
-  * [[TopKEngine]] (one score a cycle); when `M = N` the selection is every position and
-  * each beat issues its `C` V rows at once. A beat of selected positions (`IssueBeat`: up
-  * to `C` consecutive positions of one `C`-aligned block; one position a beat from the
-  * engine) records its ids for the response, fetches the V rows that the group's row
+  * [[TopKEngine]] (a beat of `C` scores a cycle); when `M = N` the selection is every
+  * position and each beat issues its `C` V rows at once. A beat of selected positions
+  * (`IssueBeat`: the selected positions of one `C`-aligned block, a mask; from the engine,
+  * one block with a selected position a cycle) records its ids for the response, fetches the V rows that the group's row
   * buffer `vRows` does not hold (`vFetch`, up to `C` rows a [[FetchRows]] beat) and waits
   * in `accQ`; rows arrive as [[RowBeat]]s (`vRowsIn`) in fetch order, are unpacked and
   * written to `vRows` (one bank a lane); a beat whose rows are all there enters the
@@ -107,7 +107,10 @@ class BackEnd(p: SpAttenParams, jobs: DecoupledIO[AttendJob], cycle: UInt, softm
   // ---------------- units of the value path ----------------
   /** Fetches value rows (its DRAM port goes to the controller's arbiter). */
   val valFetch  = Module(new RowFetcher(p))
-  val valueTopk = Module(new TopKEngine(p, pBits, p.maxTokens, p.topkParallelism))
+  require(C <= p.topkParallelism, s"keysPerCycle ($C) must not exceed topkParallelism (${p.topkParallelism})")
+  /** The value top-k takes a beat of C probabilities a cycle and gives the selected
+    * positions of a C-aligned block a cycle. */
+  val valueTopk = Module(new TopKEngine(p, pBits, p.maxTokens, p.topkParallelism, "ValueTopK", C, C))
   val valueAcc  = Module(new ValueAccumulator(p))
 
   /** The value path's fetch interface: up to C rows to fetch a beat (in request order) and
@@ -128,9 +131,10 @@ class BackEnd(p: SpAttenParams, jobs: DecoupledIO[AttendJob], cycle: UInt, softm
 
   /** Probabilities by position, C to a row. */
   val pBuf   = Mem(blocks, Vec(C, UInt(pBits.W)))
-  /** The selected ids in selection order, C to a row; two halves (`wHalf`: the value
-    * path's, the other the responder's). */
-  val selBuf = Mem(2 << blockBits, Vec(C, UInt(p.tokenBits.W)))
+  /** The selected ids in selection order, C banks (selection index j in bank j % C, row
+    * j / C: a beat's ids may straddle two rows); two halves (`wHalf`: the value path's,
+    * the other the responder's). */
+  val selBuf = Seq.fill(C)(Mem(2 << blockBits, UInt(p.tokenBits.W)))
   val wHalf  = RegInit(false.B)
   private def selRow(half: Bool, j: UInt): UInt = Cat(half, blockOf(j))
   /** The responder's job, outputs and state. */
@@ -171,7 +175,12 @@ class BackEnd(p: SpAttenParams, jobs: DecoupledIO[AttendJob], cycle: UInt, softm
   valueTopk.io.cmd.valid := false.B
   valueTopk.io.cmd.bits := cur.m
   valueTopk.io.in.valid := false.B
-  valueTopk.io.in.bits.score := 0.U
+  if (C == 1) {
+    valueTopk.io.in.bits.score.get := softmax.io.probs.bits.p(0)
+  } else {
+    valueTopk.io.in.bits.scores.get := softmax.io.probs.bits.p
+    valueTopk.io.in.bits.count.get := softmax.io.probs.bits.count
+  }
   valueTopk.io.in.bits.last := false.B
   valueTopk.io.count.ready := true.B
   valueTopk.io.out.ready := false.B
@@ -188,15 +197,17 @@ class BackEnd(p: SpAttenParams, jobs: DecoupledIO[AttendJob], cycle: UInt, softm
   val bWordFire = WireDefault(false.B)
 
   // ---------------- probabilities, value fetch and P x V ----------------
-  // With M < N the probabilities go to the value top-k engine and the V rows of its
-  // selection are issued in state values, one a cycle (the engine's output rate). With
-  // M = N every position is selected, so each beat of C probabilities issues its C V rows
-  // at once and the value fetch overlaps the probability stream. A beat of positions
-  // (`IssueBeat`) is `count` consecutive positions from `pos0` inside one C-aligned block.
+  // With M < N the probabilities go to the value top-k engine (a beat of C a cycle) and
+  // the V rows of its selection are issued in state values, the selected positions of one
+  // C-aligned block a cycle (the engine's output rate). With M = N every position is
+  // selected, so each beat of C probabilities issues its C V rows at once and the value
+  // fetch overlaps the probability stream. A beat of positions (`IssueBeat`) is the
+  // positions `pos0 + i` with `mask(i)` set, `pos0` a multiple of C (one C-aligned block);
+  // `p(i)` is zero where `mask(i)` is clear.
   class IssueBeat extends Bundle {
-    val pos0  = UInt(idxBits.W)
-    val count = UInt(cntCBits.W)
-    val p     = Vec(C, UInt(pBits.W))
+    val pos0 = UInt(idxBits.W)
+    val mask = UInt(C.W)
+    val p    = Vec(C, UInt(pBits.W))
   }
   /** Positions of the V rows fetched from DRAM, in fetch order, a beat's worth (compacted). */
   class ArrivalBeat extends Bundle {
@@ -211,7 +222,7 @@ class BackEnd(p: SpAttenParams, jobs: DecoupledIO[AttendJob], cycle: UInt, softm
   val iss = Wire(Decoupled(new IssueBeat))
   iss.valid := false.B
   iss.bits := DontCare
-  iss.bits.count := 0.U
+  iss.bits.mask := 0.U
   val valuePhase = bin(BackState.probs) || bin(BackState.values)
 
   // the token ids of the positions at hand: one list row holds a whole beat
@@ -226,7 +237,7 @@ class BackEnd(p: SpAttenParams, jobs: DecoupledIO[AttendJob], cycle: UInt, softm
   // ---- issue: a beat of positions -> selected ids, V fetches of the rows not buffered ----
   val issBlock = blockOf(iss.bits.pos0)
   val issLane0 = laneOf(iss.bits.pos0)
-  val issLive  = VecInit(Seq.tabulate(C)(i => i.U < iss.bits.count))
+  val issLive  = iss.bits.mask.asBools
   val issHave  = vHave(issBlock)
   val issNeed  = VecInit(Seq.tabulate(C)(i => issLive(i) && !issHave((issLane0 +& i.U)(cBits.max(1) - 1, 0))))
   val needCount = PopCount(issNeed)
@@ -247,15 +258,19 @@ class BackEnd(p: SpAttenParams, jobs: DecoupledIO[AttendJob], cycle: UInt, softm
   arrQ.io.enq.valid := valuePhase && iss.valid && accQ.io.enq.ready && vFetch.ready && needCount =/= 0.U
   accQ.io.enq.valid := valuePhase && iss.valid && fetchOk
   accQ.io.enq.bits := iss.bits
+  val issCount = PopCount(iss.bits.mask)
   when(iss.fire) {
-    // the ids of the value rows join the response's ids (selection order = position order;
-    // a beat never crosses a row of selBuf: M = N beats are aligned, M < N beats are single)
-    val lane0 = laneOf(bIssue)
-    val ids = VecInit(Seq.tabulate(C)(l =>
-      Mux1H(Seq.tabulate(C)(i => ((lane0 +& i.U) === l.U) -> idAt(iss.bits.pos0, i)))))
-    selBuf.write(selRow(wHalf, bIssue), ids,
-      VecInit(Seq.tabulate(C)(l => l.U >= lane0 && l.U < lane0 +& iss.bits.count)))
-    bIssue := bIssue + iss.bits.count
+    // the ids of the value rows join the response's ids (selection order = position order):
+    // the beat's k-th selected lane is selection index bIssue + k, in bank (bIssue + k) % C
+    val issRank = VecInit(Seq.tabulate(C)(i => PopCount(iss.bits.mask & ((1 << i) - 1).U(C.W))))
+    for (b <- 0 until C) {
+      val k = (b.U(cBits.max(1).W) - laneOf(bIssue))(cBits.max(1) - 1, 0)
+      val kk = if (C == 1) 0.U else k
+      val j = bIssue + kk
+      val id = Mux1H(Seq.tabulate(C)(i => (issLive(i) && issRank(i) === kk) -> idAt(iss.bits.pos0, i)))
+      when(kk < issCount) { selBuf(b).write(selRow(wHalf, j), id) }
+    }
+    bIssue := bIssue + issCount
   }
 
   // ---- arrival: rows from DRAM, unpacked, into vRows at their positions ----
@@ -290,17 +305,19 @@ class BackEnd(p: SpAttenParams, jobs: DecoupledIO[AttendJob], cycle: UInt, softm
   val abLane0 = laneOf(ab.pos0)
   private def rot(i: Int): UInt = (abLane0 +& i.U)(cBits.max(1) - 1, 0)
   val abHave = vHave(abBlock)
-  val abReady = (0 until C).map(i => i.U >= ab.count || abHave(rot(i))).reduce(_ && _)
+  val abCount = PopCount(ab.mask)
+  val abReady = (0 until C).map(i => !ab.mask(i) || abHave(rot(i))).reduce(_ && _)
   val abRows = vRows(abBlock)
-  val abLast = bDone + ab.count === cur.m
+  val abLast = bDone + abCount === cur.m
+  // lanes outside the mask carry p = 0 (IssueBeat), so they add nothing
   valueAcc.io.beats.valid := valuePhase && accQ.io.deq.valid && abReady
   valueAcc.io.beats.bits.p := ab.p
   valueAcc.io.beats.bits.v := VecInit(Seq.tabulate(C)(i => if (C == 1) abRows(0) else abRows(rot(i))))
-  valueAcc.io.beats.bits.count := ab.count
+  valueAcc.io.beats.bits.count := C.U
   valueAcc.io.beats.bits.last := abLast
   valueAcc.io.beats.bits.empty := false.B
   accQ.io.deq.ready := valuePhase && valueAcc.io.beats.ready && abReady
-  when(valueAcc.io.beats.fire) { bDone := bDone + ab.count }
+  when(valueAcc.io.beats.fire) { bDone := bDone + abCount }
   // the result once every row is in and the probabilities are all taken (with M = N the
   // last rows can be in before the last probability beat, whose importance adds stall)
   when(bin(BackState.values) && bDone === cur.m) { bgoto(BackState.result) }
@@ -310,7 +327,6 @@ class BackEnd(p: SpAttenParams, jobs: DecoupledIO[AttendJob], cycle: UInt, softm
   val pb = softmax.io.probs.bits
   val impDone  = RegInit(false.B) // the importance adds of the beat at hand are done
   val sinkDone = RegInit(false.B) // the issue / the top-k has the beat at hand
-  val tkLane   = RegInit(0.U(cntCBits.W))
   imp.io.tokAcc.bits.count := pb.count
   imp.io.tokAcc.bits.prob := pb.p
   imp.io.tokAcc.bits.id := VecInit(Seq.tabulate(C)(i => low(idAt(pb.idx, i), imp.idBits)))
@@ -323,17 +339,15 @@ class BackEnd(p: SpAttenParams, jobs: DecoupledIO[AttendJob], cycle: UInt, softm
     imp.io.tokAcc.valid := softmax.io.probs.valid && cur.accum && !impDone
     val impOk = !cur.accum || impDone || imp.io.tokAcc.ready
     when(pruneValues) {
-      val lastLane = tkLane === pb.count - 1.U
       valueTopk.io.in.valid := bCmdSent && softmax.io.probs.valid && !sinkDone
-      valueTopk.io.in.bits.score := pb.p(low(tkLane, cBits.max(1)))
-      valueTopk.io.in.bits.last := pb.last && lastLane
-      when(valueTopk.io.in.fire) { tkLane := Mux(lastLane, 0.U, tkLane + 1.U) }
-      sinkNow := valueTopk.io.in.fire && lastLane
+      valueTopk.io.in.bits.last := pb.last
+      sinkNow := valueTopk.io.in.fire
     }.otherwise {
+      val live = (0 until C).map(i => i.U < pb.count)
       iss.valid := softmax.io.probs.valid && !sinkDone
       iss.bits.pos0 := pb.idx
-      iss.bits.count := pb.count
-      iss.bits.p := pb.p
+      iss.bits.mask := VecInit(live).asUInt
+      iss.bits.p := VecInit(Seq.tabulate(C)(i => Mux(live(i), pb.p(i), 0.U)))
       sinkNow := iss.fire
     }
     softmax.io.probs.ready := impOk && (sinkDone || sinkNow)
@@ -353,12 +367,14 @@ class BackEnd(p: SpAttenParams, jobs: DecoupledIO[AttendJob], cycle: UInt, softm
     }
   }
   when(bin(BackState.values) && pruneValues) {
-    // the engine's selected positions, ascending, one a beat
+    // the engine's selected positions, ascending, those of one C-aligned block a beat
     val pos = valueTopk.io.out.bits.position.pad(idxBits)(idxBits - 1, 0)
+    val mask = if (C == 1) 1.U(1.W) else valueTopk.io.out.bits.mask.get
+    val pRow = pBuf(blockOf(pos))
     iss.valid := valueTopk.io.out.valid
     iss.bits.pos0 := pos
-    iss.bits.count := 1.U
-    iss.bits.p := VecInit(Seq.fill(C)(pBuf(blockOf(pos))(laneOf(pos))))
+    iss.bits.mask := mask
+    iss.bits.p := VecInit(Seq.tabulate(C)(i => Mux(mask(i), pRow(i), 0.U)))
     valueTopk.io.out.ready := iss.ready
   }
 
@@ -416,7 +432,8 @@ class BackEnd(p: SpAttenParams, jobs: DecoupledIO[AttendJob], cycle: UInt, softm
     // one id word a cycle, from the responder's half of selBuf; lanes past M are zero
     val ids = (0 until idsPerWord).map { i =>
       val k = (rAux << idLaneBits) + i.U
-      Mux(k < rj.m, selBuf(selRow(!wHalf, k))(laneOf(k)), 0.U)
+      val row = selRow(!wHalf, k)
+      Mux(k < rj.m, VecInit(selBuf.map(_(row)))(laneOf(k)), 0.U)
     }
     bWordValid := true.B
     bWord := ResponseWords.ids(ids)

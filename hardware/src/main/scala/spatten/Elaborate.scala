@@ -35,6 +35,9 @@ object Elaborate {
     "Softmax" -> (p => new Softmax(p)),
     "ImportanceBuffer" -> (p => new ImportanceBuffer(p)),
     "TopKEngine" -> (p => new TopKEngine(p)),
+    // The back end's value top-k: beats of keysPerCycle scores in, blocks of keysPerCycle out.
+    "ValueTopK" -> (p => new TopKEngine(p, moduleName = "ValueTopK", inLanes = p.keysPerCycle,
+      outLanes = p.keysPerCycle)),
     // Head-importance scores (48 bits), capacity maxHeads, all candidates in one row.
     "TopKEngineWide" -> (p => new TopKEngine(p, scoreBits = p.headImportanceBits, capacity = p.maxHeads,
       comparators = math.max(p.topkParallelism, 1 << chisel3.util.log2Ceil(p.maxHeads)),

@@ -177,7 +177,7 @@ class FrontEnd(p: SpAttenParams, reqIn: DecoupledIO[Request], ids: DecoupledIO[P
   rankTopk.io.cmd.valid := false.B
   rankTopk.io.cmd.bits := req.k
   rankTopk.io.in.valid := false.B
-  rankTopk.io.in.bits.score := 0.U
+  rankTopk.io.in.bits.score.get := 0.U
   rankTopk.io.in.bits.last := false.B
   rankTopk.io.count.ready := false.B
   rankTopk.io.out.ready := false.B
@@ -416,7 +416,7 @@ class FrontEnd(p: SpAttenParams, reqIn: DecoupledIO[Request], ids: DecoupledIO[P
       imp.io.tokReadId := low(bank.tok(slot, issueCnt), imp.idBits)
       imp.io.headReadId := low(issueCnt, log2Ceil(p.maxHeads).max(1))
       rankTopk.io.in.valid := cmdSent && issueCnt < n
-      rankTopk.io.in.bits.score := Mux(isTok, imp.io.tokReadData, imp.io.headReadData)
+      rankTopk.io.in.bits.score.get := Mux(isTok, imp.io.tokReadData, imp.io.headReadData)
       rankTopk.io.in.bits.last := issueCnt === n - 1.U
       when(rankTopk.io.in.fire) {
         issueCnt := issueCnt + 1.U

@@ -4,19 +4,32 @@ import chisel3._
 import chisel3.util._
 import chisel3.util.random.LFSR
 
-/** One input beat of the top-k engine: a score; its position is its arrival order. */
-class TopKInBeat(scoreBits: Int) extends Bundle {
-  val score = UInt(scoreBits.W)
-  /** Marks the final score of a request. */
+/** One input beat of the top-k engine; a score's position is its arrival order.
+  *
+  * With `lanes = 1` a beat is one score (`score`). With `lanes > 1` a beat is up to `lanes`
+  * scores (`scores(i)` for `i < count`, `count` in 1..lanes), the next positions in order;
+  * every beat of a request but its last carries `lanes` scores. */
+class TopKInBeat(scoreBits: Int, val lanes: Int = 1) extends Bundle {
+  val score  = if (lanes == 1) Some(UInt(scoreBits.W)) else None
+  val scores = if (lanes > 1) Some(Vec(lanes, UInt(scoreBits.W))) else None
+  val count  = if (lanes > 1) Some(UInt(log2Ceil(lanes + 1).W)) else None
+  /** Marks the final beat of a request. */
   val last = Bool()
 }
 
-/** One output beat of the top-k engine: a selected item. */
-class TopKOutBeat(scoreBits: Int, posBits: Int) extends Bundle {
-  /** Arrival order (0-based) of the selected score in its request. */
+/** One output beat of the top-k engine.
+  *
+  * With `lanes = 1` a beat is one selected item: its `position` (arrival order, 0-based)
+  * and `score`. With `lanes > 1` a beat is the selected items of one block of `lanes`
+  * consecutive positions: `position` is the block's first position (a multiple of
+  * `lanes`), `mask` bit `i` says that position `position + i` is selected (at least one
+  * bit is set), `scores(i)` is its score. */
+class TopKOutBeat(scoreBits: Int, posBits: Int, val lanes: Int = 1) extends Bundle {
   val position = UInt(posBits.W)
-  val score    = UInt(scoreBits.W)
-  /** Marks the final selected item of a request. */
+  val score    = if (lanes == 1) Some(UInt(scoreBits.W)) else None
+  val mask     = if (lanes > 1) Some(UInt(lanes.W)) else None
+  val scores   = if (lanes > 1) Some(Vec(lanes, UInt(scoreBits.W))) else None
+  /** Marks the beat with the final selected item of a request. */
   val last = Bool()
 }
 
@@ -43,7 +56,7 @@ class TopKStatus(cntBits: Int) extends Bundle {
   * ==Interface (one request at a time; every port valid/ready)==
   *  1. `cmd`: one beat carrying `k` (16 bits, any value). Accepted only while idle.
   *  1. `in`: the request's `n` scores (`1 <= n`), position = arrival order, `last` on the
-  *     final one. Accepted after `cmd`. Scores beyond `capacity` are consumed and dropped
+  *     final beat; `inLanes` scores a beat (all beats but the last full). Accepted after `cmd`. Scores beyond `capacity` are consumed and dropped
   *     (the result covers the first `capacity`) and `status.overflow` is set.
   *  1. `count`: one beat per request carrying `min(k, n)`, the number of items that
   *     follow on `out`. This is how an empty result (k = 0) is signalled: `count` = 0
@@ -51,7 +64,8 @@ class TopKStatus(cntBits: Int) extends Bundle {
   *     `out` streams; the two outputs are independent (either may be taken first), and
   *     the engine accepts the next command only after both are fully taken.
   *  1. `out`: the selected `(position, score)` pairs in ascending position order, `last`
-  *     on the final one.
+  *     on the final beat; with `outLanes > 1` a beat carries the selected items of one
+  *     `outLanes`-aligned block of positions (a mask), the blocks in ascending order.
   * Every `ready` and `valid` the engine drives is a function of its registers and
   * memories only (no combinational path from any input `valid` or `ready`). Below,
   * `n` is the number of scores kept (at most `capacity`).
@@ -75,12 +89,13 @@ class TopKStatus(cntBits: Int) extends Bundle {
   * item whose key is at least `T` (all items when `k >= n`, none when `k == 0`).
   *
   * ==Cycles==
-  * Loading takes one cycle a score (the input never stalls). A partition pass over `m`
+  * Loading takes one cycle a beat of `inLanes` scores (the input never stalls). A partition pass over `m`
   * candidates takes `ceil(m / comparators) + 2` cycles; the expected total is about
   * `3.4 n / comparators` (randomized quick-select), the worst case, which the salted
   * hash makes unlikely for any input order, `n` passes: `O(n^2 / comparators)`.
   * The filter pass takes one cycle per store row without a selected item and one
-  * cycle per selected item otherwise (back-pressure aside). Measured (no stalls, random
+  * cycle per `outLanes`-block with a selected item otherwise (with `outLanes = 1`: per
+  * selected item; back-pressure aside). Measured (no stalls, random
   * distinct scores, cycles from the last score to the `count` beat / to the last
   * `out` beat): n = 64, 4 comparators, k = 16: 67 / 87; n = 1024, 16 comparators,
   * k = 256: 194 / 450; n = 2048, 16 comparators, k = 512: 355 / 868.
@@ -92,17 +107,23 @@ class TopKStatus(cntBits: Int) extends Bundle {
   * @param scoreBits   width of the unsigned scores (17 for probabilities, 48 for importance)
   * @param capacity    largest `n`; `<= 0` means `p.maxTokens`
   * @param comparators keys compared a cycle, a power of two; `<= 0` means `p.topkParallelism`
+  * @param inLanes     scores an `in` beat carries, a power of two dividing `comparators`
+  * @param outLanes    positions an `out` beat covers, a power of two dividing `comparators`
   * @param moduleName  the Verilog module name (a variant elaborated as its own top, in
   *                    `Elaborate.tops`, passes its key)
   */
 class TopKEngine(p: SpAttenParams, scoreBits: Int = 17, capacity: Int = 0, comparators: Int = 0,
-    moduleName: String = "TopKEngine") extends Module {
+    moduleName: String = "TopKEngine", inLanes: Int = 1, outLanes: Int = 1) extends Module {
   override def desiredName: String = moduleName
   val cap: Int = if (capacity > 0) capacity else p.maxTokens
   val lanes: Int = if (comparators > 0) comparators else p.topkParallelism
   require(scoreBits >= 1, s"scoreBits must be positive, got $scoreBits")
   require(cap >= 1, s"capacity must be positive, got $cap")
   require(lanes >= 1 && Integer.bitCount(lanes) == 1, s"comparators must be a power of two, got $lanes")
+  require(inLanes >= 1 && Integer.bitCount(inLanes) == 1 && inLanes <= lanes && cap % inLanes == 0,
+    s"inLanes must be a power of two dividing comparators ($lanes) and capacity ($cap), got $inLanes")
+  require(outLanes >= 1 && Integer.bitCount(outLanes) == 1 && outLanes <= lanes,
+    s"outLanes must be a power of two dividing comparators ($lanes), got $outLanes")
 
   val kBits:    Int = 16
   val posBits:  Int = math.max(1, log2Ceil(cap))
@@ -113,9 +134,9 @@ class TopKEngine(p: SpAttenParams, scoreBits: Int = 17, capacity: Int = 0, compa
 
   val io = IO(new Bundle {
     val cmd    = Flipped(Decoupled(UInt(kBits.W)))
-    val in     = Flipped(Decoupled(new TopKInBeat(scoreBits)))
+    val in     = Flipped(Decoupled(new TopKInBeat(scoreBits, inLanes)))
     val count  = Decoupled(UInt(cntBits.W))
-    val out    = Decoupled(new TopKOutBeat(scoreBits, posBits))
+    val out    = Decoupled(new TopKOutBeat(scoreBits, posBits, outLanes))
     val status = Output(new TopKStatus(cntBits))
   })
 
@@ -193,7 +214,9 @@ class TopKEngine(p: SpAttenParams, scoreBits: Int = 17, capacity: Int = 0, compa
   val emitted    = Reg(UInt(cntBits.W))
   val fRow       = Reg(UInt(rowBits.W))
   val fFresh     = RegInit(false.B)
-  val doneMask   = Reg(UInt(lanes.W))
+  /** Blocks of `outLanes` positions in a row; which of the current row's are sent. */
+  val outBlocks  = lanes / outLanes
+  val doneMask   = Reg(UInt(outBlocks.W))
 
   private def rowOf(index: UInt): UInt = (index >> laneBits)(addrBits - 1, 0)
   private def laneOf(index: UInt): UInt = if (lanes > 1) index(laneBits - 1, 0) else 0.U
@@ -211,10 +234,19 @@ class TopKEngine(p: SpAttenParams, scoreBits: Int = 17, capacity: Int = 0, compa
     loadBest := bestNone
     state    := sLoad
   }
-  val inItem = Wire(new Item)
-  inItem.score := io.in.bits.score
-  inItem.pos   := nReg(posBits - 1, 0)
-  val inFits = nReg < cap.U
+  // The beat's scores and count; its lane i is position nReg + i, which lies in lane
+  // laneOf(nReg) + i of the current row (beats are inLanes-aligned: all but the last full).
+  val inScores: Seq[UInt] = if (inLanes == 1) Seq(io.in.bits.score.get) else io.in.bits.scores.get
+  val inCount: UInt = if (inLanes == 1) 1.U else io.in.bits.count.get
+  val inLaneBits = log2Ceil(inLanes)
+  val inItems = inScores.zipWithIndex.map { case (sc, i) =>
+    val it = Wire(new Item)
+    it.score := sc
+    it.pos   := (nReg + i.U)(posBits - 1, 0)
+    it
+  }
+  val inTake = VecInit(Seq.tabulate(inLanes)(i => i.U < inCount && nReg + i.U < cap.U))
+  val inFits = inTake.asUInt.orR
   // Writes into the candidate buffers: the load writes buffer 0; a pass writes the
   // buffers with the "above" and "below" roles, compacted (see `compact`).
   val wrEn   = Wire(Vec(3, Vec(lanes, Bool())))
@@ -227,25 +259,32 @@ class TopKEngine(p: SpAttenParams, scoreBits: Int = 17, capacity: Int = 0, compa
     when(wrEn(w)(b)) { work(w)(b).write(wrRow(w)(b), wrData(w)(b)) }
   }
   when(io.in.fire) {
+    // lane b of the row takes the beat's lane b % inLanes when b is in the beat's slice
+    val slice = if (lanes == inLanes) 0.U else (laneOf(nReg) >> inLaneBits)
+    val bLane = (0 until lanes).map(b => b % inLanes)
+    val bHit = (0 until lanes).map(b => (if (lanes == inLanes) true.B else (b / inLanes).U === slice) && inTake(b % inLanes))
     when(inFits) {
-      val data = VecInit(Seq.fill(lanes)(io.in.bits.score))
-      store.write(rowOf(nReg), data, UIntToOH(laneOf(nReg), lanes).asBools)
+      store.write(rowOf(nReg), VecInit(bLane.map(inScores(_))), VecInit(bHit))
       for (b <- 0 until lanes) {
-        wrEn(0)(b)   := laneOf(nReg) === b.U
+        wrEn(0)(b)   := bHit(b)
         wrRow(0)(b)  := rowOf(nReg)
-        wrData(0)(b) := inItem
+        wrData(0)(b) := inItems(bLane(b))
       }
-      nReg := nReg + 1.U
-      val cand = Wire(new Best)
-      cand.valid := true.B
-      cand.hash  := hash(inItem.pos, saltReg)
-      cand.item  := inItem
+      nReg := nReg + PopCount(inTake)
+      val cand = VecInit(inItems.zip(inTake).map { case (it, t) =>
+        val c = Wire(new Best)
+        c.valid := t
+        c.hash  := hash(it.pos, saltReg)
+        c.item  := it
+        c
+      }).reduceTree((a, b) => better(a, b))
       loadBest := better(cand, loadBest)
-    }.otherwise {
-      overflow := true.B
     }
+    when(PopCount(inTake) =/= inCount) { overflow := true.B }
     when(io.in.bits.last) { state := sDecide }
   }
+  assert(!io.in.fire || io.in.bits.last || inCount === inLanes.U,
+    "TopKEngine: an in beat before the last carries fewer than inLanes scores")
 
   // ---------------------------------------------------------------- decide
   val kClamped = Mux(kReg > nReg, nReg, kReg(cntBits.min(kBits) - 1, 0).pad(cntBits))
@@ -388,27 +427,39 @@ class TopKEngine(p: SpAttenParams, scoreBits: Int = 17, capacity: Int = 0, compa
   val selMask = VecInit(fItems.map { case (it, inRange) =>
     inRange && (keepAll || !keyGt(threshold, it))
   }).asUInt
-  val pending   = selMask & ~doneMask
+  /** The selected lanes of each block of the row, and the blocks with any. */
+  val blockSel  = VecInit(Seq.tabulate(outBlocks)(j => selMask((j + 1) * outLanes - 1, j * outLanes)))
+  val pending   = VecInit(blockSel.map(_.orR)).asUInt & ~doneMask
   val itemsLive = state === sFilter && !itemsDone
-  val lane      = PriorityEncoder(pending)
-  val laneOH    = UIntToOH(lane, lanes)
-  val outItem   = VecInit(fItems.map(_._1))(lane)
+  val blk       = PriorityEncoder(pending)
+  val blkOH     = UIntToOH(blk, outBlocks)
+  val outMask   = blockSel(blk)
+  val outCount  = PopCount(outMask)
+  val fItemsV   = VecInit(fItems.map(_._1))
 
   io.out.valid         := itemsLive && fFresh && pending.orR
-  io.out.bits.position := outItem.pos
-  io.out.bits.score    := outItem.score
-  io.out.bits.last     := emitted + 1.U === countReg
+  if (outLanes == 1) {
+    val outItem = fItemsV(blk)
+    io.out.bits.position := outItem.pos
+    io.out.bits.score.get := outItem.score
+  } else {
+    val blocksV = VecInit(Seq.tabulate(outBlocks)(j => VecInit(Seq.tabulate(outLanes)(i => fItemsV(j * outLanes + i).score))))
+    io.out.bits.position := fItemsV(Cat(blk, 0.U(log2Ceil(outLanes).W))).pos
+    io.out.bits.mask.get := outMask
+    io.out.bits.scores.get := blocksV(blk)
+  }
+  io.out.bits.last     := emitted + outCount === countReg
   io.count.valid       := state === sFilter && !countDone
   io.count.bits        := countReg
 
-  val lastOfRow = (pending & ~laneOH) === 0.U
+  val lastOfRow = (pending & ~blkOH) === 0.U
   fAdvance := itemsLive && fFresh && (!pending.orR || (lastOfRow && io.out.ready))
 
   when(state === sFilter) {
     when(itemsLive) { fFresh := true.B }
     when(io.out.fire) {
-      emitted  := emitted + 1.U
-      doneMask := doneMask | laneOH
+      emitted  := emitted + outCount
+      doneMask := doneMask | blkOH
       when(io.out.bits.last) { itemsDone := true.B }
     }
     when(fAdvance) {
