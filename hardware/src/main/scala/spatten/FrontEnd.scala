@@ -33,7 +33,9 @@ object CtrlState extends ChiselEnum {
   * same array: since `(msb << L) | lsb = (msb << L) + lsb`, the full-precision score is the
   * pass-1 score plus `q . lsb`, so the MSB plane is never fetched twice. The request, its
   * slot and its summary go to the back end as an [[AttendJob]] (`jobs`), and the front end
-  * takes the next request.
+  * takes the next request. The next ATTEND's token list is fetched ahead, during the key
+  * pass and summary of this request's last head (SPEC.md section 2, "Throughput of the key
+  * side").
   *
   * Other commands (in order with the ATTENDs: each waits in `drain` until `backDrained`,
   * i.e. the back end has answered every earlier ATTEND): TOPK_TOKENS / TOPK_HEADS rank
