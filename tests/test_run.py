@@ -70,7 +70,7 @@ def test_run_tiny_workload_end_to_end(tmp_path: Path) -> None:
     # the per-stage breakdown names the controller's stages and covers every cycle
     stages = s["controller_state_cycles"]
     assert {"keys", "summary"} <= set(stages["front"]) and {"probs", "values"} <= set(stages["back"])
-    assert {"respO", "respIds"} <= set(stages["resp"])
+    assert {"respO", "respSel"} <= set(stages["resp"])
     assert all(sum(stages[u].values()) >= s["cycles"] for u in ("front", "back", "resp"))
     # lower bounds by unit (tiny: K = 2, 16 lanes, D = 16; worked out by hand from _rows()):
     # P x V: beats of 2 rows, 2 cycles each (8 columns a row lane): m = 10, 10, 7, 7 per

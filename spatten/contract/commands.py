@@ -293,29 +293,44 @@ def decode_command(packet: Sequence[Word]) -> Command:
 @dataclass(frozen=True)
 class AttendResp:
     """ATTEND response. ``out`` are the ``o_i`` (signed 64-bit, Q.16 times V units),
-    ``token_ids`` the selected ids in ascending position; ``m == len(token_ids)``.
-    ``cycles`` is hardware-only (``None`` from the golden model; not compared)."""
+    ``selected`` one bit per list position (``1``: its V row is among the ``m`` selected;
+    ``len(selected) == n``); :meth:`token_ids` maps them to ids through the request's
+    token list. ``cycles`` is hardware-only (``None`` from the golden model; not compared)."""
 
     _PACKET: ClassVar[str] = "attendResp"
     _FIELDS: ClassVar[dict[str, str]] = {"tag": "tag", "m": "m", "requantized": "requantized", "n": "n",
                                          "pmax": "pmax", "cycles": "cycles", "head_id": "headId"}
-    _TAILS: ClassVar[dict[str, str]] = {"o": "out", "ids": "token_ids"}
+    _TAILS: ClassVar[dict[str, str]] = {"o": "out", "sel": "selected"}
 
     tag: int
     n: int
     requantized: bool
     pmax: int
     out: tuple[int, ...]
-    token_ids: tuple[int, ...]
+    selected: tuple[int, ...]
     cycles: int | None = field(default=None, compare=False)
     head_id: int = 0
 
+    def __post_init__(self) -> None:
+        if len(self.selected) != self.n or any(b not in (0, 1) for b in self.selected):
+            raise CommandError(f"AttendResp (tag {self.tag}): selected must be {self.n} bits (one a "
+                               f"list position), got {len(self.selected)} values")
+
     @property
     def m(self) -> int:
-        return len(self.token_ids)
+        return sum(self.selected)
+
+    @property
+    def positions(self) -> tuple[int, ...]:
+        """The selected list positions, ascending."""
+        return tuple(j for j, b in enumerate(self.selected) if b)
+
+    def token_ids(self, token_list: Sequence[int]) -> tuple[int, ...]:
+        """The selected token ids, in ascending position, given the request's list."""
+        return tuple(int(token_list[j]) for j in self.positions)
 
     def encode(self) -> list[Word]:
-        return encode_fields(self, tails=[("out", self.out), ("token_ids", self.token_ids)])
+        return encode_fields(self, tails=[("out", self.out), ("selected", self.selected)])
 
 
 @dataclass(frozen=True)
@@ -434,4 +449,9 @@ def decode_response(packet: Sequence[Word]) -> Response:
         pos += len(tw)
     if cls is TopkResp:
         kw["heads"] = op == lay.opcode("TOPK_HEADS")
+    if cls is AttendResp:
+        kw["selected"] = tuple(kw["selected"])
+        if sum(kw["selected"]) != pk.get(w, "m"):
+            raise CommandError(f"{pk.name} (tag {tag}): m = {pk.get(w, 'm')} but {sum(kw['selected'])} "
+                               f"positions are selected", op, tag)
     return cls(**kw)

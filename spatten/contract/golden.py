@@ -388,9 +388,11 @@ class GoldenAccelerator:
             k_lsb=(c.n * self._bursts(stride(c.d, c.k_lsb_bits, p.burst_bytes))
                    if pr.requantized else 0),
             v=len(sel) * self._bursts(stride(c.d, c.v_bits, p.burst_bytes)))
+        selected = np.zeros(c.n, dtype=np.int64)
+        selected[sel] = 1
         return AttendResp(tag=c.tag, n=c.n, requantized=pr.requantized, pmax=pr.pmax,
                           out=tuple(int(x) for x in out),
-                          token_ids=tuple(int(x) for x in toks[sel]), head_id=c.head_id)
+                          selected=tuple(int(x) for x in selected), head_id=c.head_id)
 
     def _attend_group(self, g: GroupAttendCmd) -> GroupAttendResp:
         """SPEC 2: the heads one after another as single-head ATTENDs (importance adds up

@@ -189,13 +189,13 @@ def section_lengths(words: Sequence[int]) -> list[tuple[int, int]]:
     lay = layout()
     pk, sp = lay.packet("attendGroupResp"), lay.packet("attendResp")
     heads, d = pk.get(words, "heads"), pk.get(words, "d")
-    ids = sp.tail("ids")
+    sel = sp.tail("sel")
     out, pos = [], pk.header_words
     for i in range(heads):
         if pos + sp.header_words > len(words):
             raise CommandError(f"ATTEND_GROUP response (tag {tag_of(words[0])}): section {i} is cut short",
                                opcode_of(words[0]), tag_of(words[0]))
-        n = sp.header_words + d + ids.words(sp.get(words[pos:], "m"))
+        n = sp.header_words + d + sel.words(sp.get(words[pos:], "n"))
         out.append((pos, n))
         pos += n
     if pos != len(words):

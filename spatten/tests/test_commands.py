@@ -49,12 +49,23 @@ def test_other_commands_by_hand() -> None:
 
 def test_responses_by_hand() -> None:
     r = AttendResp(tag=3, n=10, requantized=True, pmax=0x1_0000, out=(-1, 5),
-                   token_ids=(7, 8, 9, 10, 11), cycles=77)
+                   selected=(0, 1, 1, 0, 0, 1, 1, 0, 0, 1), cycles=77)
+    assert r.m == 5 and r.positions == (1, 2, 5, 6, 9)
+    assert r.token_ids(range(100, 110)) == (101, 102, 105, 106, 109)
     assert r.encode() == [
         (0x000A_01_0005_0003_01, False),  # N=10 [63:48], requant [40], M=5 [39:24]
         (77 << 32 | 0x1_0000, False),
         (0xFFFF_FFFF_FFFF_FFFF, False), (5, False),
-        (0x000A_0009_0008_0007, False), (0x000B, True)]
+        (0b10_0110_0110, True)]  # bit j: position j selected
+    # 65 positions: two selection words, the second holding position 64 in bit 0
+    r2 = AttendResp(tag=1, n=65, requantized=False, pmax=1, out=(), selected=(1,) + (0,) * 63 + (1,))
+    assert [w for w, _ in r2.encode()[2:]] == [1, 1]
+    with pytest.raises(CommandError, match="selected must be 3 bits"):
+        AttendResp(tag=1, n=3, requantized=False, pmax=1, out=(), selected=(1, 0))
+    # a header whose m disagrees with the selection is refused
+    bad = [(w + (1 << 24), last) if i == 0 else (w, last) for i, (w, last) in enumerate(r.encode())]
+    with pytest.raises(CommandError, match="m = 6 but 5 positions"):
+        decode_response(bad)
     assert ErrorResp(tag=4, opcode=9).encode() == [(0x0009_0004_FF, True)]
     assert TopkResp(tag=1, ids=(), heads=True).encode() == [(0x0001_03, True)]
     assert ReadImportanceResp(tag=1, values=(2**32 - 1,)).encode() == [
@@ -93,11 +104,12 @@ def test_response_roundtrip() -> None:
     rng = random.Random(2)
     for _ in range(300):
         m = rng.randint(0, 40)
+        n = rng.choice([rng.randint(0, 200), rng.randrange(1 << 16)])
         resps = [
-            AttendResp(tag=rng.randrange(1 << 16), n=rng.randrange(1 << 16),
+            AttendResp(tag=rng.randrange(1 << 16), n=n,
                        requantized=rng.random() < 0.5, pmax=rng.randrange(1 << 17),
                        out=tuple(rng.randint(-(1 << 63), (1 << 63) - 1) for _ in range(rng.randint(0, 64))),
-                       token_ids=tuple(rng.randrange(1 << 16) for _ in range(m)),
+                       selected=tuple(int(rng.random() < 0.3) for _ in range(n)),
                        cycles=rng.randrange(1 << 32)),
             TopkResp(rng.randrange(1 << 16), tuple(rng.randrange(1 << 16) for _ in range(m)),
                      heads=rng.random() < 0.5),
@@ -109,7 +121,7 @@ def test_response_roundtrip() -> None:
             back = decode_response(r.encode())
             assert back == r
             if isinstance(r, AttendResp):
-                assert back.cycles == r.cycles and back.m == m
+                assert back.cycles == r.cycles and back.m == r.m
 
 
 @pytest.mark.parametrize("cmd,match", [
@@ -120,7 +132,7 @@ def test_response_roundtrip() -> None:
     (lambda: _attend(score_shift=64), "score_shift"),
     (lambda: _attend(k_msb_base=1 << 64), "k_msb_base"),
     (lambda: TopkHeadsCmd(0, 1 << 16, 0), "TopkHeadsCmd.n"),
-    (lambda: AttendResp(0, 1, False, 1 << 17, (), ()), "pmax"),
+    (lambda: AttendResp(0, 1, False, 1 << 17, (), (0,)), "pmax"),
 ])
 def test_encode_range_errors(cmd: object, match: str) -> None:
     with pytest.raises(CommandError, match=match):
@@ -167,10 +179,10 @@ def test_decode_response_strict() -> None:
 
 
 def test_split_and_compare() -> None:
-    a = AttendResp(1, 2, False, 3, (4,), (5,), cycles=100).encode()
-    b = AttendResp(1, 2, False, 3, (4,), (5,), cycles=999).encode()
+    a = AttendResp(1, 2, False, 3, (4,), (1, 0), cycles=100).encode()
+    b = AttendResp(1, 2, False, 3, (4,), (1, 0), cycles=999).encode()
     assert compare_responses(a, b) == []
-    c = AttendResp(1, 2, False, 3, (-4,), (5,)).encode()
+    c = AttendResp(1, 2, False, 3, (-4,), (1, 0)).encode()
     errs = compare_responses(a, c)
     assert len(errs) == 1 and "packet 0 word 2" in errs[0]
     packets, rest = split_packets(a + ClearResp(2).encode() + [(1, False)])

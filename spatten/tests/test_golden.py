@@ -194,7 +194,8 @@ def test_accelerator_matches_pure_attend_with_gathered_rows() -> None:
                         params=P)
     assert isinstance(resp, AttendResp) and resp.cycles is None
     assert resp.out == tuple(ref.out.tolist()) and resp.m == 3 and resp.n == 7
-    assert resp.token_ids == tuple(toks[ref.selected].tolist())
+    assert resp.token_ids(toks) == tuple(toks[ref.selected].tolist())
+    assert resp.positions == tuple(int(j) for j in ref.selected)
     assert resp.requantized and resp.pmax == ref.probs.pmax
     # o_i = sum over selected of p_j v_ji, recomputed with Python ints
     exp = [sum(int(ref.probs.p[j]) * int(v[toks[j], i]) for j in ref.selected) for i in range(8)]
@@ -263,7 +264,7 @@ def test_single_token_and_all_values() -> None:
     # N = 1: p = 2^16 exactly, o = 2^16 * v_7
     r = acc.run(AttendCmd(tag=0, n=1, query=q, tokens_base=tl, k_msb_bits=6, v_bits=8,
                           score_scale=40000, score_shift=10, **bases))
-    assert r.out == tuple(65536 * int(x) for x in v[7]) and r.token_ids == (7,) and r.pmax == 65536
+    assert r.out == tuple(65536 * int(x) for x in v[7]) and r.token_ids([7]) == (7,) and r.pmax == 65536
 
 
 @pytest.mark.parametrize("mutate", [
@@ -378,7 +379,7 @@ def test_wide_rows_stream_file_and_traffic(tmp_path) -> None:
                              40000, 40, pw)[3]
     order = sorted(range(37), key=lambda j: (-int(p[j]), j))[:10]
     sel = sorted(order)
-    assert resp.token_ids == tuple(int(toks[j]) for j in sel)
+    assert resp.token_ids(toks) == tuple(int(toks[j]) for j in sel)
     assert resp.out == tuple(sum(int(p[j]) * int(v[toks[j], i]) for j in sel) for i in range(d))
     t = acc.last_traffic
     assert (t.token_list, t.k_msb, t.k_lsb, t.v, t.total) == (3, 37 * 4, 0, 10 * 4, 3 + 148 + 40)

@@ -69,7 +69,7 @@ def test_group_is_its_heads_in_order() -> None:
     t = a.last_traffic
     sel = set()
     for s in singles:
-        sel |= set(s.token_ids)
+        sel |= set(s.token_ids(toks))
     row = lambda bits: -(-8 * bits // 8 // P.burst_bytes) or 1  # noqa: E731  (bursts of a row: 1 here)
     assert t.token_list == 1 and t.k_msb == 9 * row(6)
     assert t.k_lsb == (9 * row(4) if any(s.requantized for s in singles) else 0)

@@ -16,7 +16,7 @@ object BackState extends ChiselEnum {
 /** States of the back end's responder, which writes an ATTEND's response while the value
   * path runs the next ATTEND (exposed on the status bundle like [[BackState]]). */
 object RespState extends ChiselEnum {
-  val idle, respGroup, respHeader, respWord1, respO, respIds = Value
+  val idle, respGroup, respHeader, respWord1, respO, respSel = Value
   /** The state names, by number. */
   def names: Seq[String] = allNames
   val stateBits: Int = getWidth
@@ -63,8 +63,8 @@ class AttendJob(p: SpAttenParams) extends Bundle {
   * [[ValueAccumulator]] (`C` row lanes). Its result updates the head importance and goes,
   * with the job, to the responder (when it is free); the slot is then free and the value
   * path takes the next job. The responder writes the response (header, pmax and cycles,
-  * `D` outputs, the selected ids four to a word, one word a cycle) while the next job's
-  * probabilities and values run: the selected-id buffer has two halves, one written by the
+  * `D` outputs, the selection map, 64 list positions a word, one word a cycle) while the next job's
+  * probabilities and values run: the selection map has two halves, one written by the
   * value path, the other read by the responder (they swap at each hand-over).
   *
   * `vFetch` and `vRowsIn` are the value [[RowFetcher]]'s own ports (it issues up to `C`
@@ -72,7 +72,7 @@ class AttendJob(p: SpAttenParams) extends Bundle {
   * rows from `vRows` (the later heads of a group) also come `C` a cycle.
   *
   * Interface to the others: owns the value path (value fetcher, assembler, value top-k,
-  * accumulator, probability, selected-id and V row buffers); shares `softmax` (drives its
+  * accumulator, probability, selection map and V row buffers); shares `softmax` (drives its
   * stream and probs), `imp` (token and head accumulation) and `bank` (reads the job's
   * slot, one list row a cycle, and clears `slotBusy` after the response). `drained` tells
   * the front end that no ATTEND is here or waiting in `jobs`. Its response words leave on
@@ -88,8 +88,11 @@ class BackEnd(p: SpAttenParams, jobs: DecoupledIO[AttendJob], cycle: UInt, softm
   private val cntBits    = p.tokenIdxBits
   private val pBits      = p.probFracBits + 1
   private val idxBits    = log2Ceil(p.maxTokens).max(1)
-  private val idsPerWord = ResponseWords.idsPerWord
-  private val idLaneBits = log2Ceil(idsPerWord)
+  /** List positions a selection word of the response covers (64). */
+  private val selPer     = ResponseWords.selPerWord
+  private val selBits    = log2Ceil(selPer)
+  private val selWords   = (p.maxTokens + selPer - 1) / selPer
+  private val selWBits   = log2Ceil(selWords).max(1)
 
   // ---------------- several positions a cycle ----------------
   /** Positions a beat: probabilities, importance adds, value rows (`keysPerCycle`). */
@@ -131,12 +134,18 @@ class BackEnd(p: SpAttenParams, jobs: DecoupledIO[AttendJob], cycle: UInt, softm
 
   /** Probabilities by position, C to a row. */
   val pBuf   = Mem(blocks, Vec(C, UInt(pBits.W)))
-  /** The selected ids in selection order, C banks (selection index j in bank j % C, row
-    * j / C: a beat's ids may straddle two rows); two halves (`wHalf`: the value path's,
-    * the other the responder's). */
-  val selBuf = Seq.fill(C)(Mem(2 << blockBits, UInt(p.tokenBits.W)))
+  /** The selection as a bit map of list positions, 64 to a word (the response's selection
+    * words); two halves (`wHalf`: the value path's, the other the responder's). A word is
+    * read as zero until its first write in the job (`selSet`, cleared at each hand-over for
+    * the half the value path takes next). */
+  val selMap = Mem(2 * selWords, UInt(selPer.W))
+  val selSet = RegInit(0.U((2 * selWords).W))
   val wHalf  = RegInit(false.B)
-  private def selRow(half: Bool, j: UInt): UInt = Cat(half, blockOf(j))
+  private def selAddr(half: Bool, w: UInt): UInt = Cat(half, low(w, selWBits))
+  private def selWord(half: Bool, w: UInt): UInt = {
+    val a = selAddr(half, w)
+    Mux(selSet(a), selMap(a), 0.U)
+  }
   /** The responder's job, outputs and state. */
   val rj     = Reg(new AttendJob(p))
   val outO   = Reg(Vec(p.maxHeadDim, SInt(64.W)))
@@ -234,7 +243,7 @@ class BackEnd(p: SpAttenParams, jobs: DecoupledIO[AttendJob], cycle: UInt, softm
     listRow(lane)
   }
 
-  // ---- issue: a beat of positions -> selected ids, V fetches of the rows not buffered ----
+  // ---- issue: a beat of positions -> the selection map, V fetches of the rows not buffered ----
   val issBlock = blockOf(iss.bits.pos0)
   val issLane0 = laneOf(iss.bits.pos0)
   val issLive  = iss.bits.mask.asBools
@@ -260,16 +269,13 @@ class BackEnd(p: SpAttenParams, jobs: DecoupledIO[AttendJob], cycle: UInt, softm
   accQ.io.enq.bits := iss.bits
   val issCount = PopCount(iss.bits.mask)
   when(iss.fire) {
-    // the ids of the value rows join the response's ids (selection order = position order):
-    // the beat's k-th selected lane is selection index bIssue + k, in bank (bIssue + k) % C
-    val issRank = VecInit(Seq.tabulate(C)(i => PopCount(iss.bits.mask & ((1 << i) - 1).U(C.W))))
-    for (b <- 0 until C) {
-      val k = (b.U(cBits.max(1).W) - laneOf(bIssue))(cBits.max(1) - 1, 0)
-      val kk = if (C == 1) 0.U else k
-      val j = bIssue + kk
-      val id = Mux1H(Seq.tabulate(C)(i => (issLive(i) && issRank(i) === kk) -> idAt(iss.bits.pos0, i)))
-      when(kk < issCount) { selBuf(b).write(selRow(wHalf, j), id) }
-    }
+    // the beat's positions join the response's selection map (a C-aligned block lies in
+    // one 64-position word)
+    val w = iss.bits.pos0 >> selBits
+    val a = selAddr(wHalf, w)
+    val off = if (selBits == 0) 0.U else iss.bits.pos0(selBits - 1, 0)
+    selMap.write(a, selWord(wHalf, w) | (iss.bits.mask.pad(selPer) << off)(selPer - 1, 0))
+    selSet := selSet | UIntToOH(a, 2 * selWords)
     bIssue := bIssue + issCount
   }
 
@@ -386,6 +392,9 @@ class BackEnd(p: SpAttenParams, jobs: DecoupledIO[AttendJob], cycle: UInt, softm
       rj := cur
       rAux := 0.U
       wHalf := !wHalf
+      // the half the value path takes next starts empty (the responder has sent it)
+      val nextHalf = (((BigInt(1) << selWords) - 1) << selWords).U((2 * selWords).W)
+      selSet := selSet & Mux(wHalf, nextHalf, ~nextHalf)
       val hMax = ((BigInt(1) << p.headImportanceBits) - 1).U
       val amount = valueAcc.io.result.bits.headImp
       imp.io.headAcc.valid := cur.accum
@@ -424,20 +433,15 @@ class BackEnd(p: SpAttenParams, jobs: DecoupledIO[AttendJob], cycle: UInt, softm
       rAux := rAux + 1.U
       when(rAux === rj.d - 1.U) {
         rAux := 0.U
-        rstate := RespState.respIds
+        rstate := RespState.respSel
       }
     }
   }
-  when(rin(RespState.respIds)) {
-    // one id word a cycle, from the responder's half of selBuf; lanes past M are zero
-    val ids = (0 until idsPerWord).map { i =>
-      val k = (rAux << idLaneBits) + i.U
-      val row = selRow(!wHalf, k)
-      Mux(k < rj.m, VecInit(selBuf.map(_(row)))(laneOf(k)), 0.U)
-    }
+  when(rin(RespState.respSel)) {
+    // one selection word a cycle (64 list positions), from the responder's half
     bWordValid := true.B
-    bWord := ResponseWords.ids(ids)
-    val sectionEnd = rAux === (rj.m - 1.U) >> idLaneBits
+    bWord := ResponseWords.sel(selWord(!wHalf, rAux))
+    val sectionEnd = rAux === (rj.n - 1.U) >> selBits
     bWordLast := sectionEnd && (!rj.isGroup || rj.lastOfGroup)
     when(bWordFire) {
       rAux := rAux + 1.U

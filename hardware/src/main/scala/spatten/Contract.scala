@@ -153,7 +153,7 @@ object Contract {
   val attendResp: Packet = Packet("attendResp", "response", Seq("ATTEND"), 2, Seq(
     opcodeF, tagF, f("m", 0, 39, 24), f("requantized", 0, 40, 40), f("n", 0, 63, 48),
     f("pmax", 1, 16, 0), f("headId", 1, 24, 17), f("cycles", 1, 63, 32)),
-    Seq(Tail("o", 64, 1, signed = true, "d"), Tail("ids", 16, 4, signed = false, "m")))
+    Seq(Tail("o", 64, 1, signed = true, "d"), Tail("sel", 1, 64, signed = false, "n")))
 
   /** Grouped ATTEND response: one header word, then one [[attendResp]] section per head,
     * in the command's head order (`last` only on the final word of the last). */
@@ -255,9 +255,8 @@ object Opcode {
 object ResponseWords {
   import Contract._
 
-  private val idTail = attendResp.tail("ids")
-  require(topkResp.tail("ids") == idTail.copy(count = "count"),
-    "the TOPK and ATTEND responses must pack ids alike (one id packer)")
+  private val idTail = topkResp.tail("ids")
+  private val selTail = attendResp.tail("sel")
   // The front end builds the TOPK_*, READ_IMPORTANCE and CLEAR headers with one packer,
   // whatever the opcode: their count fields must coincide.
   require(readImportanceResp("n").copy(name = "count") == topkResp("count"),
@@ -283,6 +282,10 @@ object ResponseWords {
   def o(x: SInt): UInt = attendResp.tail("o").pack(Seq(x.asUInt))
   /** A response id word, lane 0 first. */
   def ids(lanes: Seq[UInt]): UInt = idTail.pack(lanes)
+  /** Positions a selection word of an ATTEND response covers (bit i: position 64 w + i). */
+  val selPerWord: Int = selTail.lanesPerWord
+  /** An ATTEND selection word: bit `i` set when list position `64 w + i` is selected. */
+  def sel(bits: UInt): UInt = { require(bits.getWidth <= selPerWord); bits.pad(Contract.wordBits) }
   /** The header of a TOPK_TOKENS / TOPK_HEADS (`count` kept), READ_IMPORTANCE (`count` =
     * n) or CLEAR (`count` = 0) response. */
   def header(opcode: UInt, tag: UInt, count: UInt): UInt =
