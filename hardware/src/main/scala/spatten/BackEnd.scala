@@ -93,6 +93,8 @@ class BackEnd(p: SpAttenParams, jobs: DecoupledIO[AttendJob], cycle: UInt, softm
   private val selBits    = log2Ceil(selPer)
   private val selWords   = (p.maxTokens + selPer - 1) / selPer
   private val selWBits   = log2Ceil(selWords).max(1)
+  /** Words of one half of the map (addresses `half << selWBits | w`). */
+  private val selHalf    = 1 << selWBits
 
   // ---------------- several positions a cycle ----------------
   /** Positions a beat: probabilities, importance adds, value rows (`keysPerCycle`). */
@@ -138,8 +140,8 @@ class BackEnd(p: SpAttenParams, jobs: DecoupledIO[AttendJob], cycle: UInt, softm
     * words); two halves (`wHalf`: the value path's, the other the responder's). A word is
     * read as zero until its first write in the job (`selSet`, cleared at each hand-over for
     * the half the value path takes next). */
-  val selMap = Mem(2 * selWords, UInt(selPer.W))
-  val selSet = RegInit(0.U((2 * selWords).W))
+  val selMap = Mem(2 * selHalf, UInt(selPer.W))
+  val selSet = RegInit(0.U((2 * selHalf).W))
   val wHalf  = RegInit(false.B)
   private def selAddr(half: Bool, w: UInt): UInt = Cat(half, low(w, selWBits))
   private def selWord(half: Bool, w: UInt): UInt = {
@@ -275,7 +277,7 @@ class BackEnd(p: SpAttenParams, jobs: DecoupledIO[AttendJob], cycle: UInt, softm
     val a = selAddr(wHalf, w)
     val off = if (selBits == 0) 0.U else iss.bits.pos0(selBits - 1, 0)
     selMap.write(a, selWord(wHalf, w) | (iss.bits.mask.pad(selPer) << off)(selPer - 1, 0))
-    selSet := selSet | UIntToOH(a, 2 * selWords)
+    selSet := selSet | UIntToOH(a, 2 * selHalf)
     bIssue := bIssue + issCount
   }
 
@@ -393,7 +395,7 @@ class BackEnd(p: SpAttenParams, jobs: DecoupledIO[AttendJob], cycle: UInt, softm
       rAux := 0.U
       wHalf := !wHalf
       // the half the value path takes next starts empty (the responder has sent it)
-      val nextHalf = (((BigInt(1) << selWords) - 1) << selWords).U((2 * selWords).W)
+      val nextHalf = (((BigInt(1) << selHalf) - 1) << selHalf).U((2 * selHalf).W)
       selSet := selSet & Mux(wHalf, nextHalf, ~nextHalf)
       val hMax = ((BigInt(1) << p.headImportanceBits) - 1).U
       val amount = valueAcc.io.result.bits.headImp
