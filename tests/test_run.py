@@ -75,11 +75,11 @@ def test_run_tiny_workload_end_to_end(tmp_path: Path) -> None:
     # lower bounds by unit (tiny: K = 2, 16 lanes, D = 16; worked out by hand from _rows()):
     # P x V: beats of 2 rows, 2 cycles each (8 columns a row lane): m = 10, 10, 7, 7 per
     # step -> 10 + 10 + 8 + 8; probabilities: ceil(n / 2) per head; responses: ATTEND 2 +
-    # D + ceil(m / 4) words, CLEAR 1, each TOPK (30 kept) 1 + 8
+    # D + ceil(n / 64) words (one selection-map word: n <= 64), CLEAR 1, each TOPK (30 kept) 1 + 8
     b = s["unit_bounds"]
     assert b["pxv_array"] == 2 * (10 + 10 + 8 + 8)
     assert b["probabilities"] == 2 * 20 + 2 * 15 + 2 * 21 + 2 * 15
-    assert b["response"] == 2 * (2 * 21 + 2 * 20) + 1 + 2 * 9
+    assert b["response"] == 8 * (2 + 16 + 1) + 1 + 2 * 9
     # dot array: one key a beat at D' = 16 on 16 lanes; pass 1 of every head, pass 2 of some
     n_keys = sum(r.key_fetch_num for r in _rows())
     assert n_keys < b["dot_array"] < 2 * n_keys
