@@ -83,7 +83,7 @@ def test_response_words_and_cycles_masked() -> None:
     assert isinstance(resp, GroupAttendResp) and len(resp.sections) == 2
     # the same packet with cycle counts in each section compares equal; another bit does not
     s0 = 1
-    s1 = s0 + 2 + 8 + -(-resp.sections[0].m // 4)
+    s1 = s0 + 2 + 8 + -(-resp.sections[0].n // 64)  # header, D outputs, selection map
     hw = list(exp)
     for s in (s0, s1):
         w, last = hw[s + 1]
