@@ -263,6 +263,16 @@ class FrontEnd(p: SpAttenParams, reqIn: DecoupledIO[Request], ids: DecoupledIO[P
   }
 
   // ---------------- token list fetch ----------------
+  /** Writes the list row on `keyFetch.io.out` as row `row` of slot `s`; true when one of
+    * its ids below `n` is one the importance buffer cannot hold and `checkIds` is set. */
+  private def listRowIn(s: UInt, row: UInt, n: UInt, checkIds: Bool): Bool = {
+    val rowIds = bank.rowIds(keyFetch.io.out.bits.rows(0))
+    bank.write(s, row, rowIds)
+    VecInit(Seq.tabulate(bank.idsPerRow) { i =>
+      val j = (row << bank.laneBits) + i.U
+      j < n && (rowIds(i) >> imp.idBits).orR && checkIds
+    }).asUInt.orR
+  }
   // (padded: with maxTokens >= 2^15 the shifted sum is narrower than cntBits + 1)
   val listBursts = ((req.n +& (bank.idsPerRow - 1).U) >> bank.laneBits).pad(cntBits + 1)(cntBits, 0)
   // the group's later heads copy the list from the previous slot (the previous head's,
@@ -294,12 +304,7 @@ class FrontEnd(p: SpAttenParams, reqIn: DecoupledIO[Request], ids: DecoupledIO[P
     when(keyFetch.io.rows.fire) { issueCnt := issueCnt + keyFetch.io.rows.bits.count }
     keyFetch.io.out.ready := true.B
     when(keyFetch.io.out.fire) {
-      val rowIds = bank.rowIds(keyFetch.io.out.bits.rows(0))
-      bank.write(slot, doneCnt, rowIds)
-      for (i <- 0 until bank.idsPerRow) {
-        val j = (doneCnt << bank.laneBits) + i.U
-        when(j < req.n && (rowIds(i) >> imp.idBits).orR && usesImportance) { badId := true.B }
-      }
+      when(listRowIn(slot, doneCnt, req.n, usesImportance)) { badId := true.B }
       doneCnt := doneCnt + 1.U
     }
     val allIn = doneCnt === listBursts
@@ -491,12 +496,7 @@ class FrontEnd(p: SpAttenParams, reqIn: DecoupledIO[Request], ids: DecoupledIO[P
     keyFetch.io.maxRows := 1.U
     keyFetch.io.out.ready := true.B
     when(keyFetch.io.out.fire) {
-      val rowIds = bank.rowIds(keyFetch.io.out.bits.rows(0))
-      bank.write(pSlot, pDone, rowIds)
-      for (i <- 0 until bank.idsPerRow) {
-        val j = (pDone << bank.laneBits) + i.U
-        when(j < pReq.n && (rowIds(i) >> imp.idBits).orR && pReq.accum) { pBad := true.B }
-      }
+      when(listRowIn(pSlot, pDone, pReq.n, pReq.accum)) { pBad := true.B }
       pDone := pDone + 1.U
     }
   }
