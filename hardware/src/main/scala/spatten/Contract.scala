@@ -285,7 +285,7 @@ object ResponseWords {
   /** Positions a selection word of an ATTEND response covers (bit i: position 64 w + i). */
   val selPerWord: Int = selTail.lanesPerWord
   /** An ATTEND selection word: bit `i` set when list position `64 w + i` is selected. */
-  def sel(bits: UInt): UInt = { require(bits.getWidth <= selPerWord); bits.pad(Contract.wordBits) }
+  def sel(bits: UInt): UInt = selTail.pack(bits.asBools)
   /** The header of a TOPK_TOKENS / TOPK_HEADS (`count` kept), READ_IMPORTANCE (`count` =
     * n) or CLEAR (`count` = 0) response. */
   def header(opcode: UInt, tag: UInt, count: UInt): UInt =

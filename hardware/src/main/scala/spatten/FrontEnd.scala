@@ -273,8 +273,10 @@ class FrontEnd(p: SpAttenParams, reqIn: DecoupledIO[Request], ids: DecoupledIO[P
       j < n && (rowIds(i) >> imp.idBits).orR && checkIds
     }).asUInt.orR
   }
-  // (padded: with maxTokens >= 2^15 the shifted sum is narrower than cntBits + 1)
-  val listBursts = ((req.n +& (bank.idsPerRow - 1).U) >> bank.laneBits).pad(cntBits + 1)(cntBits, 0)
+  /** List rows (bursts) of an `n`-token list (padded: with maxTokens >= 2^15 the shifted
+    * sum is narrower than cntBits + 1). */
+  private def listRows(n: UInt): UInt = ((n +& (bank.idsPerRow - 1).U) >> bank.laneBits).pad(cntBits + 1)(cntBits, 0)
+  val listBursts = listRows(req.n)
   // the group's later heads copy the list from the previous slot (the previous head's,
   // which only the front end writes) instead of fetching it again
   val copyList = isAttend && g =/= 0.U
@@ -457,7 +459,7 @@ class FrontEnd(p: SpAttenParams, reqIn: DecoupledIO[Request], ids: DecoupledIO[P
   // next request's slot is slot + 1); only an ATTEND or ATTEND_GROUP without an error (the
   // other commands wait for the back end in order).
   val pReq  = Mux(pOwn, req, nReq)
-  pListBursts := ((pReq.n +& (bank.idsPerRow - 1).U) >> bank.laneBits).pad(cntBits + 1)(cntBits, 0)
+  pListBursts := listRows(pReq.n)
   val nextAttend = !reqIn.bits.error &&
     (reqIn.bits.opcode === Opcode.attend.U || reqIn.bits.opcode === Opcode.attendGroup.U)
   when(isAttend && lastHead && (in(CtrlState.keys) || in(CtrlState.summary)) && !nHeld && !pOwn &&
