@@ -254,6 +254,7 @@ class FetchBfm:
         self.sent_rows = [0] * self.clients
         self.sent_bursts = [0] * self.clients
         self.nonempty_rows = [0] * self.clients
+        self.max_rows_free = [Event() for _ in range(self.clients)]  # see _blocker
 
     def port(self, name: str, client: int) -> str:
         return f"io_{name}_{client}" if self.pair else f"io_{name}"
@@ -282,7 +283,7 @@ class FetchBfm:
             # `count` are don't-care and may change)
             self.groups.append(StreamSink(d, self.port("out", c), d.clock, rng_for(f"groups{c}"),
                                           k.stall_prob, check_stable=False))
-            cocotb.start_soon(self._blocker(self.groups[c], rng_for(f"block{c}")))
+            cocotb.start_soon(self._blocker(c, rng_for(f"block{c}")))
             if k.vary_max_rows:
                 cocotb.start_soon(self._max_rows(c, rng_for(f"maxrows{c}")))
         self.dram = DramAgent(d, d.clock, self.p, self.mem.img, rng_for("dram"), latency=k.latency,
@@ -290,12 +291,16 @@ class FetchBfm:
                               queue_limit=self.clients * self.p.max_inflight)
         self.reset_done.set()
 
-    async def _blocker(self, sink: StreamSink, rng: random.Random) -> None:
+    async def _blocker(self, client: int, rng: random.Random) -> None:
         """Now and then hold ``groups`` blocked for a while (the fetcher's credits run out:
-        a window lasts long enough for ``maxInflight`` requests a channel to be issued)."""
+        a window lasts long enough for ``maxInflight`` requests a channel to be issued).
+        Every run has one window early; ``maxRows`` stays at ``keysPerCycle`` (its value
+        from reset) until the rows piled up in it have left, so that some leave as beats of
+        2+ rows (``beatOutMulti`` whatever the seed); then :meth:`_max_rows` varies it."""
         k = self.knobs
+        sink = self.groups[client]
         cap = self.p.max_inflight
-        first = rng.randint(30, 200)  # one window early in every run, then at random
+        first = rng.randint(30, 200)
         while k.block_prob > 0:
             await RisingEdge(self.dut.clock)
             first -= 1
@@ -303,12 +308,20 @@ class FetchBfm:
                 sink.stall_prob = 1.0
                 await ClockCycles(self.dut.clock, rng.randint(cap, 4 * cap + 100))
                 sink.stall_prob = k.stall_prob
+                if first == 0:
+                    cocotb.start_soon(self._release_max_rows(client, 4 * cap + 100))
+
+    async def _release_max_rows(self, client: int, cycles: int) -> None:
+        await ClockCycles(self.dut.clock, cycles)
+        self.max_rows_free[client].set()
 
     async def _max_rows(self, client: int, rng: random.Random) -> None:
         """``maxRows`` changes at random, only between beats (right after a handshake or
-        while nothing is offered)."""
+        while nothing is offered), once the first blocked window has drained."""
         sig = getattr(self.dut, self.port("maxRows", client))
         v = getattr(self.dut, self.port("out", client) + "_valid")
+        if self.knobs.block_prob > 0:
+            await self.max_rows_free[client].wait()
         while True:
             await RisingEdge(self.dut.clock)
             if rng.random() < 0.05 and not int(v.value):
