@@ -472,10 +472,11 @@ class FrontEnd(p: SpAttenParams, reqIn: DecoupledIO[Request], ids: DecoupledIO[P
     pDone := 0.U
     pBad := false.B
   }
-  // issue: up to K list rows a beat, when the key path does not issue (and the slot is free)
+  // issue: up to K list rows a beat, when the key path does not issue and the slot is
+  // free: also once the request owns the list (`pOwn`), since it may still be in
+  // `waitSlot` with the back end reading that slot's list for an earlier request's values
   val ownList = in(CtrlState.list) && !copyList && !pOwn
-  val pCanIssue = pAct && pIssue < pListBursts && !keyIssueWant && !ownList &&
-    (pOwn || !bank.slotBusy(pSlot))
+  val pCanIssue = pAct && pIssue < pListBursts && !keyIssueWant && !ownList && !bank.slotBusy(pSlot)
   val kDeliv = Mux(in(CtrlState.keys) && !fromRows && keyFetch.io.out.fire && !listNext,
     keyFetch.io.out.bits.count, 0.U)
   val kIssued = Mux(in(CtrlState.keys) && !fromRows && keyFetch.io.rows.fire && !pCanIssue,
