@@ -278,12 +278,23 @@ class FrontEnd(p: SpAttenParams, reqIn: DecoupledIO[Request], ids: DecoupledIO[P
   private def listRows(n: UInt): UInt = ((n +& (bank.idsPerRow - 1).U) >> bank.laneBits).pad(cntBits + 1)(cntBits, 0)
   val listBursts = listRows(req.n)
   // the group's later heads copy the list from the previous slot (the previous head's,
-  // which only the front end writes) instead of fetching it again
+  // which only the front end writes) instead of fetching it again: ahead, during the
+  // previous head's keys and summary, once the next slot is free (`cDone` rows copied;
+  // the write port is otherwise unused then: a list is fetched ahead only during the last
+  // head), and the rest here
   val copyList = isAttend && g =/= 0.U
+  val cDone = RegInit(0.U(cntBits.W))
+  when(isAttend && !lastHead && (in(CtrlState.keys) || in(CtrlState.summary)) &&
+      cDone < listBursts && !bank.slotBusy(slot + 1.U)) {
+    bank.write(slot + 1.U, cDone, bank.row(slot, cDone))
+    cDone := cDone + 1.U
+  }
   when(in(CtrlState.list) && copyList) {
-    bank.write(slot, doneCnt, bank.row(slot - 1.U, doneCnt))
-    doneCnt := doneCnt + 1.U
-    when(doneCnt === listBursts - 1.U) {
+    when(doneCnt < listBursts) {
+      bank.write(slot, doneCnt, bank.row(slot - 1.U, doneCnt))
+      doneCnt := doneCnt + 1.U
+    }
+    when(doneCnt +& 1.U >= listBursts) {
       doneCnt := 0.U
       goto(CtrlState.keys)
     }
@@ -423,12 +434,14 @@ class FrontEnd(p: SpAttenParams, reqIn: DecoupledIO[Request], ids: DecoupledIO[P
       when(lastHead) {
         goto(CtrlState.idle)
       }.otherwise {
-        // the group's next head: its own slot, the list copied, keys from the row buffer
+        // the group's next head: its own slot, the list copied (partly or wholly ahead:
+        // `cDone`), keys from the row buffer
         g := g + 1.U
         pass := 1.U
         requantized := false.B
         issueCnt := 0.U
-        doneCnt := 0.U
+        doneCnt := cDone
+        cDone := 0.U
         aux := 0.U
         rowIn := 0.U
         goto(CtrlState.waitSlot)
