@@ -33,7 +33,9 @@ object CtrlState extends ChiselEnum {
   * same array: since `(msb << L) | lsb = (msb << L) + lsb`, the full-precision score is the
   * pass-1 score plus `q . lsb`, so the MSB plane is never fetched twice. The request, its
   * slot and its summary go to the back end as an [[AttendJob]] (`jobs`), and the front end
-  * takes the next request.
+  * takes the next request. The next ATTEND's token list is fetched ahead, during the key
+  * pass and summary of this request's last head (SPEC.md section 2, "Throughput of the key
+  * side").
   *
   * Other commands (in order with the ATTENDs: each waits in `drain` until `backDrained`,
   * i.e. the back end has answered every earlier ATTEND): TOPK_TOKENS / TOPK_HEADS rank
@@ -135,6 +137,23 @@ class FrontEnd(p: SpAttenParams, reqIn: DecoupledIO[Request], ids: DecoupledIO[P
   val aux      = RegInit(0.U(cntBits.W)) // third counter (scores into softmax, ids sent)
   val cmdSent  = RegInit(false.B)
 
+  // ---------------- the next ATTEND's token list, fetched ahead ----------------
+  /** The next request, taken from `reqIn` while this request's last head runs its keys
+    * (`nHeld`); its list is fetched into the next slot while the key rows of this one are
+    * in flight or computed. `pOwn`: the list being fetched ahead is the running request's
+    * (it became `req` in `idle`); its `list` state waits for the rest. */
+  val nReq    = Reg(new Request(p))
+  val nHeld   = RegInit(false.B)
+  val pOwn    = RegInit(false.B)
+  val pIssue  = RegInit(0.U(cntBits.W)) // list rows issued
+  val pDone   = RegInit(0.U(cntBits.W)) // list rows received
+  val pBad    = RegInit(false.B)        // an id the importance buffer cannot hold
+  val pSlot   = RegInit(0.U(bank.slotBits.W)) // the slot it goes to (the next one)
+  /** Key rows issued and not yet delivered; of them, those issued before the list's first
+    * row (the fetcher delivers in order: these rows, then the list rows, then the rest). */
+  val kPend   = RegInit(0.U((cntBits + 1).W))
+  val kBefore = RegInit(0.U((cntBits + 1).W))
+
   // defaults
   reqIn.ready := false.B
   ids.valid := false.B
@@ -194,9 +213,13 @@ class FrontEnd(p: SpAttenParams, reqIn: DecoupledIO[Request], ids: DecoupledIO[P
 
   // ---------------- idle: take a request ----------------
   when(in(CtrlState.idle)) {
-    reqIn.ready := true.B
-    when(reqIn.fire) {
-      val r = reqIn.bits
+    reqIn.ready := !nHeld
+    when(reqIn.fire || nHeld) {
+      val r = Mux(nHeld, nReq, reqIn.bits)
+      when(nHeld) {
+        nHeld := false.B
+        pOwn := true.B // its list is (being) fetched into the slot it takes
+      }
       req := r
       g := 0.U
       lsbCached := false.B
@@ -240,20 +263,53 @@ class FrontEnd(p: SpAttenParams, reqIn: DecoupledIO[Request], ids: DecoupledIO[P
   }
 
   // ---------------- token list fetch ----------------
-  // (padded: with maxTokens >= 2^15 the shifted sum is narrower than cntBits + 1)
-  val listBursts = ((req.n +& (bank.idsPerRow - 1).U) >> bank.laneBits).pad(cntBits + 1)(cntBits, 0)
+  /** Writes the list row on `keyFetch.io.out` as row `row` of slot `s`; true when one of
+    * its ids below `n` is one the importance buffer cannot hold and `checkIds` is set. */
+  private def listRowIn(s: UInt, row: UInt, n: UInt, checkIds: Bool): Bool = {
+    val rowIds = bank.rowIds(keyFetch.io.out.bits.rows(0))
+    bank.write(s, row, rowIds)
+    VecInit(Seq.tabulate(bank.idsPerRow) { i =>
+      val j = (row << bank.laneBits) + i.U
+      j < n && (rowIds(i) >> imp.idBits).orR && checkIds
+    }).asUInt.orR
+  }
+  /** List rows (bursts) of an `n`-token list (padded: with maxTokens >= 2^15 the shifted
+    * sum is narrower than cntBits + 1). */
+  private def listRows(n: UInt): UInt = ((n +& (bank.idsPerRow - 1).U) >> bank.laneBits).pad(cntBits + 1)(cntBits, 0)
+  val listBursts = listRows(req.n)
   // the group's later heads copy the list from the previous slot (the previous head's,
-  // which only the front end writes) instead of fetching it again
+  // which only the front end writes) instead of fetching it again: ahead, during the
+  // previous head's keys and summary, once the next slot is free (`cDone` rows copied;
+  // the write port is otherwise unused then: a list is fetched ahead only during the last
+  // head), and the rest here
   val copyList = isAttend && g =/= 0.U
+  val cDone = RegInit(0.U(cntBits.W))
+  when(isAttend && !lastHead && (in(CtrlState.keys) || in(CtrlState.summary)) &&
+      cDone < listBursts && !bank.slotBusy(slot + 1.U)) {
+    bank.write(slot + 1.U, cDone, bank.row(slot, cDone))
+    cDone := cDone + 1.U
+  }
   when(in(CtrlState.list) && copyList) {
-    bank.write(slot, doneCnt, bank.row(slot - 1.U, doneCnt))
-    doneCnt := doneCnt + 1.U
-    when(doneCnt === listBursts - 1.U) {
+    when(doneCnt < listBursts) {
+      bank.write(slot, doneCnt, bank.row(slot - 1.U, doneCnt))
+      doneCnt := doneCnt + 1.U
+    }
+    when(doneCnt +& 1.U >= listBursts) {
       doneCnt := 0.U
       goto(CtrlState.keys)
     }
   }
-  when(in(CtrlState.list) && !copyList) {
+  when(in(CtrlState.list) && pOwn) {
+    // the list was fetched ahead (below): wait for its last rows
+    when(pDone === listBursts) {
+      pOwn := false.B
+      pIssue := 0.U
+      pDone := 0.U
+      badId := pBad
+      goto(Mux(pBad, CtrlState.drain, CtrlState.keys))
+    }
+  }
+  when(in(CtrlState.list) && !copyList && !pOwn) {
     // up to K list bursts a beat out; one list row a cycle into the bank
     val listLeft = listBursts - issueCnt
     keyFetch.io.rows.valid := issueCnt < listBursts
@@ -261,12 +317,7 @@ class FrontEnd(p: SpAttenParams, reqIn: DecoupledIO[Request], ids: DecoupledIO[P
     when(keyFetch.io.rows.fire) { issueCnt := issueCnt + keyFetch.io.rows.bits.count }
     keyFetch.io.out.ready := true.B
     when(keyFetch.io.out.fire) {
-      val rowIds = bank.rowIds(keyFetch.io.out.bits.rows(0))
-      bank.write(slot, doneCnt, rowIds)
-      for (i <- 0 until bank.idsPerRow) {
-        val j = (doneCnt << bank.laneBits) + i.U
-        when(j < req.n && (rowIds(i) >> imp.idBits).orR && usesImportance) { badId := true.B }
-      }
+      when(listRowIn(slot, doneCnt, req.n, usesImportance)) { badId := true.B }
       doneCnt := doneCnt + 1.U
     }
     val allIn = doneCnt === listBursts
@@ -299,20 +350,31 @@ class FrontEnd(p: SpAttenParams, reqIn: DecoupledIO[Request], ids: DecoupledIO[P
     keyUnpack.io.in.bits.count := upTo(n - issueCnt, perBeat)
     when(keyUnpack.io.in.fire) { issueCnt := issueCnt + keyUnpack.io.in.bits.count }
   }
+  /** The list fetched ahead is partly issued: key rows wait until it is all issued. */
+  val pListBursts = Wire(UInt((cntBits + 1).W))
+  val pAct = nHeld || pOwn
+  val listMid = pAct && pIssue =/= 0.U && pIssue < pListBursts
+  /** The next delivered row is a list row fetched ahead. */
+  val listNext = pAct && kBefore === 0.U && pDone < pIssue
+  val keyIssueWant = in(CtrlState.keys) && !fromRows && issueCnt < n && !listMid
   when(in(CtrlState.keys) && !fromRows) {
     // issue: the token ids of positions issueCnt.., up to K a beat
     val base = Mux(pass === 1.U, req.kMsbBase, req.kLsbBase)
     val bursts = AttentionController.rowBursts(p, req.d, keyBits)
-    keyFetch.io.rows.valid := issueCnt < n
+    keyFetch.io.rows.valid := keyIssueWant
     keyFetch.io.rows.bits.count := upTo(n - issueCnt, K.U)
     keyFetch.io.rows.bits.rows := VecInit(Seq.tabulate(K)(i => fetchRow(p, bank.tok(slot, issueCnt + i.U), base, bursts)))
-    when(keyFetch.io.rows.fire) { issueCnt := issueCnt + keyFetch.io.rows.bits.count }
+    // (the port also carries the list rows fetched ahead, when the keys do not want it:
+    // those are not key rows)
+    when(keyFetch.io.rows.fire && keyIssueWant) { issueCnt := issueCnt + keyFetch.io.rows.bits.count }
     // rows -> unpack, and into the row buffer for the group's later heads; beats aligned
     // to keysPerBeat positions (so a beat never spans two rows of a softmax bank)
-    keyFetch.io.maxRows := (perBeat - (rowIn & (perBeat - 1.U)))(cBits - 1, 0)
-    keyUnpack.io.in.valid := keyFetch.io.out.valid
-    keyFetch.io.out.ready := keyUnpack.io.in.ready
-    when(keyFetch.io.out.fire) {
+    // (and never past the key rows due before the list rows fetched ahead)
+    val align = perBeat - (rowIn & (perBeat - 1.U))
+    keyFetch.io.maxRows := Mux(kBefore =/= 0.U && kBefore < align, kBefore, align)(cBits - 1, 0)
+    keyUnpack.io.in.valid := keyFetch.io.out.valid && !listNext
+    keyFetch.io.out.ready := keyUnpack.io.in.ready && !listNext
+    when(keyFetch.io.out.fire && !listNext) {
       val beat = keyFetch.io.out.bits
       when(pass === 1.U) { msbRows.write(rowIn, beat.count, beat.rows) }.otherwise { lsbRows.write(rowIn, beat.count, beat.rows) }
       rowIn := rowIn + beat.count
@@ -374,12 +436,14 @@ class FrontEnd(p: SpAttenParams, reqIn: DecoupledIO[Request], ids: DecoupledIO[P
       when(lastHead) {
         goto(CtrlState.idle)
       }.otherwise {
-        // the group's next head: its own slot, the list copied, keys from the row buffer
+        // the group's next head: its own slot, the list copied (partly or wholly ahead:
+        // `cDone`), keys from the row buffer
         g := g + 1.U
         pass := 1.U
         requantized := false.B
         issueCnt := 0.U
-        doneCnt := 0.U
+        doneCnt := cDone
+        cDone := 0.U
         aux := 0.U
         rowIn := 0.U
         goto(CtrlState.waitSlot)
@@ -404,6 +468,56 @@ class FrontEnd(p: SpAttenParams, reqIn: DecoupledIO[Request], ids: DecoupledIO[P
   job.requantized := requantized
   job.pmax := summary.pmax
   job.recip := summary.recip
+
+  // ---------------- the next ATTEND's list, fetched ahead ----------------
+  // Taken while this request's last head runs its keys or waits for its summary (so the
+  // next request's slot is slot + 1); only an ATTEND or ATTEND_GROUP without an error (the
+  // other commands wait for the back end in order).
+  val pReq  = Mux(pOwn, req, nReq)
+  pListBursts := listRows(pReq.n)
+  val nextAttend = !reqIn.bits.error &&
+    (reqIn.bits.opcode === Opcode.attend.U || reqIn.bits.opcode === Opcode.attendGroup.U)
+  when(isAttend && lastHead && (in(CtrlState.keys) || in(CtrlState.summary)) && !nHeld && !pOwn &&
+      reqIn.valid && nextAttend) {
+    reqIn.ready := true.B
+    nReq := reqIn.bits
+    nHeld := true.B
+    pSlot := slot + 1.U
+    pIssue := 0.U
+    pDone := 0.U
+    pBad := false.B
+  }
+  // issue: up to K list rows a beat, when the key path does not issue and the slot is
+  // free: also once the request owns the list (`pOwn`), since it may still be in
+  // `waitSlot` with the back end reading that slot's list for an earlier request's values
+  val ownList = in(CtrlState.list) && !copyList && !pOwn
+  val pCanIssue = pAct && pIssue < pListBursts && !keyIssueWant && !ownList && !bank.slotBusy(pSlot)
+  val kDeliv = Mux(in(CtrlState.keys) && !fromRows && keyFetch.io.out.fire && !listNext,
+    keyFetch.io.out.bits.count, 0.U)
+  val kIssued = Mux(keyIssueWant && keyFetch.io.rows.fire,
+    keyFetch.io.rows.bits.count, 0.U)
+  kPend := kPend + kIssued - kDeliv
+  kBefore := Mux(kBefore > kDeliv, kBefore - kDeliv, 0.U)
+  when(pCanIssue) {
+    val left = pListBursts - pIssue
+    keyFetch.io.rows.valid := true.B
+    keyFetch.io.rows.bits.count := Mux(left > K.U, K.U, left)(cBits - 1, 0)
+    keyFetch.io.rows.bits.rows := VecInit(Seq.tabulate(K)(i => fetchRow(p, pIssue + i.U, pReq.listBase, 1.U)))
+    when(keyFetch.io.rows.fire) {
+      pIssue := pIssue + keyFetch.io.rows.bits.count
+      // the key rows in flight now come before the list rows
+      when(pIssue === 0.U) { kBefore := kPend - kDeliv }
+    }
+  }
+  // delivery: one list row a cycle into the slot, in order after the key rows before it
+  when(listNext) {
+    keyFetch.io.maxRows := 1.U
+    keyFetch.io.out.ready := true.B
+    when(keyFetch.io.out.fire) {
+      when(listRowIn(pSlot, pDone, pReq.n, pReq.accum)) { pBad := true.B }
+      pDone := pDone + 1.U
+    }
+  }
 
   // ---------------- ranking (TOPK_TOKENS, TOPK_HEADS) ----------------
   when(in(CtrlState.tkScores)) {

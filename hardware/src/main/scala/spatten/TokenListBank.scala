@@ -37,9 +37,12 @@ class TokenListBank(p: SpAttenParams, val slots: Int = 2) {
   def rowIds(burst: UInt): Vec[UInt] =
     VecInit(Seq.tabulate(idsPerRow)(i => burst(p.tokenBits * i + p.tokenBits - 1, p.tokenBits * i)))
 
-  /** Writes row `row` of the list in slot `slot`. */
-  def write(slot: UInt, row: UInt, ids: Vec[UInt]): Unit =
+  /** Writes row `row` of the list in slot `slot`, which must be free (the back end reads a
+    * busy slot's list until its response). */
+  def write(slot: UInt, row: UInt, ids: Vec[UInt]): Unit = {
+    assert(!slotBusy(slot), "a token list row written into a slot whose ATTEND has not answered")
     tokBuf(Cat(slot, AttentionController.low(row, rowBits))) := ids
+  }
 
   /** Row `row` of the list in slot `slot` (one combinational read port). */
   def row(slot: UInt, row: UInt): Vec[UInt] = tokBuf(Cat(slot, AttentionController.low(row, rowBits)))
