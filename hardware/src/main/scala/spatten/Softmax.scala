@@ -68,8 +68,8 @@ class SoftmaxStreamCmd(p: SpAttenParams, banks: Int = 2) extends Bundle {
   *     [[Softmax.lanes]]`(p)` scores a cycle (the banks hold that many to a row), adding to `E`
   *     and `max_j e_j`. With the maximum at the first position (an attention sink, common
   *     in language models) this takes no cycles; at worst N / lanes.
-  *  3. reciprocal: `R = floor(2^48 / E)` by [[Reciprocal]] (2 quotient bits a cycle,
-  *     25 cycles).
+  *  3. reciprocal: `R = floor(2^48 / E)` by [[Reciprocal]] (4 quotient bits a cycle,
+  *     13 cycles).
   *  4. summary: one beat on `summary`: `pmax = (max_j e_j * R) >> 32`, `E`, `R`, `N`.
   *     Taking it ends the pass; the bank keeps the `e_j`.
   *
@@ -90,7 +90,7 @@ class SoftmaxStreamCmd(p: SpAttenParams, banks: Int = 2) extends Bundle {
   * a simulation assertion checks it. `busy` is high from the first score to the summary
   * taken; `streaming` while a stream runs.
   *
-  * Latency from the last score to the summary: `ceil(k / lanes)` + 4 + 26 (reciprocal)
+  * Latency from the last score to the summary: `ceil(k / lanes)` + 4 + 14 (reciprocal)
   * + 1 cycles.
   */
 class Softmax(p: SpAttenParams, banks: Int = 2) extends Module {
@@ -338,7 +338,7 @@ class Softmax(p: SpAttenParams, banks: Int = 2) extends Module {
   }
 
   // ---- 3. reciprocal ----
-  val divider = Module(new Reciprocal(Softmax.sumEBits(p), p.recipShift, 2))
+  val divider = Module(new Reciprocal(Softmax.sumEBits(p), p.recipShift, Softmax.divBitsPerCycle))
   val divStarted = RegInit(false.B)
   divider.io.in.valid := state === sDiv && !divStarted
   divider.io.in.bits := sumE
@@ -401,11 +401,15 @@ class Softmax(p: SpAttenParams, banks: Int = 2) extends Module {
 }
 
 object Softmax {
-  /** Scores per row of the bank memories, `max(4, keysPerCycle)`: the stale-prefix
-    * recomputation handles this many a cycle, a collect beat (at most keysPerCycle
-    * aligned scores) lies in one row, and the stream reads `keysPerCycle` of them a
-    * cycle from one row. */
-  def lanes(p: SpAttenParams): Int = math.max(4, p.keysPerCycle)
+  /** Scores per row of the bank memories, `max(16, keysPerCycle)`: the stale-prefix
+    * recomputation handles this many a cycle (the summary of a request whose maximum is
+    * late costs `ceil(k / lanes)` cycles, which short requests cannot hide), a collect
+    * beat (at most keysPerCycle aligned scores) lies in one row, and the stream reads
+    * `keysPerCycle` of them a cycle from one row. */
+  def lanes(p: SpAttenParams): Int = math.max(16, p.keysPerCycle)
+
+  /** Quotient bits a cycle of the reciprocal divider: `ceil(49 / 4) = 13` cycles. */
+  val divBitsPerCycle: Int = 4
 
   /** Probabilities a beat of the stream: `min(keysPerCycle, lanes)` (a power of two that
     * divides a row). */
