@@ -40,14 +40,19 @@ def _report(tmp_path: Path) -> tuple[Path, dict[str, str]]:
     return path, {"SPATTEN_TB_REPORT": str(path)}
 
 
+def _regression_tiny(tmp_path: Path, seed: int, nreq: int) -> dict:
+    """The tiny regression on `seed`: every response word checked; returns its report."""
+    path, env = _report(tmp_path)
+    hwbuild.run_cocotb("SpAttenCore", "tiny", MODULE, testcase="TopRegression", seed=seed,
+                       extra_env={**env, "SPATTEN_NREQ": str(nreq)})
+    rep = json.loads(path.read_text())["TopRegression"]
+    assert rep["scoreboard"]["checked"] == nreq and rep["scoreboard"]["mismatches"] == 0
+    return rep
+
+
 def test_regression_tiny(tmp_path: Path) -> None:
     """SPATTEN_NREQ (default 2000) random requests on the tiny preset, all words checked."""
-    nreq = os.environ.get("SPATTEN_NREQ", "2000")
-    path, env = _report(tmp_path)
-    hwbuild.run_cocotb("SpAttenCore", "tiny", MODULE, testcase="TopRegression", seed=run_seed(),
-                       extra_env={**env, "SPATTEN_NREQ": nreq})
-    rep = json.loads(path.read_text())["TopRegression"]
-    assert rep["scoreboard"]["checked"] == int(nreq) and rep["scoreboard"]["mismatches"] == 0
+    rep = _regression_tiny(tmp_path, run_seed(), int(os.environ.get("SPATTEN_NREQ", "2000")))
     assert not rep["coverage"]["missed"]
 
 
@@ -61,11 +66,7 @@ PINNED_SEEDS = [13281610]
 @pytest.mark.parametrize("seed", PINNED_SEEDS)
 def test_regression_tiny_pinned_seed(tmp_path: Path, seed: int) -> None:
     """The tiny regression on a seed that once found a bug, all words checked."""
-    path, env = _report(tmp_path)
-    hwbuild.run_cocotb("SpAttenCore", "tiny", MODULE, testcase="TopRegression", seed=seed,
-                       extra_env={**env, "SPATTEN_NREQ": "2000"})
-    rep = json.loads(path.read_text())["TopRegression"]
-    assert rep["scoreboard"]["checked"] == 2000 and rep["scoreboard"]["mismatches"] == 0
+    _regression_tiny(tmp_path, seed, 2000)
 
 
 def test_corrupted_response_is_caught(tmp_path: Path) -> None:
