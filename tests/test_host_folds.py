@@ -27,6 +27,9 @@ POLICIES = {
                     f"@{Q}.key_lsb_bits=4"),
     # per-channel K scales, per-tensor V, no eviction
     "channel-k": f"kivi-hw@{Q}.value_axis=tensor@{Q}.value_bits=8@{Q}.key_msb_bits=6@{Q}.requant_threshold=0.3",
+    # per-channel K and V scales, V rows by probability threshold (the threshold mode)
+    "threshold": f"kivi-hw@{Q}.value_bits=8@{Q}.key_msb_bits=6@{Q}.key_lsb_bits=2@{Q}.requant_threshold=0.3"
+                 f"@{V}.enabled=true@{V}.threshold=0.03",
 }
 
 
@@ -36,7 +39,7 @@ def assets(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {"llama": save_tiny("llama", root / "llama"), "text": write_text(root / "text.txt", 200)}
 
 
-@pytest.mark.parametrize("name", ["h2o-channel", "channel-k"])
+@pytest.mark.parametrize("name", ["h2o-channel", "channel-k", "threshold"])
 def test_folded_workload_runs_bit_exact_and_counts_the_same_bits(assets: dict[str, Path], tmp_path: Path,
                                                                   name: str) -> None:
     from tools.gen_workload import main as gen  # noqa: PLC0415
@@ -62,8 +65,13 @@ def test_folded_workload_runs_bit_exact_and_counts_the_same_bits(assets: dict[st
             per_layer.setdefault((it, layer), set()).add(ids)
         assert any(len(s) > 1 for s in per_layer.values())
         assert any(r.key_fetch_num < r.sentence_length_L for r in rows)
-    else:
+    elif name == "channel-k":
         assert meta["scales"] == {"key": "channel", "value": "tensor"}
+    else:
+        assert meta["scales"] == {"key": "channel", "value": "channel"}
+        # the threshold selects a different number of V rows from row to row
+        assert all(r.extra["value_threshold"] == "0.03" for r in rows)
+        assert len({r.value_fetch_num for r in rows}) > 1
     out = tmp_path / "out"
     proc = fx.run_py([str(csv), "--preset", "tiny", "--out", str(out), "--no-dense"])
     assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -287,12 +287,12 @@ def main(
     except (ModelError, PolicyError, TextError) as exc:
         raise BadInput(str(exc)) from exc
     if not lm.causal and any(p.extended for p in pols):
-        raise BadInput("eviction and KIVI quantization policies need a causal model")
+        raise BadInput("eviction, KIVI quantization and value-threshold policies need a causal model")
     if engine != "torch" and not lm.causal:
         raise BadInput(f"--engine {engine}: the accelerator engines run causal models only")
     if engine != "torch" and any(p.extended for p in pols):
-        raise BadInput(f"--engine {engine}: eviction and KIVI quantization policies are software-only "
-                       f"(the accelerator engines run SpAtten policies)")
+        raise BadInput(f"--engine {engine}: eviction, KIVI quantization and value-threshold policies run "
+                       f"on the workload path only (gen_workload.py + run.py), not in the loop")
     from spatten.errors import InputError, SpAttenError  # noqa: PLC0415
     from spatten.sim import procs  # noqa: PLC0415
 

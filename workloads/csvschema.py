@@ -8,6 +8,7 @@ API::
     wl.config_name     # the trailing line naming the pruning config (None if absent)
     wl.extra_columns   # names of columns after the 17 standard ones (e.g. ["kv_head_id"])
     wl.rows[0].key_fetch_num, wl.rows[0].extra["kv_head_id"]
+    value_threshold(wl.rows[0])   # None, or the row's threshold (checked when read)
     write_workload(path, rows, config_name)   # atomic (temp file + rename)
 
 Columns (the original SpAtten order; ``-1`` = unquantized / not used):
@@ -32,7 +33,10 @@ Columns (the original SpAtten order; ``-1`` = unquantized / not used):
 | if_topk | True/False | after this row, run a token top-k selecting ``topk`` tokens for the next layer |
 | topk | -1 or int >= 1 | tokens kept by that top-k (-1 when if_topk is False) |
 
-Extra columns of ours follow: ``kv_head_id`` (the K/V head the query head reads; GQA).
+Extra columns of ours follow: ``kv_head_id`` (the K/V head the query head reads; GQA);
+``value_threshold`` (optional: ``-1``, or a probability in (0, 1): the row's V rows are
+those whose probability is at least ``min(value_threshold, the largest)``, the accelerator's
+threshold mode; ``value_fetch_num`` is then the count the generating model selected).
 The file ends with one line whose first field names the pruning config and whose other
 fields are empty. Rows appear in execution order: iteration, then layer, then head for
 decoders; layer, then query, then head for encoders (an encoder layer needs every query
@@ -144,6 +148,24 @@ class Workload:
     rows: list[WorkloadRow]
     config_name: str | None
     extra_columns: list[str]
+
+
+VALUE_THRESHOLD = "value_threshold"
+
+
+def value_threshold(row: WorkloadRow) -> float | None:
+    """The row's ``value_threshold`` column: ``None`` when absent or ``-1``, else the
+    probability (ValueError when it is neither)."""
+    text = row.extra.get(VALUE_THRESHOLD, "-1").strip()
+    try:
+        x = float(text)
+    except ValueError:
+        raise ValueError(f"expected -1 or a probability in (0, 1), got {text!r}") from None
+    if x == -1:
+        return None
+    if not 0 < x < 1:
+        raise ValueError(f"expected -1 or a probability in (0, 1), got {text!r}")
+    return x
 
 
 def _err(path: str, line: int, fld: str, msg: str) -> WorkloadError:
@@ -267,6 +289,11 @@ def read_workload(path: str | os.PathLike[str]) -> Workload:
         if len(rec) != len(header):
             raise _err(p, line, "row", f"expected {len(header)} fields, got {len(rec)}")
         row = _parse_row(p, line, dict(zip(header, rec, strict=True)), extras)
+        if VALUE_THRESHOLD in row.extra:
+            try:
+                value_threshold(row)
+            except ValueError as exc:
+                raise _err(p, line, VALUE_THRESHOLD, str(exc)) from None
         row.index = len(rows)
         rows.append(row)
     if not rows:

@@ -158,7 +158,8 @@ class TopCoverage(CoverageBase):
         "requant_taken", "requant_not_taken", "msb_only_keys", "full_precision_keys",
         "op_attend", "op_topk_tokens", "op_topk_heads", "op_clear", "op_read_importance",
         "op_error", "topk_k0", "topk_all", "token_id_high",
-        "op_attend_group", "group_heads_max", "group_requant_mixed", "group_value_shared")
+        "op_attend_group", "group_heads_max", "group_requant_mixed", "group_value_shared",
+        "group_value_threshold")
     stream_bins = ("backpressure_cmd", "backpressure_resp")
     dram_bins = ("backpressure_dram_req", "dram_resp_idle")
 
@@ -192,6 +193,9 @@ class TopCoverage(CoverageBase):
             sels = [set(h.selected.tolist()) for h in heads]
             if sum(len(x) for x in sels) > len(set().union(*sels)):
                 yield "group_value_shared"
+            if any(h.value_thresh and 1 < len(r.selected) < r.probs.p.size
+                   for h, r in zip(cmd.heads, heads)):
+                yield "group_value_threshold"  # a threshold between the probabilities
             return
         if op != "ATTEND" or attend is None:
             return

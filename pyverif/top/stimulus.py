@@ -245,6 +245,14 @@ class StimulusGenerator:
             # heads that surely requantize (threshold above every p) beside heads that never do
             top = _field_max("requantThreshold")
             cmds = [AttendCmd(**{**c.__dict__, "requant_threshold": r.choice([0, top])}) for c in cmds]
+        if r.random() < 0.35:
+            # value pruning by threshold (SPEC 2 step 5) on some heads: every position (T = 0),
+            # only the largest (T above every p), or a threshold among the probabilities
+            top = _field_max("valueTopK")
+            cmds = [AttendCmd(**{**c.__dict__, "value_thresh": True,
+                                 "value_topk": r.choice([0, 1, top, r.randint(1, 1 << 8), r.randint(1, 1 << 12),
+                                                         r.randint(0, top)])})
+                    if r.random() < 0.7 else c for c in cmds]
         cmd = group_commands(cmds, tag=self._next_tag())
         return Stimulus(cmd.encode(), "ATTEND_GROUP", cmd, layer)
 

@@ -137,6 +137,7 @@ class AttendCmd:
     requant_threshold: int = 0
     accum_importance: bool = False
     d: int | None = None
+    value_thresh: bool = False
 
     def __post_init__(self) -> None:
         q = []
@@ -150,6 +151,9 @@ class AttendCmd:
             object.__setattr__(self, "d", len(self.query))
 
     def encode(self) -> list[Word]:
+        if self.value_thresh:
+            raise CommandError("AttendCmd.value_thresh: an ATTEND has no valueThresh bit; send the head "
+                               "as a one-head ATTEND_GROUP (grouped.group_commands)", tag=self.tag)
         return encode_fields(self, tails=[("query", self.query)])
 
     def problems(self, params: HwParams) -> list[str]:

@@ -207,9 +207,14 @@ def attention_probs(q: Sequence[int] | np.ndarray, k_msb: np.ndarray, k_lsb: np.
     return ProbResult(s, e, E, R, p, pmax1, False, pmax1)
 
 
-def value_positions(p: np.ndarray, value_topk: int) -> np.ndarray:
+def value_positions(p: np.ndarray, value_topk: int, value_thresh: bool = False) -> np.ndarray:
     """SPEC 2 step 5: ``M = N`` if ``valueTopK`` is 0 or ``>= N``, else ``valueTopK``;
-    the ``M`` positions with the largest ``p_j`` (lower position wins ties), ascending."""
+    the ``M`` positions with the largest ``p_j`` (lower position wins ties), ascending.
+    With ``value_thresh``, ``valueTopK`` is a threshold ``T`` (Q.16): the positions with
+    ``p_j >= min(T, pmax)``, ascending (so at least the largest)."""
+    if value_thresh:
+        pa = np.asarray(p, dtype=np.int64)
+        return np.flatnonzero(pa >= min(int(value_topk), int(pa.max()))).astype(np.int64)
     n = len(p)
     m = n if value_topk == 0 or value_topk >= n else value_topk
     return topk_select(p, m)
@@ -241,12 +246,12 @@ class AttendResult:
 def attend(q: Sequence[int] | np.ndarray, k_msb: np.ndarray, k_lsb: np.ndarray | None,
            v: np.ndarray, *, k_lsb_bits: int, score_scale: int, score_shift: int,
            value_topk: int, params: HwParams, requant: bool = False,
-           requant_threshold: int = 0) -> AttendResult:
+           requant_threshold: int = 0, value_thresh: bool = False) -> AttendResult:
     """One ATTEND on arrays gathered in position order (``k_msb``, ``k_lsb``, ``v`` are
     ``[N, D]``: row ``j`` belongs to the ``j``-th kept token)."""
     pr = attention_probs(q, k_msb, k_lsb, k_lsb_bits, score_scale, score_shift, requant,
                          requant_threshold, params)
-    sel = value_positions(pr.p, value_topk)
+    sel = value_positions(pr.p, value_topk, value_thresh)
     va = _as_int_array(v, 2, "v")
     out = weighted_sum(pr.p[sel], va[sel])
     return AttendResult(pr, sel, out, head_importance_increment(out))
@@ -375,7 +380,7 @@ class GoldenAccelerator:
         if c.accum_importance:
             np.add.at(self.imp, toks, pr.p)
             np.minimum(self.imp, p.imp_max, out=self.imp)
-        sel = value_positions(pr.p, c.value_topk)
+        sel = value_positions(pr.p, c.value_topk, c.value_thresh)
         v = self._rows(c.v_base, toks[sel], c.d, c.v_bits, True, "V")
         out = weighted_sum(pr.p[sel], v)
         inc = head_importance_increment(out)

@@ -40,7 +40,7 @@ class HeadQuery:
     _PACKET: ClassVar[str] = "attendHead"
     _FIELDS: ClassVar[dict[str, str]] = {
         "head_id": "headId", "value_topk": "valueTopK", "score_shift": "scoreShift",
-        "requant_threshold": "requantThreshold", "score_scale": "scoreScale"}
+        "requant_threshold": "requantThreshold", "score_scale": "scoreScale", "value_thresh": "valueThresh"}
 
     head_id: int
     query: tuple[int, ...]
@@ -48,6 +48,7 @@ class HeadQuery:
     score_shift: int
     value_topk: int = 0
     requant_threshold: int = 0
+    value_thresh: bool = False
 
     def __post_init__(self) -> None:
         q = []
@@ -92,7 +93,7 @@ class GroupAttendCmd:
         shared = {k: getattr(self, k) for k in SHARED_FIELDS}
         return [AttendCmd(tag=self.tag, query=h.query, score_scale=h.score_scale, score_shift=h.score_shift,
                           value_topk=h.value_topk, head_id=h.head_id, requant_threshold=h.requant_threshold,
-                          **shared) for h in self.heads]
+                          value_thresh=h.value_thresh, **shared) for h in self.heads]
 
     def encode(self) -> list[Word]:
         words = [w for w, _ in encode_fields(self, values={"n_heads": len(self.heads)})]
@@ -146,8 +147,8 @@ def group_commands(cmds: Sequence[AttendCmd], tag: int | None = None) -> GroupAt
             if getattr(c, k) != getattr(first, k):
                 raise CommandError(f"group_commands: command {i} has {k}={getattr(c, k)!r}, "
                                    f"command 0 {getattr(first, k)!r}; a group shares {k}")
-    heads = tuple(HeadQuery(c.head_id, c.query, c.score_scale, c.score_shift, c.value_topk, c.requant_threshold)
-                  for c in cmds)
+    heads = tuple(HeadQuery(c.head_id, c.query, c.score_scale, c.score_shift, c.value_topk, c.requant_threshold,
+                            c.value_thresh) for c in cmds)
     return GroupAttendCmd(tag=first.tag if tag is None else tag, heads=heads,
                           **{k: getattr(first, k) for k in SHARED_FIELDS})
 

@@ -13,7 +13,8 @@ program is built. Two modes:
 - **synthetic** (a CSV alone, e.g. the original SpAtten workloads): seeded random
   Gaussian queries/keys/values at realistic logit spread; the row's fetch counts, bit
   widths and requantization are honoured: ``key_fetch_num`` keys are fetched,
-  ``value_fetch_num`` values are selected (``valueTopK``), and a row with
+  ``value_fetch_num`` values are selected (``valueTopK``; a row with a ``value_threshold``
+  column selects by that threshold instead, the accelerator's threshold mode), and a row with
   ``if_requant=True`` is made to requantize (its threshold is set above any probability),
   one with ``False`` is not (requantization disabled).
 
@@ -33,7 +34,7 @@ Grouped requests: consecutive rows of one (step, layer, K/V head) -- the ``kv_he
 column; a file without it, or a multi-head model, makes groups of one -- that share the
 token list, the planes and the bit widths become one ATTEND_GROUP
 (:mod:`spatten.contract.grouped`) of up to ``maxGroupHeads`` heads; a group of one is a
-plain ATTEND. A row followed by a TOPK_TOKENS ends its group (the TOPK sees the
+plain ATTEND (an ATTEND_GROUP of one when the row has a ``value_threshold``). A row followed by a TOPK_TOKENS ends its group (the TOPK sees the
 importance of the heads before it). The dense baseline is grouped the same way.
 
 Prefill and encoders (:func:`execution_order`): a run of consecutive rows of one layer that
@@ -64,7 +65,7 @@ from spatten.contract.grouped import SHARED_FIELDS, group_commands
 from spatten.contract.memimage import stride
 from spatten.contract.memimage import MemoryImage
 from spatten.contract.params import HwParams
-from workloads.csvschema import WorkloadRow
+from workloads.csvschema import VALUE_THRESHOLD, WorkloadRow, value_threshold
 
 LOGIT_STD = 3.0
 """Synthetic mode: standard deviation of the attention logits (natural-log units)."""
@@ -165,7 +166,7 @@ def dense_rows(rows: Sequence[WorkloadRow]) -> list[WorkloadRow]:
                     auto_requant_thres=-1.0, if_requant=False, auto_requant_incre=-1,
                     value_fetch_num=r.sentence_length_L, quant_value_bit=-1,
                     if_accumulate_importance=False, if_rescale_previous_importance=False, if_topk=False,
-                    topk=-1)
+                    topk=-1, extra={k: v for k, v in r.extra.items() if k != VALUE_THRESHOLD})
             for r in rows]
 
 
@@ -361,7 +362,9 @@ def build(rows: Sequence[WorkloadRow], params: HwParams, *, tensors: dict | None
             return
         cmds = [replace(x[0], tag=0) for x in pending]
         t0 = next_tag()
-        cmd = replace(cmds[0], tag=t0) if len(cmds) == 1 else group_commands(cmds, tag=t0)
+        # a threshold head needs the ATTEND_GROUP head word (an ATTEND has no valueThresh bit)
+        one = len(cmds) == 1 and not cmds[0].value_thresh
+        cmd = replace(cmds[0], tag=t0) if one else group_commands(cmds, tag=t0)
         expected = golden.execute_packet(cmd.encode())
         t = golden.last_traffic
         results = golden.last_group
@@ -389,7 +392,7 @@ def build(rows: Sequence[WorkloadRow], params: HwParams, *, tensors: dict | None
             for h, ((c, _, r, pkey, ids, qv, sc, sh, s_v), res) in enumerate(zip(pending, results)):
                 prog.float_checks[idx if len(pending) == 1 else (idx, h)] = _float_check(
                     planes.arrays[pkey], ids, qv, res, c.k_lsb_bits, sc, sh, s_v,
-                    tensors["out_ref"][r.index] if "out_ref" in tensors else None)
+                    tensors["out_ref"][r.index] if "out_ref" in tensors else None, value_threshold(r))
         pending.clear()
 
     if functional:
@@ -456,12 +459,15 @@ def build(rows: Sequence[WorkloadRow], params: HwParams, *, tensors: dict | None
         else:
             thr = ALWAYS_REQUANT_Q16 if requant else 0
         m = r.value_fetch_num
+        vthr = value_threshold(r)
         cmd = AttendCmd(
             tag=0, n=len(ids), query=tuple(int(x) for x in qq.values),
             k_msb_base=k_msb_base, k_lsb_base=k_lsb_base, v_base=v_base,
             tokens_base=token_list(ids), k_msb_bits=msb, k_lsb_bits=lsb, v_bits=vbits,
             score_scale=score_scale, score_shift=score_shift,
-            value_topk=0 if m >= len(ids) else m, head_id=r.head_id, requant=requant,
+            value_topk=(min(quant.threshold_q16(vthr), 0xFFFF) if vthr is not None
+                        else 0 if m >= len(ids) else m), value_thresh=vthr is not None,
+            head_id=r.head_id, requant=requant,
             requant_threshold=thr, accum_importance=r.if_accumulate_importance, d=r.embedding_length_D)
         # a prefill run groups query rows of one head (the same kept list and planes)
         key = ("run", runs[i], kvh) if runs[i] is not None else (r.iteration_id, r.layer_id, kvh)
@@ -530,8 +536,9 @@ def execution_order(rows: Sequence[WorkloadRow], kv_head: Callable[[int], int]) 
 
 def _float_check(arrays: tuple[np.ndarray, np.ndarray, np.ndarray], ids: Sequence[int], q_int: np.ndarray, res,
                  lsb_bits: int, score_scale: int, score_shift: int, s_v: float,
-                 out_ref: np.ndarray | None) -> FloatCheck:
-    """Compare one golden ATTEND (bit-exact with the RTL) with the float reference."""
+                 out_ref: np.ndarray | None, value_thr: float | None = None) -> FloatCheck:
+    """Compare one golden ATTEND (bit-exact with the RTL) with the float reference
+    (``value_thr``: the row's value threshold, for the threshold mode)."""
     from spatten.contract import reference
 
     k_pass1, k_full, v_all = arrays
@@ -545,17 +552,29 @@ def _float_check(arrays: tuple[np.ndarray, np.ndarray, np.ndarray], ids: Sequenc
     err = float(np.max(np.abs(o_hw - o_ref.numpy()))) if o_hw.size else 0.0
     vmax = float(np.abs(v[res.selected]).max()) if len(res.selected) else 0.0
     tol = reference.fixed_point_tolerance(len(ids), len(res.selected), vmax)
-    # the model's value selection: the float top-M (ties to the lower position), as workloads.spatten.selection
     hw_sel = np.asarray(res.selected, dtype=np.int64)
-    model_sel = np.sort(np.argsort(-pi, kind="stable")[: len(hw_sel)])
+    if value_thr is None:
+        # the model's value selection: the float top-M (ties to the lower position), as workloads.spatten.selection
+        model_sel = np.sort(np.argsort(-pi, kind="stable")[: len(hw_sel)])
+    else:
+        # the model's: p_j >= min(T, max p), as workloads.spatten.kvattention
+        t_eff = min(value_thr, float(pi.max()))
+        model_sel = np.flatnonzero(pi >= t_eff)
     tie = tie_violation = False
     o_cmp = o_hw
     if not np.array_equal(model_sel, hw_sel):
         only_model = np.setdiff1d(model_sel, hw_sel)
         only_hw = np.setdiff1d(hw_sel, model_sel)
         bound = reference.probability_tolerance(pi, len(ids)).numpy()
-        # the hardware may rank j above i when pi_i - pi_j <= bound_i + bound_j, for every swapped pair
-        tie = bool(np.max(pi[only_model] - bound[only_model]) <= np.min(pi[only_hw] + bound[only_hw]))
+        if value_thr is None:
+            # the hardware may rank j above i when pi_i - pi_j <= bound_i + bound_j, for every swapped pair
+            tie = bool(np.max(pi[only_model] - bound[only_model]) <= np.min(pi[only_hw] + bound[only_hw]))
+        else:
+            # each position on the other side of the threshold within its bound (plus the
+            # threshold's Q.16 rounding, 2^-17)
+            slack = 2.0 ** -17
+            tie = bool(np.all(pi[only_model] - bound[only_model] <= t_eff + slack)
+                       and np.all(pi[only_hw] + bound[only_hw] >= t_eff - slack))
         tie_violation = not tie
         o_cmp = o_hw + pi[only_model] @ v[only_model] - pi[only_hw] @ v[only_hw]
     err_model, scale = None, 0.0  # None: no out_ref to compare with

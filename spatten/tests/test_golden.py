@@ -166,6 +166,16 @@ def test_value_topk_choices() -> None:
     assert golden.value_positions(p, 3).tolist() == [1, 2, 3]
 
 
+def test_value_threshold_choices() -> None:
+    """Threshold mode: the positions with p_j >= min(T, pmax), at least the largest."""
+    p = np.array([10, 30, 30, 20, 5])
+    assert golden.value_positions(p, 20, value_thresh=True).tolist() == [1, 2, 3]
+    assert golden.value_positions(p, 21, value_thresh=True).tolist() == [1, 2]
+    assert golden.value_positions(p, 0, value_thresh=True).tolist() == [0, 1, 2, 3, 4]
+    assert golden.value_positions(p, 5, value_thresh=True).tolist() == [0, 1, 2, 3, 4]
+    assert golden.value_positions(p, 65535, value_thresh=True).tolist() == [1, 2]  # above pmax: the max
+
+
 # ---- the accelerator -------------------------------------------------------------------
 
 def _setup(n_rows: int = 32, d: int = 8, seed: int = 0):

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from spatten.contract import golden
-from spatten.contract.commands import (AttendCmd, AttendResp, ErrorResp, ReadImportanceCmd, TopkHeadsCmd,
+from spatten.contract.commands import (AttendCmd, AttendResp, CommandError, ErrorResp, ReadImportanceCmd, TopkHeadsCmd,
                                        command_length, compare_responses, decode_command, decode_response)
 from spatten.contract.grouped import GroupAttendCmd, GroupAttendResp, HeadQuery, group_commands
 from spatten.contract.memimage import MemoryImage
@@ -74,6 +74,33 @@ def test_group_is_its_heads_in_order() -> None:
     assert t.token_list == 1 and t.k_msb == 9 * row(6)
     assert t.k_lsb == (9 * row(4) if any(s.requantized for s in singles) else 0)
     assert t.v == len(sel) * row(8)
+
+
+def test_value_threshold_heads() -> None:
+    """valueThresh heads: the bit survives the packet, a plain ATTEND refuses it, and each
+    head sums the V rows of p_j >= min(T, pmax) (computed here from the probabilities)."""
+    mem, toks, cmds = _group(seed=4, heads=3, n=12)
+    thr = [0, 3000, 65535]
+    cmds = [AttendCmd(**{**c.__dict__, "value_thresh": True, "value_topk": t}) for c, t in zip(cmds, thr)]
+    g = group_commands(cmds, tag=9)
+    assert [h.value_thresh for h in decode_command(g.encode()).heads] == [True] * 3
+    with pytest.raises(CommandError, match="valueThresh"):
+        cmds[0].encode()
+    acc = golden.GoldenAccelerator(P, mem)
+    resp = acc.run(g)
+    k_msb = mem.read_rows(cmds[0].k_msb_base, toks, 8, 6, True)
+    k_lsb = mem.read_rows(cmds[0].k_lsb_base, toks, 8, 4, False)
+    v = mem.read_rows(cmds[0].v_base, toks, 8, 8, True)
+    union: set[int] = set()
+    for c, s in zip(cmds, resp.sections):
+        pr = golden.attention_probs(c.query, k_msb, k_lsb, 4, c.score_scale, c.score_shift, True,
+                                    c.requant_threshold, P)
+        want = [j for j in range(len(toks)) if pr.p[j] >= min(c.value_topk, pr.pmax)]
+        assert list(s.positions) == want and s.m == len(want) >= 1
+        assert list(s.out) == [int(sum(int(pr.p[j]) * int(v[j, i]) for j in want)) for i in range(8)]
+        union |= set(want)
+    assert resp.sections[0].m == len(toks)  # T = 0 keeps every position
+    assert acc.last_traffic.v == len(union)
 
 
 def test_response_words_and_cycles_masked() -> None:

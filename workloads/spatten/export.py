@@ -131,6 +131,12 @@ def build_workload(
         r = records[i]
         seen = seen or r.topk_applied or len(r.heads) < state.n_heads
     fixed = _row_fields(policy)
+    vp = policy.value_pruning
+    vthr = {"value_threshold": repr(vp.threshold)} if vp.enabled and vp.threshold > 0 else {}
+
+    def extra(head: int) -> dict[str, str]:
+        return {"kv_head_id": str(head // groups), **vthr}
+
     rows: list[WorkloadRow] = []
     q_rows: list[np.ndarray] = []
     out_rows: list[np.ndarray] = []
@@ -166,7 +172,7 @@ def build_workload(
                         if_rescale_previous_importance=False,
                         if_topk=topk_here,
                         topk=int(nxt.kept_ids.numel()) if topk_here and nxt is not None else -1,
-                        extra={"kv_head_id": str(head // groups)},
+                        extra=extra(head),
                         **fixed,  # type: ignore[arg-type]
                     )
                 )

@@ -4,7 +4,8 @@ The accelerator (``hardware/SPEC.md``) runs one ATTEND per (decode step, layer, 
 query row), or one ATTEND_GROUP per K/V head, over a host-written token list, with one
 symmetric scale per (layer, K/V head) for the K planes and one for the V plane; it prunes
 tokens with TOPK_TOKENS on its own importance (SpAtten's cascade) and V rows by count
-(local value pruning). The host adds, for free:
+(local value pruning) or by probability threshold (``value_pruning.threshold``: an
+ATTEND_GROUP head's ``valueThresh`` mode, ``p_j >= min(T, pmax)``). The host adds, for free:
 
 - eviction (streaming, longformer, h2o, tova, snapkv, pyramidkv, adakv): the kept set of
   each K/V head is the request's token list (``kvattention._record`` -> ``gen_workload``);
@@ -29,8 +30,9 @@ def software_only_reasons(policy: Policy) -> list[str]:
     why: list[str] = []
     if e.enabled:
         if e.method == "threshold":
-            why.append("eviction.method threshold: the accelerator has no threshold mode (it keeps V rows "
-                       "by count, and refetches the LSBs of every key, not of the kept ones)")
+            why.append("eviction.method threshold: the accelerator's threshold mode selects V rows only "
+                       "(value_pruning.threshold); it refetches the LSBs of every key, not of the kept ones, "
+                       "and does not renormalize over the kept keys")
         elif policy.token_pruning.enabled:
             why.append(f"eviction.method {e.method} with token_pruning: the eviction keeps one token list per "
                        "K/V head, the cascade's TOPK_TOKENS one list per layer (the workload generator "

@@ -13,7 +13,8 @@ models only, dense prefill. One layer's call, in order:
    rows whose maximum is below ``requant_threshold`` (SpAtten's progressive refetch of the
    K LSBs) -- or, for the ``threshold`` method, keys kept by their MSB-predicted probability
    and probabilities recomputed with the full keys over the kept keys;
-3. local value pruning (each row sums the V rows of its top ``value_pruning.keep``);
+3. local value pruning (each row sums the V rows of its top ``value_pruning.keep``, or of
+   the probabilities at least ``min(value_pruning.threshold, the row's largest)``);
 4. importance for the cascade, the eviction method's score and the eviction for the next call;
 5. the K/V bits read, per query head and row, into ``state.kv_bits`` (``count_bits``).
 
@@ -118,7 +119,10 @@ def extended_forward(
                 p = torch.where(requant.unsqueeze(-1), probs(k_full, vis), p)
     n_att = vis.sum(dim=-1)  # [H, tq]
     vp = pol.value_pruning
-    if vp.enabled and decode:
+    if vp.enabled and decode and vp.threshold > 0:
+        vsel = sel.value_threshold_mask(p, vp.threshold) & vis
+        p_used = p * vsel
+    elif vp.enabled and decode:
         n_val = torch.clamp(torch.ceil(vp.keep * n_att.double() - 1e-9).long(), min=vp.min_tokens)
         n_val = torch.minimum(n_val, n_att)
         vsel = sel.topk_count_mask(p, n_val) & vis

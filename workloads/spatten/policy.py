@@ -128,11 +128,14 @@ class HeadPruning:
 
 @dataclass(frozen=True)
 class ValuePruning:
-    """Local value pruning: each head sums the V rows of its top-k probabilities."""
+    """Local value pruning: each head sums the V rows of its top-k probabilities, or, with
+    ``threshold > 0``, those whose probability is at least ``min(threshold, its largest)``
+    (``keep`` and ``min_tokens`` then unused)."""
 
     enabled: bool = False
     keep: float = 1.0
     min_tokens: int = 1
+    threshold: float = 0.0
 
     def keep_count(self, n_kept: int) -> int:
         """V rows summed per head when ``n_kept`` tokens survive."""
@@ -189,7 +192,8 @@ class Policy:
     @property
     def extended(self) -> bool:
         """True when the policy needs ``kvattention.py`` (eviction or KIVI quantization)."""
-        return self.eviction.enabled or self.quantization.kivi
+        return self.eviction.enabled or self.quantization.kivi or (
+            self.value_pruning.enabled and self.value_pruning.threshold > 0)
 
     @property
     def is_dense(self) -> bool:
@@ -282,6 +286,8 @@ def _validate(p: Policy, src: str) -> None:
         raise _fail(src, "value_pruning.keep", f"must be in (0, 1], got {vp.keep}")
     if vp.min_tokens < 1:
         raise _fail(src, "value_pruning.min_tokens", "must be >= 1")
+    if not 0.0 <= vp.threshold < 1.0:
+        raise _fail(src, "value_pruning.threshold", f"must be in [0, 1), got {vp.threshold}")
     q = p.quantization
     if not 1 <= q.key_msb_bits <= 16:
         raise _fail(src, "quantization.key_msb_bits", f"must be in 1..16, got {q.key_msb_bits}")
@@ -304,7 +310,7 @@ def _validate(p: Policy, src: str) -> None:
     if p.eviction.enabled:
         validate_eviction(p.eviction, src, _fail, q.enabled)
     if p.extended and p.head_pruning.enabled:
-        raise _fail(src, "head_pruning", "cannot be combined with eviction or KIVI quantization")
+        raise _fail(src, "head_pruning", "cannot be combined with eviction, KIVI quantization or value_pruning.threshold")
     if p.extended and p.prefill != "dense":
         raise _fail(src, "prefill", "eviction and KIVI quantization policies need a dense prefill")
 

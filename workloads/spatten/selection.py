@@ -112,3 +112,9 @@ def threshold_keep(pred: torch.Tensor, threshold: float, forced: torch.Tensor) -
     positions, and each row's most probable key (a row never keeps nothing)."""
     best = torch.zeros_like(pred, dtype=torch.bool).scatter_(-1, pred.argmax(dim=-1, keepdim=True), True)
     return (pred >= threshold) | forced | best
+
+
+def value_threshold_mask(p: torch.Tensor, threshold: float) -> torch.Tensor:
+    """V rows of value pruning by threshold (the accelerator's threshold mode, SPEC 2 step 5):
+    ``p_j >= min(threshold, max_j p_j)`` along the last axis, so each row keeps its largest."""
+    return p >= torch.clamp(p.amax(dim=-1, keepdim=True), max=threshold)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from workloads.csvschema import COLUMNS, WorkloadError, WorkloadRow, read_workload, write_workload
+from workloads.csvschema import COLUMNS, WorkloadError, WorkloadRow, read_workload, value_threshold, write_workload
 
 SEEDS = Path("/work/shared/seed-workloads")
 HEADER = ",".join(COLUMNS)
@@ -69,6 +69,19 @@ def test_round_trip_with_extra_column(tmp_path: Path) -> None:
     assert text[1].startswith("0,1,2,64.0,100,50,8,16,0.1,True,4,20,8,True,False,True,40,0")
     assert text[-1] == "workloads/policies/x.yaml" + "," * 17
     assert [f for f in os.listdir(p.parent) if f != "w.csv"] == []  # no temp files left
+
+
+@pytest.mark.parametrize("value,ok", [("-1", None), ("0.0002", 0.0002), ("0.5", 0.5), ("0", False),
+                                      ("1", False), ("abc", False), ("-0.5", False)])
+def test_value_threshold_column(tmp_path: Path, value: str, ok: object) -> None:
+    p = _write(tmp_path, HEADER + ",kv_head_id,value_threshold", GOOD + f",0,{value}")
+    if ok is False:
+        with pytest.raises(WorkloadError, match=f"w.csv:2: value_threshold: expected -1 or a probability in "
+                                                f"\\(0, 1\\), got '{value}'"):
+            read_workload(p)
+    else:
+        assert value_threshold(read_workload(p).rows[0]) == ok
+    assert value_threshold(_row()) is None  # no column: count mode
 
 
 def test_file_without_config_line_is_accepted(tmp_path: Path) -> None:

@@ -205,7 +205,7 @@ def test_eval_cli_rejects_eviction_on_encoders(assets: dict[str, Path], tmp_path
 def test_gen_workload_rejects_software_only_policies(assets: dict[str, Path], tmp_path: Path) -> None:
     from tools.gen_workload import main as gen  # noqa: PLC0415
 
-    for spec, why in [("kivi", "value_axis token"), ("sanger", "no threshold mode"),
+    for spec, why in [("kivi", "value_axis token"), ("sanger", "not of the kept ones"),
                       ("kivi-hw@quantization.group_tokens=8", "cannot fold into the query"),
                       ("spatten-default@eviction.enabled=true@eviction.method=h2o", "with token_pruning"),
                       ("kivi-hw@quantization.residual_tokens=4", "no 16-bit residual rows")]:
@@ -315,12 +315,14 @@ def test_one_pass_is_only_auto_where_no_decision_can_flip(spec: str) -> None:
 
 def test_host_folded_policies_run_on_the_accelerator() -> None:
     """Per-channel K scales over the whole cache, per-channel V scales and eviction (token
-    lists per K/V head) are host folds: no reason left; token groups, per-token V, zero
-    points, residual rows and the threshold mode stay software-only."""
+    lists per K/V head) are host folds and value pruning by threshold is the accelerator's
+    threshold mode: no reason left; token groups, per-token V, zero points, residual rows and
+    Sanger's key threshold (LSBs of the kept keys only) stay software-only."""
     from workloads.spatten.hardware import software_only_reasons  # noqa: PLC0415
 
     for spec in ("kivi-hw", "hw-kv", "h2o", "snapkv", "tova", "streaming", "longformer", "pyramidkv", "adakv",
-                 "hw-kv@eviction.enabled=true@eviction.method=snapkv@eviction.budget=0.7"):
+                 "hw-kv@eviction.enabled=true@eviction.method=snapkv@eviction.budget=0.7",
+                 "kivi-hw@value_pruning.enabled=true@value_pruning.threshold=0.0002"):
         assert software_only_reasons(load_policy_spec(spec)) == [], spec
     for spec in ("kivi", "snapkv-kivi", "sanger", "spatten-kivi"):
         assert software_only_reasons(load_policy_spec(spec)), spec

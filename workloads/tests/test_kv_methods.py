@@ -85,6 +85,14 @@ def test_threshold_keep() -> None:
     assert got.int().tolist() == [[[0, 1, 0, 0]], [[0, 0, 0, 1]]]  # each row keeps its best
 
 
+def test_value_threshold_mask() -> None:
+    """p_j >= min(T, the row's largest p): a row with nothing above T keeps its largest."""
+    p = torch.tensor([[[0.001, 0.6, 0.004, 0.395]], [[0.25, 0.25, 0.25, 0.25]]])
+    assert sel.value_threshold_mask(p, 0.004).int().tolist() == [[[0, 1, 1, 1]], [[1, 1, 1, 1]]]
+    assert sel.value_threshold_mask(p, 0.3).int().tolist() == [[[0, 1, 0, 1]], [[1, 1, 1, 1]]]
+    assert sel.value_threshold_mask(p, 0.9).int().tolist() == [[[0, 1, 0, 0]], [[1, 1, 1, 1]]]
+
+
 def test_kivi_keys_per_channel_groups_msb_and_residual() -> None:
     # one K/V head, 3 tokens, 2 channels
     k = torch.tensor([[[0.0, 1.0], [1.5, -1.0], [3.0, 0.0]]])
@@ -130,6 +138,8 @@ def test_kivi_values_per_token_and_channel() -> None:
     ({"quantization": {"enabled": True, "group_tokens": 32}}, "quantization.group_tokens"),
     ({"eviction": {"enabled": True}, "head_pruning": {"enabled": True}}, "head_pruning"),
     ({"eviction": {"enabled": True, "window": 3}}, "eviction.window: unknown key"),
+    ({"value_pruning": {"enabled": True, "threshold": 1.0}}, "value_pruning.threshold"),
+    ({"value_pruning": {"enabled": True, "threshold": 0.01}, "head_pruning": {"enabled": True}}, "head_pruning"),
 ])
 def test_bad_sections_name_the_key(section: dict, message: str) -> None:
     with pytest.raises(PolicyError, match=message.replace(".", r"\.")):

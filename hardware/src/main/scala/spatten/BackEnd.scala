@@ -29,7 +29,12 @@ class AttendJob(p: SpAttenParams) extends Bundle {
   val slot        = UInt(log2Ceil(AttentionController.slots).W)
   val tag         = w("tag")
   val n           = UInt(p.tokenIdxBits.W)
+  /** V rows selected: `min(valueTopK, n)` (`n` when 0); `n` until the last probability
+    * with `vThresh`, the count selected after. */
   val m           = UInt(p.tokenIdxBits.W)
+  /** Local value pruning by threshold: the positions with `p_j >= min(vThr, pmax)`. */
+  val vThresh     = Bool()
+  val vThr        = w("valueTopK")
   val headId      = w("headId")
   val d           = w("d")
   val vBits       = w("vBits")
@@ -132,7 +137,10 @@ class BackEnd(p: SpAttenParams, jobs: DecoupledIO[AttendJob], cycle: UInt, softm
   def bgoto(st: BackState.Type): Unit = bstate := st
 
   val cur = Reg(new AttendJob(p))
-  val pruneValues = cur.m =/= cur.n
+  /** Value top-k by count (the engine); else every position, or (`vThresh`) the positions
+    * at or above `min(vThr, pmax)`, each beat issuing its rows at once. */
+  val pruneValues = cur.m =/= cur.n && !cur.vThresh
+  val vThrEff = Mux(cur.vThr < cur.pmax, cur.vThr, cur.pmax)
 
   /** Probabilities by position, C to a row. */
   val pBuf   = Mem(blocks, Vec(C, UInt(pBits.W)))
@@ -164,6 +172,7 @@ class BackEnd(p: SpAttenParams, jobs: DecoupledIO[AttendJob], cycle: UInt, softm
   val bDone  = RegInit(0.U(cntBits.W)) // value rows accumulated
   val bAux   = RegInit(0.U(cntBits.W)) // probabilities taken, words sent
   val bCmdSent    = RegInit(false.B)
+  val bLastIn     = RegInit(false.B) // the beat with last went into the P x V array
   val bStreamSent = RegInit(false.B)
 
   jobs.ready := bin(BackState.idle)
@@ -174,6 +183,7 @@ class BackEnd(p: SpAttenParams, jobs: DecoupledIO[AttendJob], cycle: UInt, softm
     bDone := 0.U
     bAux := 0.U
     bCmdSent := false.B
+    bLastIn := false.B
     bStreamSent := false.B
     bgoto(BackState.probs)
   }
@@ -219,6 +229,8 @@ class BackEnd(p: SpAttenParams, jobs: DecoupledIO[AttendJob], cycle: UInt, softm
     val pos0 = UInt(idxBits.W)
     val mask = UInt(C.W)
     val p    = Vec(C, UInt(pBits.W))
+    /** The last probability beat (`vThresh`: every beat is issued, empty or not). */
+    val last = Bool()
   }
   /** Positions of the V rows fetched from DRAM, in fetch order, a beat's worth (compacted). */
   class ArrivalBeat extends Bundle {
@@ -234,6 +246,7 @@ class BackEnd(p: SpAttenParams, jobs: DecoupledIO[AttendJob], cycle: UInt, softm
   iss.valid := false.B
   iss.bits := DontCare
   iss.bits.mask := 0.U
+  iss.bits.last := false.B
   val valuePhase = bin(BackState.probs) || bin(BackState.values)
 
   // the token ids of the positions at hand: one list row holds a whole beat
@@ -316,7 +329,7 @@ class BackEnd(p: SpAttenParams, jobs: DecoupledIO[AttendJob], cycle: UInt, softm
   val abCount = PopCount(ab.mask)
   val abReady = (0 until C).map(i => !ab.mask(i) || abHave(rot(i))).reduce(_ && _)
   val abRows = vRows(abBlock)
-  val abLast = bDone + abCount === cur.m
+  val abLast = Mux(cur.vThresh, ab.last, bDone + abCount === cur.m)
   // lanes outside the mask carry p = 0 (IssueBeat), so they add nothing
   valueAcc.io.beats.valid := valuePhase && accQ.io.deq.valid && abReady
   valueAcc.io.beats.bits.p := ab.p
@@ -325,10 +338,14 @@ class BackEnd(p: SpAttenParams, jobs: DecoupledIO[AttendJob], cycle: UInt, softm
   valueAcc.io.beats.bits.last := abLast
   valueAcc.io.beats.bits.empty := false.B
   accQ.io.deq.ready := valuePhase && valueAcc.io.beats.ready && abReady
-  when(valueAcc.io.beats.fire) { bDone := bDone + abCount }
+  when(valueAcc.io.beats.fire) {
+    bDone := bDone + abCount
+    when(abLast) { bLastIn := true.B }
+  }
   // the result once every row is in and the probabilities are all taken (with M = N the
-  // last rows can be in before the last probability beat, whose importance adds stall)
-  when(bin(BackState.values) && bDone === cur.m) { bgoto(BackState.result) }
+  // last rows can be in before the last probability beat, whose importance adds stall;
+  // with vThresh the last beat may select nothing)
+  when(bin(BackState.values) && Mux(cur.vThresh, bLastIn, bDone === cur.m)) { bgoto(BackState.result) }
 
   // ---- probabilities: a beat of C -> pBuf, token importance, and the issue (M = N) or
   // the value top-k (M < N, one score a cycle); the beat is taken when every side has it ----
@@ -351,9 +368,10 @@ class BackEnd(p: SpAttenParams, jobs: DecoupledIO[AttendJob], cycle: UInt, softm
       valueTopk.io.in.bits.last := pb.last
       sinkNow := valueTopk.io.in.fire
     }.otherwise {
-      val live = (0 until C).map(i => i.U < pb.count)
+      val live = (0 until C).map(i => i.U < pb.count && (!cur.vThresh || pb.p(i) >= vThrEff))
       iss.valid := softmax.io.probs.valid && !sinkDone
       iss.bits.pos0 := pb.idx
+      iss.bits.last := pb.last
       iss.bits.mask := VecInit(live).asUInt
       iss.bits.p := VecInit(Seq.tabulate(C)(i => Mux(live(i), pb.p(i), 0.U)))
       sinkNow := iss.fire
@@ -381,6 +399,7 @@ class BackEnd(p: SpAttenParams, jobs: DecoupledIO[AttendJob], cycle: UInt, softm
     val pRow = pBuf(blockOf(pos))
     iss.valid := valueTopk.io.out.valid
     iss.bits.pos0 := pos
+    iss.bits.last := false.B
     iss.bits.mask := mask
     iss.bits.p := VecInit(Seq.tabulate(C)(i => Mux(mask(i), pRow(i), 0.U)))
     valueTopk.io.out.ready := iss.ready
@@ -392,6 +411,7 @@ class BackEnd(p: SpAttenParams, jobs: DecoupledIO[AttendJob], cycle: UInt, softm
     when(valueAcc.io.result.fire) {
       outO := valueAcc.io.result.bits.o
       rj := cur
+      when(cur.vThresh) { rj.m := bIssue }
       rAux := 0.U
       wHalf := !wHalf
       // the half the value path takes next starts empty (the responder has sent it)

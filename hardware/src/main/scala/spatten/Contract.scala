@@ -132,10 +132,11 @@ object Contract {
     sections = Some(Sections("attendHead", "heads")))
 
   /** One head of a grouped ATTEND: its word, then its query (`ceil(d/4)` words, `d` of
-    * the group). */
+    * the group). `valueThresh` set: `valueTopK` is a probability threshold (Q.16), not a
+    * count (SPEC 2 step 5). */
   val attendHead: Packet = Packet("attendHead", "section", Nil, 1, Seq(
     f("headId", 0, 7, 0), f("valueTopK", 0, 23, 8), f("scoreShift", 0, 29, 24),
-    f("requantThreshold", 0, 46, 30), f("scoreScale", 0, 62, 47)),
+    f("requantThreshold", 0, 46, 30), f("scoreScale", 0, 62, 47), f("valueThresh", 0, 63, 63)),
     Seq(Tail("query", 16, 4, signed = true, "d")))
 
   val topkTokens: Packet = Packet("topkTokens", "command", Seq("TOPK_TOKENS"), 2, Seq(

@@ -95,7 +95,7 @@ class FrontEnd(p: SpAttenParams, reqIn: DecoupledIO[Request], ids: DecoupledIO[P
   val badId = Reg(Bool())
   val n = req.n(cntBits - 1, 0)
   /** M: the number of selected values. */
-  val m = Mux(cur.k === 0.U || cur.k >= req.n, req.n, cur.k)(cntBits - 1, 0)
+  val m = Mux(cur.vThresh || cur.k === 0.U || cur.k >= req.n, req.n, cur.k)(cntBits - 1, 0)
 
   /** K banks by list position (position j in bank j % K, row j / K), so that a beat of
     * up to K consecutive positions reads or writes each bank at most once. */
@@ -455,6 +455,8 @@ class FrontEnd(p: SpAttenParams, reqIn: DecoupledIO[Request], ids: DecoupledIO[P
   job.tag := req.tag
   job.n := n
   job.m := m
+  job.vThresh := cur.vThresh
+  job.vThr := cur.k
   job.headId := cur.headId
   job.isGroup := req.isGroup
   job.first := g === 0.U

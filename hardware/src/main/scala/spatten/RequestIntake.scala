@@ -52,6 +52,8 @@ class HeadRequest(p: SpAttenParams) extends Bundle {
   val scoreShift = w(a("scoreShift"))
   val threshold  = w(a("requantThreshold"))
   val scoreScale = w(a("scoreScale"))
+  /** ATTEND_GROUP's valueThresh: `k` is a probability threshold, not a count. */
+  val vThresh    = Bool()
   val query      = Vec(p.maxHeadDim, SInt(a.tail("query").laneBits.W))
 }
 
@@ -151,6 +153,7 @@ class RequestIntake(p: SpAttenParams) extends Module {
       when(!group) {
         fresh.hd(0).headId := headId
         fresh.hd(0).k := A("valueTopK").extract(w)
+        fresh.hd(0).vThresh := false.B
       }
       fresh.clearTok   := C("clearTok").flag(w)
       fresh.clearHead  := C("clearHead").flag(w)
@@ -199,6 +202,7 @@ class RequestIntake(p: SpAttenParams) extends Module {
             req.hd(h).scoreShift := AH("scoreShift").extract(w)
             req.hd(h).threshold := AH("requantThreshold").extract(w)
             req.hd(h).scoreScale := AH("scoreScale").extract(w)
+            req.hd(h).vThresh := AH("valueThresh").flag(w)
           }
           when(AH("headId").extract(w) >= p.maxHeads.U) { req.error := true.B }
         }.otherwise {
