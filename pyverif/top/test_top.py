@@ -152,13 +152,41 @@ def test_eighth_smoke(tmp_path: Path) -> None:
     assert rep["coverage"]["hits"]["op_attend"] > 0, rep["coverage"]
 
 
+@pytest.mark.slow
 def test_dpi_eighth_smoke(tmp_path: Path) -> None:
-    """SpAttenTop on the 1/8 preset with the DPI DRAM (two HBM2 channels), in CI.
+    """SpAttenTop on the 1/8 preset with the DPI DRAM (two HBM2 channels) under cocotb.
 
-    Cost on a 2-core machine: about 70-105 s to build, 4 s to run. (It once took over 44
+    Slow (``make test-all``): its cocotb build took 6 minutes of a CI run on two cores;
+    CI runs the same random stimulus on the same top through the native simulator that
+    ``run.py`` builds anyway (``test_eighth_random_native``). (It once took over 44
     CPU-minutes: -O2 reached Verilator's run-once VPI symbol-table code through -CFLAGS;
     spatten/sim/build.py keeps optimization levels out of -CFLAGS.)"""
     _run_dpi(tmp_path, "eighth", 40, max_tokens=256)
+
+
+def test_eighth_random_native(tmp_path: Path) -> None:
+    """The tiny regression's random stimulus (every command, error packets, groups,
+    threshold heads; lists of up to 256 tokens) on the 1/8 preset's SpAttenTop with the DPI
+    DRAM (two HBM2 channels, builtin backend), through the native simulator ``run.py`` uses:
+    every response compared word for word with the golden model's."""
+    from spatten.contract.golden import GoldenAccelerator  # noqa: PLC0415
+    from spatten.sim.program import CommandInfo, Program  # noqa: PLC0415
+    from spatten.sim.simulate import simulate  # noqa: PLC0415
+
+    params = load_params(hwbuild.contract_json("eighth"))
+    gen = StimulusGenerator(params, random.Random(run_seed()), max_tokens=256)
+    items = [gen.next() for _ in range(80)]
+    golden = GoldenAccelerator(params, gen.mem)
+    prog = Program(params, "synthetic", dense=False, image=gen.mem)
+    for i, st in enumerate(items):
+        prog.commands.append(list(st.words))
+        prog.expected.append(golden.execute_packet(st.words))
+        prog.info.append(CommandInfo(st.what, None, 0, 0, 0))
+    assert {"ATTEND", "ATTEND_GROUP"} <= {st.what for st in items}
+    exe = hwbuild.build_native("SpAttenTop", "eighth", [ROOT / "hardware" / "harness" / "spatten_sim.cpp"])
+    res = simulate(exe, prog, tmp_path / "run", "builtin", ROOT / "hardware" / "dpi" / "configs" / "hbm2.yaml",
+                   "eighth-random", check=True)
+    assert res.checked == len(items) and res.mismatches == 0
 
 
 @pytest.mark.parametrize("preset", ["eighth", pytest.param("paper", marks=pytest.mark.slow)])
