@@ -243,9 +243,9 @@ def table(s: dict) -> str:
                                              f"(quantization included)" if fe.get("model_max_abs") is not None
                      else "not checked (the tensors have no out_ref)"))
         if fe.get("value_selection_ties") or fe.get("value_selection_violations"):
-            rows.append(("valueTopK vs the model's top-k", f"{fe['value_selection_ties']} near-tie selections "
-                                                          f"(within the fixed-point bound), "
-                                                          f"{fe['value_selection_violations']} beyond it"))
+            rows.append(("V rows vs the model's choice", f"{fe['value_selection_ties']} near-tie selections "
+                                                        f"(top-k or threshold, within the fixed-point bound), "
+                                                        f"{fe['value_selection_violations']} beyond it"))
     ovr = s.get("own_vs_recorded")
     for kind in ("tokens", "heads"):
         if ovr and f"{kind}_mean_overlap" in ovr:

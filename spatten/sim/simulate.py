@@ -195,7 +195,8 @@ def float_error(prog) -> dict:
             "units": "integer V units (o / 2^16 vs float attention on the same integers)",
             "max_over_tolerance": float(ratio.max()), "violations": int((ratio > 1).sum()),
             "tolerance": "spatten.contract.reference.fixed_point_tolerance(N, M, max|v|)",
-            # valueTopK on near-equal probabilities: a different, equally valid selection than the
-            # model's float top-k (within reference.probability_tolerance), or one no bound explains
+            # valueTopK on near-equal probabilities (or a threshold between them): a different, equally
+            # valid selection than the model's float one (within reference.probability_tolerance), or
+            # one no bound explains
             "value_selection_ties": sum(c.tie for c in checks),
             "value_selection_violations": sum(c.tie_violation for c in checks), **model}
