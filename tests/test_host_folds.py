@@ -27,9 +27,10 @@ POLICIES = {
                     f"@{Q}.key_lsb_bits=4"),
     # per-channel K scales, per-tensor V, no eviction
     "channel-k": f"kivi-hw@{Q}.value_axis=tensor@{Q}.value_bits=8@{Q}.key_msb_bits=6@{Q}.requant_threshold=0.3",
-    # per-channel K and V scales, V rows by probability threshold (the threshold mode)
+    # per-channel K and V scales, V rows by probability threshold (the threshold mode), the
+    # threshold relative to the row's keys (0.75 / N: about 0.03 here)
     "threshold": f"kivi-hw@{Q}.value_bits=8@{Q}.key_msb_bits=6@{Q}.key_lsb_bits=2@{Q}.requant_threshold=0.3"
-                 f"@{V}.enabled=true@{V}.threshold=0.03",
+                 f"@{V}.enabled=true@{V}.relative_threshold=0.75",
 }
 
 
@@ -70,7 +71,7 @@ def test_folded_workload_runs_bit_exact_and_counts_the_same_bits(assets: dict[st
     else:
         assert meta["scales"] == {"key": "channel", "value": "channel"}
         # the threshold selects a different number of V rows from row to row
-        assert all(r.extra["value_threshold"] == "0.03" for r in rows)
+        assert all(float(r.extra["value_threshold"]) == 0.75 / r.key_fetch_num for r in rows)
         assert len({r.value_fetch_num for r in rows}) > 1
     out = tmp_path / "out"
     proc = fx.run_py([str(csv), "--preset", "tiny", "--out", str(out), "--no-dense"])

@@ -132,9 +132,10 @@ def build_workload(
         seen = seen or r.topk_applied or len(r.heads) < state.n_heads
     fixed = _row_fields(policy)
     vp = policy.value_pruning
-    vthr = {"value_threshold": repr(vp.threshold)} if vp.enabled and vp.threshold > 0 else {}
 
-    def extra(head: int) -> dict[str, str]:
+    def extra(head: int, n_keys: int) -> dict[str, str]:
+        """kv_head_id, and the row's threshold (the model's ``threshold_for`` its keys)."""
+        vthr = {"value_threshold": repr(vp.threshold_for(n_keys))} if vp.thresholded else {}
         return {"kv_head_id": str(head // groups), **vthr}
 
     rows: list[WorkloadRow] = []
@@ -172,7 +173,7 @@ def build_workload(
                         if_rescale_previous_importance=False,
                         if_topk=topk_here,
                         topk=int(nxt.kept_ids.numel()) if topk_here and nxt is not None else -1,
-                        extra=extra(head),
+                        extra=extra(head, len(k_ids)),
                         **fixed,  # type: ignore[arg-type]
                     )
                 )

@@ -4,7 +4,8 @@ The accelerator (``hardware/SPEC.md``) runs one ATTEND per (decode step, layer, 
 query row), or one ATTEND_GROUP per K/V head, over a host-written token list, with one
 symmetric scale per (layer, K/V head) for the K planes and one for the V plane; it prunes
 tokens with TOPK_TOKENS on its own importance (SpAtten's cascade) and V rows by count
-(local value pruning) or by probability threshold (``value_pruning.threshold``: an
+(local value pruning) or by probability threshold (``value_pruning.threshold`` or
+``relative_threshold``: an
 ATTEND_GROUP head's ``valueThresh`` mode, ``p_j >= min(T, pmax)``). The host adds, for free:
 
 - eviction (streaming, longformer, h2o, tova, snapkv, pyramidkv, adakv): the kept set of

@@ -14,7 +14,8 @@ models only, dense prefill. One layer's call, in order:
    K LSBs) -- or, for the ``threshold`` method, keys kept by their MSB-predicted probability
    and probabilities recomputed with the full keys over the kept keys;
 3. local value pruning (each row sums the V rows of its top ``value_pruning.keep``, or of
-   the probabilities at least ``min(value_pruning.threshold, the row's largest)``);
+   the probabilities at least ``min(T, the row's largest)``, ``T`` the policy's threshold or
+   its relative threshold over the row's attended keys);
 4. importance for the cascade, the eviction method's score and the eviction for the next call;
 5. the K/V bits read, per query head and row, into ``state.kv_bits`` (``count_bits``).
 
@@ -119,8 +120,10 @@ def extended_forward(
                 p = torch.where(requant.unsqueeze(-1), probs(k_full, vis), p)
     n_att = vis.sum(dim=-1)  # [H, tq]
     vp = pol.value_pruning
-    if vp.enabled and decode and vp.threshold > 0:
-        vsel = sel.value_threshold_mask(p, vp.threshold) & vis
+    if decode and vp.thresholded:
+        thr = (vp.relative_threshold / n_att.clamp(min=1).double() if vp.relative_threshold > 0
+               else torch.full(n_att.shape, vp.threshold, dtype=torch.float64))
+        vsel = sel.value_threshold_mask(p, thr.to(p.dtype)) & vis
         p_used = p * vsel
     elif vp.enabled and decode:
         n_val = torch.clamp(torch.ceil(vp.keep * n_att.double() - 1e-9).long(), min=vp.min_tokens)

@@ -129,13 +129,25 @@ class HeadPruning:
 @dataclass(frozen=True)
 class ValuePruning:
     """Local value pruning: each head sums the V rows of its top-k probabilities, or, with
-    ``threshold > 0``, those whose probability is at least ``min(threshold, its largest)``
-    (``keep`` and ``min_tokens`` then unused)."""
+    ``threshold > 0``, those whose probability is at least ``min(threshold, its largest)``;
+    ``relative_threshold > 0`` sets that threshold per request to ``relative_threshold / N``
+    (``N`` the keys the head attends: relative to uniform attention, so that longer caches
+    do not prune more of the mass). ``keep`` and ``min_tokens`` are unused with either."""
 
     enabled: bool = False
     keep: float = 1.0
     min_tokens: int = 1
     threshold: float = 0.0
+    relative_threshold: float = 0.0
+
+    @property
+    def thresholded(self) -> bool:
+        """Value pruning by threshold (the accelerator's threshold mode)."""
+        return self.enabled and (self.threshold > 0 or self.relative_threshold > 0)
+
+    def threshold_for(self, n: int) -> float:
+        """The threshold of a request over ``n`` keys (``thresholded`` policies)."""
+        return self.relative_threshold / max(n, 1) if self.relative_threshold > 0 else self.threshold
 
     def keep_count(self, n_kept: int) -> int:
         """V rows summed per head when ``n_kept`` tokens survive."""
@@ -192,8 +204,7 @@ class Policy:
     @property
     def extended(self) -> bool:
         """True when the policy needs ``kvattention.py`` (eviction or KIVI quantization)."""
-        return self.eviction.enabled or self.quantization.kivi or (
-            self.value_pruning.enabled and self.value_pruning.threshold > 0)
+        return self.eviction.enabled or self.quantization.kivi or self.value_pruning.thresholded
 
     @property
     def is_dense(self) -> bool:
@@ -288,6 +299,10 @@ def _validate(p: Policy, src: str) -> None:
         raise _fail(src, "value_pruning.min_tokens", "must be >= 1")
     if not 0.0 <= vp.threshold < 1.0:
         raise _fail(src, "value_pruning.threshold", f"must be in [0, 1), got {vp.threshold}")
+    if not 0.0 <= vp.relative_threshold < 1.0:
+        raise _fail(src, "value_pruning.relative_threshold", f"must be in [0, 1), got {vp.relative_threshold}")
+    if vp.threshold > 0 and vp.relative_threshold > 0:
+        raise _fail(src, "value_pruning.relative_threshold", "set threshold or relative_threshold, not both")
     q = p.quantization
     if not 1 <= q.key_msb_bits <= 16:
         raise _fail(src, "quantization.key_msb_bits", f"must be in 1..16, got {q.key_msb_bits}")
@@ -310,7 +325,7 @@ def _validate(p: Policy, src: str) -> None:
     if p.eviction.enabled:
         validate_eviction(p.eviction, src, _fail, q.enabled)
     if p.extended and p.head_pruning.enabled:
-        raise _fail(src, "head_pruning", "cannot be combined with eviction, KIVI quantization or value_pruning.threshold")
+        raise _fail(src, "head_pruning", "cannot be combined with eviction, KIVI quantization or a value_pruning threshold")
     if p.extended and p.prefill != "dense":
         raise _fail(src, "prefill", "eviction and KIVI quantization policies need a dense prefill")
 

@@ -114,7 +114,11 @@ def threshold_keep(pred: torch.Tensor, threshold: float, forced: torch.Tensor) -
     return (pred >= threshold) | forced | best
 
 
-def value_threshold_mask(p: torch.Tensor, threshold: float) -> torch.Tensor:
+def value_threshold_mask(p: torch.Tensor, threshold: float | torch.Tensor) -> torch.Tensor:
     """V rows of value pruning by threshold (the accelerator's threshold mode, SPEC 2 step 5):
-    ``p_j >= min(threshold, max_j p_j)`` along the last axis, so each row keeps its largest."""
-    return p >= torch.clamp(p.amax(dim=-1, keepdim=True), max=threshold)
+    ``p_j >= min(threshold, max_j p_j)`` along the last axis, so each row keeps its largest
+    (``threshold``: a number, or one per row, shaped as ``p`` without its last axis)."""
+    t = torch.as_tensor(threshold, dtype=p.dtype)
+    if t.dim():
+        t = t.unsqueeze(-1)
+    return p >= torch.minimum(p.amax(dim=-1, keepdim=True), t)

@@ -91,6 +91,8 @@ def test_value_threshold_mask() -> None:
     assert sel.value_threshold_mask(p, 0.004).int().tolist() == [[[0, 1, 1, 1]], [[1, 1, 1, 1]]]
     assert sel.value_threshold_mask(p, 0.3).int().tolist() == [[[0, 1, 0, 1]], [[1, 1, 1, 1]]]
     assert sel.value_threshold_mask(p, 0.9).int().tolist() == [[[0, 1, 0, 0]], [[1, 1, 1, 1]]]
+    # one threshold a row (a relative threshold over rows of different lengths)
+    assert sel.value_threshold_mask(p, torch.tensor([[0.3], [0.9]])).int().tolist() == [[[0, 1, 0, 1]], [[1, 1, 1, 1]]]
 
 
 def test_kivi_keys_per_channel_groups_msb_and_residual() -> None:
@@ -139,6 +141,7 @@ def test_kivi_values_per_token_and_channel() -> None:
     ({"eviction": {"enabled": True}, "head_pruning": {"enabled": True}}, "head_pruning"),
     ({"eviction": {"enabled": True, "window": 3}}, "eviction.window: unknown key"),
     ({"value_pruning": {"enabled": True, "threshold": 1.0}}, "value_pruning.threshold"),
+    ({"value_pruning": {"enabled": True, "threshold": 0.1, "relative_threshold": 0.1}}, "not both"),
     ({"value_pruning": {"enabled": True, "threshold": 0.01}, "head_pruning": {"enabled": True}}, "head_pruning"),
 ])
 def test_bad_sections_name_the_key(section: dict, message: str) -> None:
