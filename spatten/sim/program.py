@@ -557,9 +557,13 @@ def _float_check(arrays: tuple[np.ndarray, np.ndarray, np.ndarray], ids: Sequenc
         # the model's value selection: the float top-M (ties to the lower position), as workloads.spatten.selection
         model_sel = np.sort(np.argsort(-pi, kind="stable")[: len(hw_sel)])
     else:
-        # the model's: p_j >= min(T, max p), as workloads.spatten.kvattention
+        # the model's rule (workloads.spatten.selection): p_j >= min(T, max p)
+        import torch  # noqa: PLC0415  (reference already needs it)
+
+        from workloads.spatten.selection import value_threshold_mask  # noqa: PLC0415
+
         t_eff = min(value_thr, float(pi.max()))
-        model_sel = np.flatnonzero(pi >= t_eff)
+        model_sel = np.flatnonzero(value_threshold_mask(torch.as_tensor(pi), value_thr).numpy())
     tie = tie_violation = False
     o_cmp = o_hw
     if not np.array_equal(model_sel, hw_sel):
