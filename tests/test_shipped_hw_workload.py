@@ -1,8 +1,9 @@
 """The shipped workloads of the best hardware-runnable policies (issue 14):
 ``hardware/workloads/smollm2-135m-ctx256-s4-kivi-hw6.{csv,npz}`` (per-channel K scales folded
-into the query, per-channel V scales folded into the output) and, the best since session 11,
-``smollm2-135m-ctx256-s4-kivi-hw-h2o-vthr.{csv,npz}`` (the same folds at 8-bit V, H2O
-eviction lists per K/V head, V rows by probability threshold: the threshold mode).
+into the query, per-channel V scales folded into the output) and, the best since session 12,
+``smollm2-135m-ctx256-s4-kivi-hw-h2o95-vrel.{csv,npz}`` (the same folds at 8-bit V, H2O
+eviction lists per K/V head, V rows by a probability threshold of 0.15 / N per request: the
+threshold mode).
 
 - Its K/V bytes in the accuracy table's definition (bits read per decode step, layer and
   query head vs 16-bit K and V of every token), counted two ways from the same CSV and
@@ -24,7 +25,7 @@ import inputs_fixtures as fx
 
 ROOT = Path(__file__).resolve().parents[1]
 WL = ROOT / "hardware" / "workloads"
-CSV = WL / "smollm2-135m-ctx256-s4-kivi-hw-h2o-vthr.csv"
+CSV = WL / "smollm2-135m-ctx256-s4-kivi-hw-h2o95-vrel.csv"
 ALL = [WL / "smollm2-135m-ctx256-s4-kivi-hw6.csv", CSV]
 
 
@@ -56,14 +57,18 @@ def test_shipped_workload_counts_the_same_bytes_both_ways(params_files, csv: Pat
     assert 0.2 < hw < 0.6
     checks = prog.float_checks.values()
     assert not any(fc.tie_violation for fc in checks)
-    if not policy.value_pruning.threshold:
+    if not policy.value_pruning.thresholded:
         assert hw == pytest.approx(_row_fraction(rows, policy), rel=1e-12)
     else:
         # the model compares float p_j with the threshold, the accelerator its Q.16 p_j: the
         # rows on the other side within the fixed-point bound (ties, none beyond) differ
         assert any(fc.tie for fc in checks)
         assert hw == pytest.approx(_row_fraction(rows, policy), rel=2e-3)
-        assert {r.extra["value_threshold"] for r in rows} == {"0.0002"}
+        # each row's threshold is 0.15 / N, N the keys of its request (the H2O list's length,
+        # growing with the cache over the 4 steps)
+        assert policy.value_pruning.relative_threshold == 0.15
+        assert all(float(r.extra["value_threshold"]) == 0.15 / r.key_fetch_num for r in wl.rows)
+        assert len({r.key_fetch_num for r in wl.rows}) > 1
 
 
 def test_shipped_workload_slice_runs_bit_exact_on_eighth(tmp_path: Path) -> None:
