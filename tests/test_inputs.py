@@ -64,8 +64,17 @@ def test_fields_beyond_the_preset_rejected_before_any_build(tmp_path: Path, buil
                f"{wide}:2: embedding_length_D", f"maxHeadDim={tiny.max_head_dim}", "--preset eighth fits")
 
     one_bit = fx.write(tmp_path / "onebit.csv", [replace(rows[0], quant_value_bit=1)], None)
-    _bad_input(fx.run_py([str(one_bit), "--preset", "tiny", "--check-only"], env),
-               f"{one_bit}:2: quant_value_bit: 1 bit")
+    proc = fx.run_py([str(one_bit), "--preset", "tiny", "--check-only"], env)
+    _bad_input(proc, f"{one_bit}:2: quant_value_bit: 1 bit")
+    assert "--preset" not in proc.stderr  # no preset lifts it
+
+    # 0.15 / 20,000 keys is below 2^-17: the Q.16 threshold would round to 0 (every V row)
+    tiny_thr = fx.write(tmp_path / "thr.csv", [replace(rows[0], extra={**rows[0].extra, "value_threshold": "7.5e-06"})],
+                        None)
+    proc = fx.run_py([str(tiny_thr), "--preset", "tiny", "--check-only"], env)
+    _bad_input(proc, f"{tiny_thr}:2: value_threshold: 7.5e-06 rounds to 0 in the accelerator's Q.16 "
+                     f"probabilities", "from N = c * 2^17 keys on")
+    assert "--preset" not in proc.stderr
 
     from spatten.contract.params import load_params
     paper = load_params(build_dir / "contract" / next(p.name for p in (build_dir / "contract").iterdir()

@@ -25,6 +25,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
+from spatten.contract import quant
 from spatten.contract.layout import layout
 from spatten.errors import InputError
 from spatten.sim.dramconfig import check_backend, check_dram_config, parse_dram_config  # re-exported
@@ -47,6 +48,8 @@ def _needs(rows: Sequence[Any]) -> dict[str, int]:
             "max_tokens": max(max(r.sentence_length_L, r.key_fetch_num) for r in rows)}
 
 
+_SIZE_FIELDS = {"head_id", "embedding_length_D", "sentence_length_L", "key_fetch_num"}
+"""The fields whose limits a larger preset lifts (the others no preset does)."""
 _LIMIT_KEYS = {"max_heads": "maxHeads", "max_head_dim": "maxHeadDim", "max_tokens": "maxTokens"}
 
 
@@ -59,11 +62,22 @@ def check_rows(path: Path | str, rows: Sequence[Any], params: Any, preset: str =
     """Reject rows (``workloads.csvschema.WorkloadRow``) that ``params`` cannot run: ``head_id`` beyond
     ``maxHeads``, ``embedding_length_D`` beyond ``maxHeadDim``, ``sentence_length_L`` or
     ``key_fetch_num`` beyond ``maxTokens``, key bits beyond 16, 1-bit quantization (the
-    host's symmetric quantizer needs 2..16 bits). The message names the first offending line and field, how many rows fail, and
-    which larger preset of ``presets`` (looked up with ``params_of``) fits, or that none
-    does."""
+    host's symmetric quantizer needs 2..16 bits), a ``value_threshold`` that rounds to 0 in
+    Q.16 (at most 2^-17: every V row would be summed where the model pruned).
+    The message names the first offending line and field, how many rows fail, and, for a
+    size limit, which larger preset of ``presets`` (looked up with ``params_of``) fits, or
+    that none does."""
+    from workloads.csvschema import value_threshold  # noqa: PLC0415 - the column's one reader
+
     bad: list[tuple[int, str, str]] = []
     for r in rows:
+        vthr = value_threshold(r)
+        if vthr is not None and quant.threshold_q16(vthr) == 0:
+            bad.append((r.line, "value_threshold", f"{vthr!r} rounds to 0 in the accelerator's Q.16 "
+                                                   f"probabilities (as every threshold up to 2^-17 = "
+                                                   f"{2.0 ** -17:.3g} does): every V row would be summed where the "
+                                                   f"model pruned; with value_pruning.relative_threshold c / N "
+                                                   f"this happens from N = c * 2^17 keys on"))
         if r.head_id >= params.max_heads:
             bad.append((r.line, "head_id", f"{r.head_id} is beyond the preset's maxHeads={params.max_heads} "
                                            f"(heads 0..{params.max_heads - 1})"))
@@ -89,7 +103,7 @@ def check_rows(path: Path | str, rows: Sequence[Any], params: Any, preset: str =
     line, fld, msg = bad[0]
     more = f" ({len(bad) - 1} more problems in other rows)" if len(bad) > 1 else ""
     hint = ""
-    if presets and preset in presets:
+    if presets and preset in presets and any(f in _SIZE_FIELDS for _, f, _ in bad):
         needs = _needs(rows)
         larger = list(presets)[list(presets).index(preset) + 1:]
         fit = None
