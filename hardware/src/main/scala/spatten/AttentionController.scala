@@ -45,7 +45,7 @@ class CoreStatus(p: SpAttenParams) extends Bundle {
   *    fetch to its response; the softmax bank of the same number goes with it).
   * This file holds what they share: the [[Softmax]] (front: scores and summary; back:
   * probabilities), the [[ImportanceBuffer]] (front: reads and CLEAR; back: accumulation),
-  * the job queue between them (two entries), the [[DramArbiter]] of the two fetchers, the
+  * the job queue between them (two entries), the [[DramArbiter]] of the three fetchers (token lists and K LSBs, the K MSB fill, values), the
   * response word stream (the back end's words win; the two never offer one in the same
   * cycle) and the status. Every response word is packed by [[ResponseWords]].
   *
@@ -70,7 +70,7 @@ class AttentionController(p: SpAttenParams) extends Module {
   })
 
   // ---------------- shared units ----------------
-  val arbiter = Module(new DramArbiter(p, 2))
+  val arbiter = Module(new DramArbiter(p, 3, background = 1))
   val softmax = Module(new Softmax(p, AttentionController.slots))
   val imp     = Module(new ImportanceBuffer(p))
   io.dram <> arbiter.io.dram
@@ -90,6 +90,7 @@ class AttentionController(p: SpAttenParams) extends Module {
   val back  = new BackEnd(p, jobs.io.deq, io.cycle, softmax, imp, bank, backDrained, backFinish)
   arbiter.io.clients(0) <> front.keyFetch.io.dram
   arbiter.io.clients(1) <> back.valFetch.io.dram
+  arbiter.io.clients(2) <> front.fillFetch.io.dram
 
   // ---------------- the word stream: back end (ATTEND) or front end (the others) ----------------
   val backWords = back.bWordValid

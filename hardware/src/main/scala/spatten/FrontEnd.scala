@@ -22,8 +22,9 @@ object CtrlState extends ChiselEnum {
   * ATTEND: wait for a free slot of the [[TokenListBank]] (the softmax score bank of the
   * same number goes with it); load the query into the [[DotProductArray]]; fetch the
   * token list into the slot (`burstBytes / 2` ids a row, one burst a row); pass 1 streams
-  * the MSB rows of the `N` keys, up to `keysPerCycle` a beat, through the key
-  * [[RowFetcher]] (which delivers whole rows as [[RowBeat]]s) and the row unpackers
+  * the MSB rows of the `N` keys, up to `keysPerCycle` a beat, from the MSB row buffer
+  * (filled by `fillFetch`, a [[RowFetcher]] delivering whole rows as [[RowBeat]]s, the
+  * next request's rows during this one's last head) through the row unpackers
   * (`k = msb << kLsbBits`) into the dot-product array, which takes as many keys a beat as
   * its lanes allow (SPEC.md section 2, "Throughput"), keeping every pass-1 score in a
   * score buffer (banked by position) and the score beats into the [[Softmax]] (the slot's
@@ -34,8 +35,8 @@ object CtrlState extends ChiselEnum {
   * pass-1 score plus `q . lsb`, so the MSB plane is never fetched twice. The request, its
   * slot and its summary go to the back end as an [[AttendJob]] (`jobs`), and the front end
   * takes the next request. The next ATTEND's token list is fetched ahead, during the key
-  * pass and summary of this request's last head (SPEC.md section 2, "Throughput of the key
-  * side").
+  * pass and summary of this request's last head, and then its K MSB rows (SPEC.md
+  * section 2, "Throughput of the key side").
   *
   * Other commands (in order with the ATTENDs: each waits in `drain` until `backDrained`,
   * i.e. the back end has answered every earlier ATTEND): TOPK_TOKENS / TOPK_HEADS rank
@@ -66,8 +67,11 @@ class FrontEnd(p: SpAttenParams, reqIn: DecoupledIO[Request], ids: DecoupledIO[P
   private def ix(j: UInt): UInt = low(j, idxBits)
 
   // ---------------- units of the key path ----------------
-  /** Fetches token lists and key rows (its DRAM port goes to the controller's arbiter). */
+  /** Fetches token lists and K LSB rows (its DRAM port goes to the controller's arbiter). */
   val keyFetch  = Module(new RowFetcher(p))
+  /** Fills the K MSB row buffer, one request (group) after another (the controller's
+    * arbiter's third client). */
+  val fillFetch = Module(new RowFetcher(p))
   val keyUnpack = Module(new PlaneUnpackerBeat(p))
   val dot       = Module(new DotProductArray(p))
   val rankTopk  = Module(new TopKEngine(p, p.headImportanceBits, p.maxTokens.max(p.maxHeads), p.topkParallelism))
@@ -154,6 +158,22 @@ class FrontEnd(p: SpAttenParams, reqIn: DecoupledIO[Request], ids: DecoupledIO[P
   val kPend   = RegInit(0.U((cntBits + 1).W))
   val kBefore = RegInit(0.U((cntBits + 1).W))
 
+  // ---------------- the MSB row buffer's fill ----------------
+  /** `fillFetch` fetches the K MSB rows of one request at a time into `msbRows` (`fIn`
+    * rows in so far): the current request's once it reaches its keys, then, during its
+    * last head, the next request's (taken ahead, below, its list all in), each row
+    * written only once the running head no longer reads that position (`msbFree`). */
+  val fAct      = RegInit(false.B) // a fill is running
+  val fNext     = RegInit(false.B) // the fill (running or done) is the next request's
+  val nFilled   = RegInit(false.B) // the next request's rows are all in
+  val curFilled = RegInit(false.B) // the current request's rows are all in
+  val fN      = RegInit(0.U(cntBits.W))
+  val fBase   = RegInit(0.U(p.dramAddrBits.W))
+  val fBursts = RegInit(0.U(RowFetcher.rowBurstBits(p).W))
+  val fSlot   = RegInit(0.U(bank.slotBits.W))
+  val fIssue  = RegInit(0.U(cntBits.W))
+  val fIn     = RegInit(0.U(cntBits.W))
+
   // defaults
   reqIn.ready := false.B
   ids.valid := false.B
@@ -220,6 +240,11 @@ class FrontEnd(p: SpAttenParams, reqIn: DecoupledIO[Request], ids: DecoupledIO[P
         nHeld := false.B
         pOwn := true.B // its list is (being) fetched into the slot it takes
       }
+      // its MSB rows: filled ahead (wholly or in part: the fill goes on as its own), or
+      // filled once it reaches its keys
+      curFilled := nHeld && fNext && nFilled
+      fNext := false.B
+      nFilled := false.B
       req := r
       g := 0.U
       lsbCached := false.B
@@ -338,16 +363,20 @@ class FrontEnd(p: SpAttenParams, reqIn: DecoupledIO[Request], ids: DecoupledIO[P
 
   // ---------------- key passes ----------------
   val keyBits = Mux(pass === 1.U, req.kMsbBits, req.kLsbBits)
-  /** This pass reads the group's row buffer instead of DRAM. */
-  val fromRows = Mux(pass === 1.U, g =/= 0.U, lsbCached)
+  /** This pass reads the group's row buffer instead of DRAM (pass 1 always: the fill
+    * below writes the MSB rows there; pass 2 once a head of the group fetched the LSBs). */
+  val fromRows = Mux(pass === 1.U, true.B, lsbCached)
+  /** Rows of the current request in the MSB row buffer (positions 0 .. avail-1). */
+  val avail = Wire(UInt((cntBits + 1).W))
   /** Keys left to issue / to deliver, capped at a beat. */
   private def upTo(left: UInt, cap: UInt): UInt = Mux(left > cap, cap, left)(cBits - 1, 0)
   when(in(CtrlState.keys) && fromRows) {
     // rows of positions 0..N-1 from the row buffer, a beat of keysPerBeat a cycle
     val rows = Mux(pass === 1.U, msbRows.read(issueCnt), lsbRows.read(issueCnt))
-    keyUnpack.io.in.valid := issueCnt < n
+    val cnt = upTo(n - issueCnt, perBeat)
+    keyUnpack.io.in.valid := issueCnt < n && (pass =/= 1.U || issueCnt +& cnt <= avail)
     keyUnpack.io.in.bits.rows := rows
-    keyUnpack.io.in.bits.count := upTo(n - issueCnt, perBeat)
+    keyUnpack.io.in.bits.count := cnt
     when(keyUnpack.io.in.fire) { issueCnt := issueCnt + keyUnpack.io.in.bits.count }
   }
   /** The list fetched ahead is partly issued: key rows wait until it is all issued. */
@@ -359,7 +388,7 @@ class FrontEnd(p: SpAttenParams, reqIn: DecoupledIO[Request], ids: DecoupledIO[P
   val keyIssueWant = in(CtrlState.keys) && !fromRows && issueCnt < n && !listMid
   when(in(CtrlState.keys) && !fromRows) {
     // issue: the token ids of positions issueCnt.., up to K a beat
-    val base = Mux(pass === 1.U, req.kMsbBase, req.kLsbBase)
+    val base = req.kLsbBase // pass 1 reads the row buffer
     val bursts = AttentionController.rowBursts(p, req.d, keyBits)
     keyFetch.io.rows.valid := keyIssueWant
     keyFetch.io.rows.bits.count := upTo(n - issueCnt, K.U)
@@ -376,7 +405,7 @@ class FrontEnd(p: SpAttenParams, reqIn: DecoupledIO[Request], ids: DecoupledIO[P
     keyFetch.io.out.ready := keyUnpack.io.in.ready && !listNext
     when(keyFetch.io.out.fire && !listNext) {
       val beat = keyFetch.io.out.bits
-      when(pass === 1.U) { msbRows.write(rowIn, beat.count, beat.rows) }.otherwise { lsbRows.write(rowIn, beat.count, beat.rows) }
+      lsbRows.write(rowIn, beat.count, beat.rows)
       rowIn := rowIn + beat.count
     }
   }
@@ -518,6 +547,50 @@ class FrontEnd(p: SpAttenParams, reqIn: DecoupledIO[Request], ids: DecoupledIO[P
     when(keyFetch.io.out.fire) {
       when(listRowIn(pSlot, pDone, pReq.n, pReq.accum)) { pBad := true.B }
       pDone := pDone + 1.U
+    }
+  }
+
+  // ---------------- the MSB row buffer's fill (declared above) ----------------
+  avail := Mux(curFilled, n.pad(cntBits + 1), Mux(fAct && !fNext, fIn.pad(cntBits + 1), 0.U))
+  /** Positions of `msbRows` the current request no longer reads: none before its last
+    * head's pass 1, those below `issueCnt` during it, all after it. */
+  val msbReading = isAttend && pass === 1.U &&
+    (in(CtrlState.waitSlot) || in(CtrlState.loadQuery) || in(CtrlState.list) || in(CtrlState.keys))
+  val msbFree = Mux(!isAttend || in(CtrlState.idle), p.maxTokens.U,
+    Mux(!lastHead, 0.U, Mux(msbReading, Mux(in(CtrlState.keys), issueCnt.pad(cntBits + 1), 0.U), p.maxTokens.U)))
+  // start: the current request's (at its keys, nothing filled for it), or the next one's
+  // (held, its list all in and usable, the current one's rows all in; not in the idle
+  // cycle that makes it the current one, whose own fill starts at its keys)
+  val fStartCur  = isAttend && in(CtrlState.keys) && !curFilled && !fAct && !fNext
+  val fStartNext = nHeld && !in(CtrlState.idle) && !fAct && !fNext && curFilled &&
+    pIssue === pListBursts && pDone === pListBursts && !pBad
+  when(fStartCur || fStartNext) {
+    fAct := true.B
+    fNext := fStartNext
+    fN := Mux(fStartNext, nReq.n(cntBits - 1, 0), n)
+    fBase := Mux(fStartNext, nReq.kMsbBase, req.kMsbBase)
+    fBursts := Mux(fStartNext, AttentionController.rowBursts(p, nReq.d, nReq.kMsbBits),
+      AttentionController.rowBursts(p, req.d, req.kMsbBits))
+    fSlot := Mux(fStartNext, pSlot, slot)
+    fIssue := 0.U
+    fIn := 0.U
+  }
+  // issue: up to K rows a beat, by the token ids of the filled request's slot
+  fillFetch.io.rows.valid := fAct && fIssue < fN
+  fillFetch.io.rows.bits.count := upTo(fN - fIssue, K.U)
+  fillFetch.io.rows.bits.rows := VecInit(Seq.tabulate(K)(i => fetchRow(p, bank.tok(fSlot, fIssue + i.U), fBase, fBursts)))
+  when(fillFetch.io.rows.fire) { fIssue := fIssue + fillFetch.io.rows.bits.count }
+  // delivery: up to K rows a beat into the buffer, the next request's only where free
+  fillFetch.io.maxRows := K.U
+  val fBeat = fillFetch.io.out.bits
+  fillFetch.io.out.ready := fAct && (!fNext || fIn +& fBeat.count <= msbFree)
+  when(fillFetch.io.out.fire) {
+    msbRows.write(fIn, fBeat.count, fBeat.rows)
+    fIn := fIn + fBeat.count
+    when(fIn +& fBeat.count === fN) {
+      fAct := false.B
+      // (the next request may become the current one in this very cycle)
+      when(fNext && !(in(CtrlState.idle) && nHeld)) { nFilled := true.B }.otherwise { curFilled := true.B }
     }
   }
 
