@@ -72,6 +72,10 @@ def test_run_tiny_workload_end_to_end(tmp_path: Path) -> None:
     assert {"keys", "summary"} <= set(stages["front"]) and {"probs", "values"} <= set(stages["back"])
     assert {"respO", "respSel"} <= set(stages["resp"])
     assert all(sum(stages[u].values()) >= s["cycles"] for u in ("front", "back", "resp"))
+    # the key pass waits for K MSB rows (at least each request's first rows: the fill starts
+    # at its keys or during the previous request's last head), only within `keys`
+    assert 0 < stages["keyRowsWait"]["yes"] < stages["front"]["keys"]
+    assert "waiting for K MSB rows from DRAM" in (out / "summary.md").read_text()
     # lower bounds by unit (tiny: K = 2, 16 lanes, D = 16; worked out by hand from _rows()):
     # P x V: beats of 2 rows, 2 cycles each (8 columns a row lane): m = 10, 10, 7, 7 per
     # step -> 10 + 10 + 8 + 8; probabilities: ceil(n / 2) per head; responses: ATTEND 2 +

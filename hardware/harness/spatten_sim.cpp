@@ -10,7 +10,8 @@
 // (spatten/contract/commands.py write_stream/read_stream). Plusargs go to the DPI DRAM model.
 // The log has one line per command: index, opcode, first-word cycle, response-last cycle,
 // response words. Per-cycle controller-state counts go to <log>.states (unit,state,cycles;
-// unit front, back or resp: the two pipeline stages of AttentionController and the back end's responder).
+// unit front, back or resp: the two pipeline stages of AttentionController and the back end's responder;
+// unit keyRowsWait, state 1: cycles the front end's key pass 1 waited for K MSB rows not yet filled).
 // Exit status: 0 when every command got its response; 2 on bad arguments or files;
 // 3 when the accelerator stops making progress (the message names the stalled stage).
 //
@@ -300,6 +301,7 @@ int main(int argc, char** argv) {
   std::vector<Record> resp;
   resp.reserve(cmds.size() * 4);
   std::map<unsigned, uint64_t> stateCycles, backStateCycles, respStateCycles;
+  uint64_t keyRowsWaitCycles = 0;
   std::mt19937 rng(opt.stallSeed);
 
   // Reset.
@@ -333,6 +335,7 @@ int main(int argc, char** argv) {
     stateCycles[top->io_status_state]++;
     backStateCycles[top->io_status_backState]++;
     respStateCycles[top->io_status_respState]++;
+    keyRowsWaitCycles += top->io_status_keyRowsWait ? 1 : 0;
     if (cmdFire) {
       if (w == packetStart[cmdPacket]) startCycle[cmdPacket] = cycle;
       if (cmds[w].flags & 1) ++cmdPacket;
@@ -388,6 +391,7 @@ int main(int argc, char** argv) {
   for (const auto& [s, c] : stateCycles) states += "front," + std::to_string(s) + "," + std::to_string(c) + "\n";
   for (const auto& [s, c] : backStateCycles) states += "back," + std::to_string(s) + "," + std::to_string(c) + "\n";
   for (const auto& [s, c] : respStateCycles) states += "resp," + std::to_string(s) + "," + std::to_string(c) + "\n";
+  states += "keyRowsWait,1," + std::to_string(keyRowsWaitCycles) + "\n";
   writeAtomically(opt.log + ".states", states);
   std::fprintf(stderr, "[%s] %zu commands, %" PRIu64 " cycles in %.2f s (%.0f cycles/s)\n", opt.name.c_str(),
                numPackets, cycle, secs, secs > 0 ? cycle / secs : 0.0);

@@ -271,6 +271,11 @@ def table(s: dict) -> str:
             if counts:
                 lines.append(f"cycles by {label}: " + ", ".join(
                     f"{k} {v:,}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1])))
+        wait = s["controller_state_cycles"].get("keyRowsWait", {}).get("yes")
+        if wait is not None:
+            keys = s["controller_state_cycles"].get("front", {}).get("keys", 0)
+            lines.append(f"of the front end's keys: {wait:,} cycles waiting for K MSB rows from DRAM "
+                         f"(pass 1, the next beat's rows not yet filled), {keys - wait:,} the others")
     return "\n".join(lines) + "\n"
 
 

@@ -28,6 +28,9 @@ class CoreStatus(p: SpAttenParams) extends Bundle {
   val softmaxBusy = Bool()
   val valueTopkPhase = UInt(3.W)
   val rankTopkPhase  = UInt(3.W)
+  /** The front end is in `keys`, pass 1, with the next beat's K MSB rows not yet in the
+    * row buffer (waiting for the fill, i.e. for DRAM). */
+  val keyRowsWait = Bool()
 }
 
 /** Runs the commands through the datapath (SPEC.md sections 2, 3 and 5) as a two-stage
@@ -117,6 +120,7 @@ class AttentionController(p: SpAttenParams) extends Module {
   io.status.softmaxBusy := softmax.io.busy || softmax.io.streaming
   io.status.valueTopkPhase := back.valueTopk.io.status.phase
   io.status.rankTopkPhase := front.rankTopk.io.status.phase
+  io.status.keyRowsWait := front.keyRowsWait
 }
 
 /** Helpers of the controller's parts. */

@@ -234,7 +234,7 @@ object Contract {
     "wordBits" -> wordBits.toString,
     "opcodes" -> opcodes.map { case (k, v) => s"${q(k)}: $v" }.mkString("{", ", ", "}"),
     "packets" -> obj(packets.map(pk => pk.name -> packetJson(pk, "    ")), "  "),
-    "states" -> s"""{"front": ${names(CtrlState.names)}, "back": ${names(BackState.names)}, "resp": ${names(RespState.names)}}"""
+    "states" -> s"""{"front": ${names(CtrlState.names)}, "back": ${names(BackState.names)}, "resp": ${names(RespState.names)}, "keyRowsWait": ${names(Seq("no", "yes"))}}"""
   ), "") + "\n"
 }
 

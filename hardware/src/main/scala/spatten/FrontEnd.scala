@@ -368,6 +368,8 @@ class FrontEnd(p: SpAttenParams, reqIn: DecoupledIO[Request], ids: DecoupledIO[P
   val fromRows = Mux(pass === 1.U, true.B, lsbCached)
   /** Rows of the current request in the MSB row buffer (positions 0 .. avail-1). */
   val avail = Wire(UInt((cntBits + 1).W))
+  /** Pass 1 waits for the next beat's rows to be filled (status only). */
+  val keyRowsWait = WireDefault(false.B)
   /** Keys left to issue / to deliver, capped at a beat. */
   private def upTo(left: UInt, cap: UInt): UInt = Mux(left > cap, cap, left)(cBits - 1, 0)
   when(in(CtrlState.keys) && fromRows) {
@@ -375,6 +377,7 @@ class FrontEnd(p: SpAttenParams, reqIn: DecoupledIO[Request], ids: DecoupledIO[P
     val rows = Mux(pass === 1.U, msbRows.read(issueCnt), lsbRows.read(issueCnt))
     val cnt = upTo(n - issueCnt, perBeat)
     keyUnpack.io.in.valid := issueCnt < n && (pass =/= 1.U || issueCnt +& cnt <= avail)
+    keyRowsWait := issueCnt < n && pass === 1.U && issueCnt +& cnt > avail
     keyUnpack.io.in.bits.rows := rows
     keyUnpack.io.in.bits.count := cnt
     when(keyUnpack.io.in.fire) { issueCnt := issueCnt + keyUnpack.io.in.bits.count }
