@@ -376,8 +376,9 @@ class FrontEnd(p: SpAttenParams, reqIn: DecoupledIO[Request], ids: DecoupledIO[P
     // rows of positions 0..N-1 from the row buffer, a beat of keysPerBeat a cycle
     val rows = Mux(pass === 1.U, msbRows.read(issueCnt), lsbRows.read(issueCnt))
     val cnt = upTo(n - issueCnt, perBeat)
-    keyUnpack.io.in.valid := issueCnt < n && (pass =/= 1.U || issueCnt +& cnt <= avail)
-    keyRowsWait := issueCnt < n && pass === 1.U && issueCnt +& cnt > avail
+    val rowsIn = pass =/= 1.U || issueCnt +& cnt <= avail // (pass 1: the beat's rows filled)
+    keyUnpack.io.in.valid := issueCnt < n && rowsIn
+    keyRowsWait := issueCnt < n && !rowsIn
     keyUnpack.io.in.bits.rows := rows
     keyUnpack.io.in.bits.count := cnt
     when(keyUnpack.io.in.fire) { issueCnt := issueCnt + keyUnpack.io.in.bits.count }
@@ -390,9 +391,10 @@ class FrontEnd(p: SpAttenParams, reqIn: DecoupledIO[Request], ids: DecoupledIO[P
   val listNext = pAct && kBefore === 0.U && pDone < pIssue
   val keyIssueWant = in(CtrlState.keys) && !fromRows && issueCnt < n && !listMid
   when(in(CtrlState.keys) && !fromRows) {
-    // issue: the token ids of positions issueCnt.., up to K a beat
-    val base = req.kLsbBase // pass 1 reads the row buffer
-    val bursts = AttentionController.rowBursts(p, req.d, keyBits)
+    // issue: the token ids of positions issueCnt.., up to K a beat (only pass 2 reads
+    // DRAM here: pass 1 reads the row buffer)
+    val base = req.kLsbBase
+    val bursts = AttentionController.rowBursts(p, req.d, req.kLsbBits)
     keyFetch.io.rows.valid := keyIssueWant
     keyFetch.io.rows.bits.count := upTo(n - issueCnt, K.U)
     keyFetch.io.rows.bits.rows := VecInit(Seq.tabulate(K)(i => fetchRow(p, bank.tok(slot, issueCnt + i.U), base, bursts)))

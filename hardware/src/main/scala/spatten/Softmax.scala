@@ -401,12 +401,13 @@ class Softmax(p: SpAttenParams, banks: Int = 2) extends Module {
 }
 
 object Softmax {
-  /** Scores per row of the bank memories, `max(16, keysPerCycle)`: the stale-prefix
-    * recomputation handles this many a cycle (the summary of a request whose maximum is
-    * late costs `ceil(k / lanes)` cycles, which short requests cannot hide), a collect
-    * beat (at most keysPerCycle aligned scores) lies in one row, and the stream reads
-    * `keysPerCycle` of them a cycle from one row. */
-  def lanes(p: SpAttenParams): Int = math.max(16, p.keysPerCycle)
+  /** Scores per row of the bank memories, `max(16, 8 * keysPerCycle)` (tiny and eighth
+    * 16, paper 64): the stale-prefix recomputation handles this many a cycle (the summary
+    * of a request whose maximum is late costs `ceil(k / lanes)` cycles, at most an eighth
+    * of its key pass, which the front end waits for before the next head's keys), a
+    * collect beat (at most keysPerCycle aligned scores) lies in one row, and the stream
+    * reads `keysPerCycle` of them a cycle from one row. */
+  def lanes(p: SpAttenParams): Int = math.max(16, 8 * p.keysPerCycle)
 
   /** Quotient bits a cycle of the reciprocal divider: `ceil(49 / 4) = 13` cycles. */
   val divBitsPerCycle: Int = 4

@@ -111,7 +111,7 @@ object SpAttenParams {
     * buffer sizes this implies: SPEC.md section 7). */
   val paper: SpAttenParams = SpAttenParams(
     preset = "paper", maxHeadDim = 128, maxTokens = 32768, maxHeads = 32, dotLanes = 512,
-    numChannels = 16, topkParallelism = 16, maxInflight = 32, maxGroupHeads = 8, keysPerCycle = 8)
+    numChannels = 16, topkParallelism = 16, maxInflight = 64, maxGroupHeads = 8, keysPerCycle = 8)
 
   val all: Seq[SpAttenParams] = Seq(tiny, eighth, paper)
 
